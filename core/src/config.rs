@@ -1,0 +1,83 @@
+//! A member's configuration. Every member of a cluster must use the same values for the
+//! settings marked *cluster-wide*: they shape what the state machine does on apply.
+
+/// etcd's default `--max-request-bytes` (1.5 MiB).
+pub const REQUEST_BYTES_MAX_DEFAULT: usize = 1536 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This member's id, non-zero.
+    pub id: u64,
+    /// The voters a new cluster starts with (ignored on restart: membership comes from the log).
+    pub voters: Vec<u64>,
+    /// Seeds everything random in the member (election timeouts, proposal nonces). Must differ
+    /// between members, and between boots of one member, for elections to break ties and for
+    /// proposals from before a restart never to be taken for ones after it. A simulator derives
+    /// it from its run seed; a real driver draws it from the OS.
+    pub seed: u64,
+    /// Milliseconds per Raft tick (etcd's `--heartbeat-interval`).
+    pub tick_ms: u64,
+    /// Heartbeat interval in ticks.
+    pub heartbeat_ticks: usize,
+    /// Election timeout in ticks; the randomized timeout is drawn from
+    /// `[election_ticks, 2 * election_ticks)`.
+    pub election_ticks: usize,
+    /// Applied entries between state machine snapshots (etcd's `--snapshot-count`).
+    pub snapshot_entries: u64,
+    /// Entries kept in the log behind a snapshot, so a follower that is only a little behind
+    /// catches up from the log rather than by snapshot (etcd's `SnapshotCatchUpEntries`).
+    pub snapshot_catch_up_entries: u64,
+    /// Largest encoded request accepted (`Error::RequestTooLarge` above it).
+    pub request_bytes_max: usize,
+    /// Most operations in one txn's compare, success or failure list (`Error::TooManyOps`).
+    pub txn_ops_max: usize,
+    /// Largest append message, in bytes of entries (raft-rs `max_size_per_msg`).
+    pub append_bytes_max: u64,
+    /// Appends in flight to one follower before the leader waits for acknowledgements.
+    pub appends_inflight_max: usize,
+    /// Requests a member holds awaiting commit or a read index; more are refused with
+    /// `Error::TooManyRequests` rather than queued.
+    pub pending_requests_max: usize,
+    /// A request not answered within this many milliseconds ends in `Error::TimedOut`
+    /// (its outcome unknown).
+    pub request_timeout_ms: u64,
+    /// Raft pre-vote (a partitioned member cannot disrupt the cluster when it returns).
+    pub pre_vote: bool,
+    /// Raft check-quorum (a leader steps down when it loses touch with a majority).
+    pub check_quorum: bool,
+}
+
+impl Config {
+    /// Defaults matching etcd's where etcd has one, for member `id` of a cluster of `voters`.
+    pub fn new(id: u64, voters: Vec<u64>, seed: u64) -> Config {
+        Config {
+            id,
+            voters,
+            seed,
+            tick_ms: 100,
+            heartbeat_ticks: 1,
+            election_ticks: 10,
+            snapshot_entries: 100_000,
+            snapshot_catch_up_entries: 5_000,
+            request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
+            txn_ops_max: crate::mvcc::MAX_TXN_OPS,
+            append_bytes_max: 1024 * 1024,
+            appends_inflight_max: 256,
+            pending_requests_max: 10_000,
+            request_timeout_ms: 7_000,
+            pre_vote: true,
+            check_quorum: true,
+        }
+    }
+
+    pub fn election_timeout_ms(&self) -> u64 {
+        self.election_ticks as u64 * self.tick_ms
+    }
+
+    /// etcd's minimum lease TTL: 1.5 election timeouts, rounded up to whole seconds.
+    /// *Cluster-wide*: grants apply it.
+    pub fn lease_ttl_secs_min(&self) -> i64 {
+        let ms = 3 * self.election_timeout_ms() / 2;
+        ms.div_ceil(1000) as i64
+    }
+}

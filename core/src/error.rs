@@ -1,0 +1,67 @@
+//! The core's one error enum. Messages are etcd's gRPC error strings where clients depend on
+//! them, so front ends can pass `to_string()` through unchanged.
+
+/// Errors a request can end in, plus the fatal ones that stop the node.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // ---- MVCC ----
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted { compacted_revision: i64 },
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRevision,
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+
+    // ---- Leases ----
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
+
+    // ---- Request admission and cluster state ----
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    /// The request must be served by the leader (lease keep-alive and time-to-live).
+    /// `leader` is the known leader's id, 0 if none.
+    #[error("etcdserver: not leader")]
+    NotLeader { leader: u64 },
+    /// The request's outcome is unknown: it may or may not have been applied.
+    #[error("etcdserver: request timed out")]
+    TimedOut,
+    #[error("etcdserver: duplicate request id {0}")]
+    DuplicateRequestId(u64),
+
+    // ---- Fatal: the node must stop ----
+    /// A log entry, snapshot or recovered state could not be decoded or is inconsistent.
+    #[error("cairn: corrupt state: {0}")]
+    Corrupt(String),
+    /// raft-rs refused an operation that the core's contract should have made impossible.
+    #[error("cairn: raft: {0}")]
+    Raft(String),
+}
+
+impl Error {
+    /// Fatal errors mean the node's state cannot be trusted; the driver must stop the node.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Error::Corrupt(_) | Error::Raft(_))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,751 @@
+//! `Core`: one cluster member as a deterministic state machine.
+//!
+//! Inputs are method calls (`step`, `handle_timeout`, `submit`, `on_persisted`); everything the
+//! member wants done leaves through `advance` as an `Output` value. See the crate docs for the
+//! driving loop.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, Snapshot};
+use raft::{RawNode, StateRole};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::Config;
+use crate::kv::{Event, TxnRequest};
+use crate::lease::Lessor;
+use crate::mvcc;
+use crate::request::{Command, Header, Origin, Proposal, Request, RequestId, Response, ResponseBody};
+use crate::state_machine::StateMachine;
+use crate::storage::LogStore;
+use crate::{Error, Result};
+
+/// What a member recovered from its durable storage at boot.
+#[derive(Clone, Debug, Default)]
+pub struct Recovered {
+    pub hard_state: HardState,
+    /// The membership as last persisted (`Output::conf_state`).
+    pub conf_state: ConfState,
+    /// The latest snapshot, if one was persisted.
+    pub snapshot: Option<Snapshot>,
+    /// Every entry after the snapshot, contiguous and in order.
+    pub entries: Vec<Entry>,
+}
+
+/// Everything `advance` hands the driver. Fields say when they may be acted on.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Send now, in order, before or while persisting.
+    pub messages: Vec<Message>,
+    /// Write durably, then send `persist.messages`, then call `on_persisted(persist.number)`.
+    pub persist: Option<Persist>,
+    /// Answers to `submit`, each exactly once per request id. May be delivered at once.
+    pub responses: Vec<(RequestId, Result<Response>)>,
+    /// Every change to the store, in revision order, as entries apply. Events of one revision
+    /// are contiguous. A member replays committed entries after a restart, so a driver may see
+    /// a revision again after `Core::new`; never within one boot.
+    pub events: Vec<Event>,
+    /// The membership changed (or the member is new): persist it with the hard state.
+    pub conf_state: Option<ConfState>,
+    /// The member snapshotted its state machine: persist the snapshot durably; after that, log
+    /// entries before `log_first_index` are no longer needed and may be deleted.
+    pub snapshot: Option<SnapshotMade>,
+}
+
+/// Durable writes for one Raft ready, in this order: snapshot, entries, hard state.
+#[derive(Debug, Default)]
+pub struct Persist {
+    /// Acknowledge with `on_persisted(number)`; acknowledging a number acknowledges every
+    /// smaller one, so a driver may persist several in one fsync and acknowledge the last.
+    pub number: u64,
+    /// A snapshot from the leader: replaces the whole log up to its index.
+    pub snapshot: Option<Snapshot>,
+    /// Entries to append. The first may overwrite: an entry at index i replaces every stored
+    /// entry at index >= i.
+    pub entries: Vec<Entry>,
+    pub hard_state: Option<HardState>,
+    /// May only be sent once everything above is durable (votes, append acknowledgements).
+    pub messages: Vec<Message>,
+}
+
+#[derive(Debug)]
+pub struct SnapshotMade {
+    pub snapshot: Snapshot,
+    pub log_first_index: u64,
+}
+
+impl Output {
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+            && self.persist.is_none()
+            && self.responses.is_empty()
+            && self.events.is_empty()
+            && self.conf_state.is_none()
+            && self.snapshot.is_none()
+    }
+}
+
+/// A client request waiting for its entry to apply.
+struct PendingWrite {
+    id: RequestId,
+    deadline_ms: u64,
+}
+
+/// A linearizable read waiting for a read index and then for the state machine to reach it.
+struct PendingRead {
+    id: RequestId,
+    request: ReadKind,
+    deadline_ms: u64,
+    /// The ReadIndex round the read joined (its context), 0 before it joined one.
+    round: u64,
+    index: Option<u64>,
+}
+
+enum ReadKind {
+    Range(crate::kv::RangeRequest),
+    Txn(TxnRequest),
+}
+
+pub struct Core {
+    config: Config,
+    raw: RawNode<LogStore>,
+    sm: StateMachine,
+    rng: ChaCha8Rng,
+    /// Drawn from the seed at boot; marks this boot's proposals (see `Origin`).
+    nonce: u64,
+    next_seq: u64,
+    now_ms: u64,
+    next_tick_ms: u64,
+
+    /// Role and term as last seen, to notice elections (see `sync_role`).
+    role: StateRole,
+    term: u64,
+    /// The randomized election timeout the core last chose.
+    election_timeout_ticks: usize,
+    /// As leader: index of the first entry of this term; 0 otherwise.
+    term_start_index: u64,
+
+    ids: BTreeSet<RequestId>,
+    writes: BTreeMap<u64, PendingWrite>,
+    reads: BTreeMap<u64, PendingRead>,
+    /// The ReadIndex round last started; rounds number from 1.
+    read_round: u64,
+    /// When unresolved reads next start a new ReadIndex round (the last may have been lost).
+    read_retry_ms: u64,
+    lessor: Lessor,
+    last_snapshot_index: u64,
+    /// A leader snapshot waiting to be acknowledged as persisted before raft-rs may count it
+    /// as applied: (ready number, snapshot index).
+    snapshot_unpersisted: Option<(u64, u64)>,
+    out: Output,
+}
+
+impl Core {
+    /// Starts a member: a new one (`recovered` None) or one restarting from its storage.
+    pub fn new(config: Config, recovered: Option<Recovered>) -> Result<Core> {
+        assert!(config.id != 0, "member ids are non-zero");
+        assert!(config.election_ticks > config.heartbeat_ticks, "election timeout must exceed the heartbeat");
+        let mut out = Output::default();
+        let (store, sm) = match recovered {
+            None => {
+                let store = LogStore::new_bootstrap(&config.voters);
+                out.conf_state = Some(store.conf_state());
+                (store, StateMachine::new())
+            }
+            Some(r) => {
+                let sm = match &r.snapshot {
+                    Some(s) => StateMachine::decode(s.get_data())?,
+                    None => StateMachine::new(),
+                };
+                if let Some(s) = &r.snapshot {
+                    let meta = s.get_metadata();
+                    if sm.applied_index() != meta.index {
+                        return Err(Error::Corrupt(format!(
+                            "snapshot at index {} holds state applied to {}",
+                            meta.index,
+                            sm.applied_index()
+                        )));
+                    }
+                }
+                let store = LogStore::recover(r.snapshot, r.hard_state, r.conf_state, &r.entries)
+                    .map_err(|e| Error::Corrupt(format!("recovered log: {e}")))?;
+                (store, sm)
+            }
+        };
+        let raft_config = raft::Config {
+            id: config.id,
+            election_tick: config.election_ticks,
+            heartbeat_tick: config.heartbeat_ticks,
+            applied: sm.applied_index(),
+            max_size_per_msg: config.append_bytes_max,
+            max_inflight_msgs: config.appends_inflight_max,
+            check_quorum: config.check_quorum,
+            pre_vote: config.pre_vote,
+            read_only_option: raft::ReadOnlyOption::Safe,
+            max_committed_size_per_ready: 4 * config.append_bytes_max,
+            ..Default::default()
+        };
+        raft_config.validate().map_err(|e| Error::Raft(e.to_string()))?;
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let raw = RawNode::new(&raft_config, store, &logger).map_err(|e| Error::Raft(e.to_string()))?;
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let nonce = rng.gen();
+        let last_snapshot_index = sm.applied_index();
+        let mut core = Core {
+            raw,
+            sm,
+            rng,
+            nonce,
+            next_seq: 1,
+            now_ms: 0,
+            next_tick_ms: config.tick_ms,
+            role: StateRole::Follower,
+            term: u64::MAX,
+            election_timeout_ticks: 0,
+            term_start_index: 0,
+            ids: BTreeSet::new(),
+            writes: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            read_round: 0,
+            read_retry_ms: 0,
+            lessor: Lessor::default(),
+            last_snapshot_index,
+            snapshot_unpersisted: None,
+            out,
+            config,
+        };
+        core.sync_role();
+        Ok(core)
+    }
+
+    pub fn id(&self) -> u64 {
+        self.config.id
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The leader this member knows of, 0 if none.
+    pub fn leader(&self) -> u64 {
+        self.raw.raft.leader_id
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    pub fn role(&self) -> StateRole {
+        self.raw.raft.state
+    }
+
+    pub fn term(&self) -> u64 {
+        self.raw.raft.term
+    }
+
+    pub fn commit_index(&self) -> u64 {
+        self.raw.raft.raft_log.committed
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        self.sm.applied_index()
+    }
+
+    /// The replicated state as applied so far: for status pages, for a watch server reading
+    /// history (`state().mvcc().events(..)`), and for tests comparing replicas.
+    pub fn state(&self) -> &StateMachine {
+        &self.sm
+    }
+
+    /// The time the core last saw, in the driver's milliseconds.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// When to call `handle_timeout` next, in the driver's milliseconds. A simulator may jump
+    /// straight there.
+    pub fn poll_timeout(&self) -> u64 {
+        self.next_tick_ms
+    }
+
+    /// Starts an election at once rather than waiting for the timeout (tests, leader
+    /// transfer, a single-member cluster's first boot).
+    pub fn campaign(&mut self) {
+        // Refused only when this member cannot be leader (not a voter): nothing to do then.
+        let _ = self.raw.campaign();
+        self.sync_role();
+    }
+
+    /// A Raft message from a peer. Messages that are not for this member, or that raft-rs
+    /// rejects as malformed (a local message type, an unknown peer), are dropped.
+    pub fn step(&mut self, msg: Message) {
+        if msg.to != self.config.id || raft::raw_node::is_local_msg(msg.get_msg_type()) {
+            return;
+        }
+        let _ = self.raw.step(msg);
+        self.sync_role();
+    }
+
+    /// Time passes. `now_ms` is the member's clock; a clock that goes backwards is held where
+    /// it was. At most one Raft tick fires per call, as with a ticker that drops late ticks: a
+    /// clock that leaps forward does not fire a burst of elections.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        if self.now_ms >= self.next_tick_ms {
+            self.raw.tick();
+            self.next_tick_ms = self.now_ms + self.config.tick_ms;
+            self.sync_role();
+        }
+        self.expire_requests();
+        self.expire_leases();
+        if self.read_retry_ms != 0 && self.now_ms >= self.read_retry_ms {
+            // Unresolved reads start a new round: the old one may have died with a leader.
+            for r in self.reads.values_mut().filter(|r| r.index.is_none()) {
+                r.round = 0;
+            }
+            self.read_retry_ms = 0;
+        }
+    }
+
+    /// A client request. The answer comes out of `advance` under `id`, exactly once.
+    pub fn submit(&mut self, id: RequestId, request: Request) {
+        if !self.ids.insert(id) {
+            // Not recorded: the first request under this id keeps it.
+            self.out.responses.push((id, Err(Error::DuplicateRequestId(id))));
+            return;
+        }
+        if let Err(e) = self.route(id, request) {
+            self.respond(id, Err(e));
+        }
+    }
+
+    fn route(&mut self, id: RequestId, request: Request) -> Result<()> {
+        if self.writes.len() + self.reads.len() >= self.config.pending_requests_max {
+            return Err(Error::TooManyRequests);
+        }
+        match request {
+            Request::Range(r) if r.serializable => {
+                let body = self.sm.read_range(&r)?;
+                self.respond(id, Ok(self.response(self.sm.mvcc().current_revision(), body)));
+                Ok(())
+            }
+            Request::Range(r) => {
+                self.check_size(&r)?;
+                self.add_read(id, ReadKind::Range(r));
+                Ok(())
+            }
+            Request::Txn(t) if !t.is_write() => {
+                self.check_txn(&t)?;
+                if txn_is_serializable(&t) {
+                    let body = self.sm.read_txn(&t)?;
+                    self.respond(id, Ok(self.response(self.sm.mvcc().current_revision(), body)));
+                } else {
+                    self.add_read(id, ReadKind::Txn(t));
+                }
+                Ok(())
+            }
+            Request::Txn(t) => {
+                self.check_txn(&t)?;
+                self.propose(id, Command::Txn(t))
+            }
+            Request::Put(p) => self.propose(id, Command::Put(p)),
+            Request::DeleteRange(d) => self.propose(id, Command::DeleteRange(d)),
+            Request::Compact(c) => self.propose(id, Command::Compact(c)),
+            Request::LeaseGrant { id: lease, ttl_secs } => {
+                if lease < 0 {
+                    return Err(Error::LeaseNotFound);
+                }
+                self.propose(id, Command::LeaseGrant { id: lease, ttl_secs })
+            }
+            Request::LeaseRevoke { id: lease } => self.propose(id, Command::LeaseRevoke { id: lease }),
+            Request::LeaseKeepAlive { id: lease } => {
+                self.check_lease_primary()?;
+                let ttl_secs = self.lessor.renew(self.sm.leases(), lease, self.now_ms)?;
+                let body = ResponseBody::LeaseKeepAlive { id: lease, ttl_secs };
+                self.respond(id, Ok(self.response(self.sm.mvcc().current_revision(), body)));
+                Ok(())
+            }
+            Request::LeaseTimeToLive { id: lease, keys } => {
+                self.check_lease_primary()?;
+                let l = self.sm.leases().get(lease).ok_or(Error::LeaseNotFound)?;
+                let ttl_secs = self.lessor.remaining_secs(lease, self.now_ms).unwrap_or(0);
+                let body = ResponseBody::LeaseTimeToLive {
+                    id: lease,
+                    ttl_secs,
+                    granted_ttl_secs: l.ttl_secs,
+                    keys: if keys { l.keys.iter().cloned().collect() } else { vec![] },
+                };
+                self.respond(id, Ok(self.response(self.sm.mvcc().current_revision(), body)));
+                Ok(())
+            }
+            Request::LeaseLeases => {
+                let body = ResponseBody::LeaseLeases { ids: self.sm.leases().ids().collect() };
+                self.respond(id, Ok(self.response(self.sm.mvcc().current_revision(), body)));
+                Ok(())
+            }
+        }
+    }
+
+    fn check_size<T: serde::Serialize>(&self, req: &T) -> Result<()> {
+        use bincode::Options;
+        let size = crate::request::codec().serialized_size(req).unwrap_or(u64::MAX);
+        if size > self.config.request_bytes_max as u64 {
+            return Err(Error::RequestTooLarge);
+        }
+        Ok(())
+    }
+
+    fn check_txn(&self, t: &TxnRequest) -> Result<()> {
+        let max = self.config.txn_ops_max;
+        if t.compare.len() > max || t.success.len() > max || t.failure.len() > max {
+            return Err(Error::TooManyOps);
+        }
+        mvcc::validate_txn(t)
+    }
+
+    /// Keep-alive and time-to-live need the leader, and a leader that has applied everything
+    /// from earlier terms (else it may not know the lease yet).
+    fn check_lease_primary(&self) -> Result<()> {
+        if !self.lessor.is_primary() {
+            return Err(match self.leader() {
+                0 => Error::NoLeader,
+                l if l == self.config.id => Error::NoLeader,
+                l => Error::NotLeader { leader: l },
+            });
+        }
+        Ok(())
+    }
+
+    fn propose(&mut self, id: RequestId, command: Command) -> Result<()> {
+        let seq = self.next_seq;
+        let origin = Origin { member: self.config.id, nonce: self.nonce, seq };
+        let data = Proposal { origin: Some(origin), command }.encode();
+        if data.len() > self.config.request_bytes_max {
+            return Err(Error::RequestTooLarge);
+        }
+        if let Err(e) = self.raw.propose(vec![], data) {
+            return Err(match e {
+                raft::Error::ProposalDropped if self.leader() == 0 => Error::NoLeader,
+                raft::Error::ProposalDropped => Error::TooManyRequests,
+                e => Error::Raft(e.to_string()),
+            });
+        }
+        self.next_seq += 1;
+        self.writes
+            .insert(seq, PendingWrite { id, deadline_ms: self.now_ms + self.config.request_timeout_ms });
+        Ok(())
+    }
+
+    fn add_read(&mut self, id: RequestId, request: ReadKind) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let deadline_ms = self.now_ms + self.config.request_timeout_ms;
+        self.reads.insert(seq, PendingRead { id, request, deadline_ms, round: 0, index: None });
+    }
+
+    /// The driver made durable everything in `Persist`s up to `number`.
+    pub fn on_persisted(&mut self, number: u64) {
+        self.raw.on_persist_ready(number);
+        if let Some((n, _)) = self.snapshot_unpersisted {
+            if n <= number {
+                self.snapshot_unpersisted = None;
+            }
+        }
+        self.sync_role();
+    }
+
+    /// Collects what the member wants done. Call after every input, and again while the
+    /// output is not empty. Handles at most one Raft ready per call.
+    ///
+    /// An error is fatal: the log or a snapshot is corrupt, and the node must stop.
+    pub fn advance(&mut self) -> Result<Output> {
+        self.start_read_round();
+        if self.raw.has_ready() {
+            self.handle_ready()?;
+        }
+        self.report_applied();
+        self.serve_reads();
+        self.maybe_snapshot()?;
+        self.sync_role();
+        Ok(std::mem::take(&mut self.out))
+    }
+
+    fn handle_ready(&mut self) -> Result<()> {
+        let mut rd = self.raw.ready();
+        self.out.messages.extend(rd.take_messages());
+        let mut persist = Persist { number: rd.number(), ..Persist::default() };
+
+        if !rd.snapshot().is_empty() {
+            let snap = rd.snapshot().clone();
+            let sm = StateMachine::decode(snap.get_data())?;
+            let index = snap.get_metadata().index;
+            if sm.applied_index() != index {
+                return Err(Error::Corrupt(format!(
+                    "leader snapshot at {index} holds state applied to {}",
+                    sm.applied_index()
+                )));
+            }
+            self.raw
+                .mut_store()
+                .apply_snapshot(snap.clone())
+                .map_err(|e| Error::Raft(format!("installing snapshot: {e}")))?;
+            self.sm = sm;
+            self.last_snapshot_index = index;
+            self.snapshot_unpersisted = Some((rd.number(), index));
+            self.out.conf_state = Some(snap.get_metadata().get_conf_state().clone());
+            // Leases the old state knew may be gone; the leader's clock restarts from the new
+            // state if this member leads again.
+            self.lessor.demote();
+            persist.snapshot = Some(snap);
+        }
+
+        let committed = rd.take_committed_entries();
+        self.apply_entries(&committed)?;
+
+        let entries = rd.take_entries();
+        if !entries.is_empty() {
+            self.raw.mut_store().append(&entries).map_err(|e| Error::Raft(format!("appending: {e}")))?;
+            persist.entries = entries;
+        }
+        if let Some(hs) = rd.hs() {
+            self.raw.mut_store().set_hard_state(hs.clone());
+            persist.hard_state = Some(hs.clone());
+        }
+        for rs in rd.take_read_states() {
+            self.on_read_state(rs.index, &rs.request_ctx);
+        }
+        persist.messages = rd.take_persisted_messages();
+        if persist.snapshot.is_some()
+            || !persist.entries.is_empty()
+            || persist.hard_state.is_some()
+            || !persist.messages.is_empty()
+        {
+            self.out.persist = Some(persist);
+        }
+        self.raw.advance_append_async(rd);
+        Ok(())
+    }
+
+    /// Tells raft-rs how far the state machine has applied, once that is within what raft-rs
+    /// allows (never past what is locally persisted: a leader snapshot counts only once it is).
+    fn report_applied(&mut self) {
+        if self.snapshot_unpersisted.is_some() {
+            return;
+        }
+        let log = &self.raw.raft.raft_log;
+        let applied = self.sm.applied_index();
+        if applied > log.applied && applied <= log.committed.min(log.persisted) {
+            self.raw.advance_apply_to(applied);
+        }
+    }
+
+    fn apply_entries(&mut self, entries: &[Entry]) -> Result<()> {
+        for e in entries {
+            if e.index <= self.sm.applied_index() {
+                continue;
+            }
+            match e.get_entry_type() {
+                EntryType::EntryNormal if e.data.is_empty() => self.sm.skip(e.index, e.term),
+                EntryType::EntryNormal => {
+                    let proposal = Proposal::decode(&e.data)?;
+                    self.apply_proposal(e.index, e.term, proposal);
+                }
+                EntryType::EntryConfChange => {
+                    let mut cc = ConfChange::default();
+                    cc.merge_from_bytes(&e.data)
+                        .map_err(|err| Error::Corrupt(format!("conf change: {err}")))?;
+                    let cs = self.raw.apply_conf_change(&cc);
+                    self.on_conf_applied(e, cs)?;
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let mut cc = ConfChangeV2::default();
+                    cc.merge_from_bytes(&e.data)
+                        .map_err(|err| Error::Corrupt(format!("conf change: {err}")))?;
+                    let cs = self.raw.apply_conf_change(&cc);
+                    self.on_conf_applied(e, cs)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_conf_applied(&mut self, e: &Entry, cs: raft::Result<ConfState>) -> Result<()> {
+        let cs = cs.map_err(|err| Error::Raft(format!("conf change: {err}")))?;
+        self.raw.mut_store().set_conf_state(cs.clone());
+        self.out.conf_state = Some(cs);
+        self.sm.skip(e.index, e.term);
+        Ok(())
+    }
+
+    fn apply_proposal(&mut self, index: u64, term: u64, proposal: Proposal) {
+        let applied = self.sm.apply(index, term, &proposal.command, self.config.lease_ttl_secs_min());
+        if let Some(lease) = &applied.granted {
+            self.lessor.on_grant(lease, self.now_ms);
+        }
+        if let Some(id) = applied.revoked {
+            self.lessor.on_revoke(id);
+        }
+        self.out.events.extend(applied.events);
+        let Some(origin) = proposal.origin else { return };
+        if origin.member != self.config.id || origin.nonce != self.nonce {
+            return;
+        }
+        if let Some(w) = self.writes.remove(&origin.seq) {
+            let result = applied.result.map(|body| self.response(applied.revision, body));
+            self.respond(w.id, result);
+        }
+    }
+
+    fn start_read_round(&mut self) {
+        if !self.reads.values().any(|r| r.round == 0) {
+            return;
+        }
+        self.read_round += 1;
+        let round = self.read_round;
+        for r in self.reads.values_mut().filter(|r| r.round == 0) {
+            r.round = round;
+        }
+        self.raw.read_index(round.to_be_bytes().to_vec());
+        // A round can be lost (no leader yet, the leader changed, the leader has not committed
+        // in its term): start another after an election timeout if it has not answered.
+        self.read_retry_ms = self.now_ms + self.config.election_timeout_ms();
+        self.sync_role();
+    }
+
+    fn on_read_state(&mut self, index: u64, ctx: &[u8]) {
+        let Ok(bytes) = <[u8; 8]>::try_from(ctx) else { return };
+        let round = u64::from_be_bytes(bytes);
+        for r in self.reads.values_mut().filter(|r| r.round == round && r.index.is_none()) {
+            r.index = Some(index);
+        }
+    }
+
+    fn serve_reads(&mut self) {
+        let applied = self.sm.applied_index();
+        let ready: Vec<u64> = self
+            .reads
+            .iter()
+            .filter(|(_, r)| r.index.is_some_and(|i| i <= applied))
+            .map(|(&s, _)| s)
+            .collect();
+        for seq in ready {
+            let r = self.reads.remove(&seq).expect("listed above");
+            let body = match &r.request {
+                ReadKind::Range(req) => self.sm.read_range(req),
+                ReadKind::Txn(req) => self.sm.read_txn(req),
+            };
+            let result = body.map(|b| self.response(self.sm.mvcc().current_revision(), b));
+            self.respond(r.id, result);
+        }
+    }
+
+    fn expire_requests(&mut self) {
+        let now = self.now_ms;
+        let no_leader = self.leader() == 0;
+        let err = || if no_leader { Error::NoLeader } else { Error::TimedOut };
+        let late: Vec<u64> =
+            self.writes.iter().filter(|(_, w)| w.deadline_ms <= now).map(|(&s, _)| s).collect();
+        for seq in late {
+            let w = self.writes.remove(&seq).expect("listed above");
+            // The entry may still commit later; the client must treat the outcome as unknown.
+            self.respond(w.id, Err(Error::TimedOut));
+        }
+        let late: Vec<u64> =
+            self.reads.iter().filter(|(_, r)| r.deadline_ms <= now).map(|(&s, _)| s).collect();
+        for seq in late {
+            let r = self.reads.remove(&seq).expect("listed above");
+            self.respond(r.id, Err(err()));
+        }
+    }
+
+    /// As leader, proposes a revoke for each lease whose TTL ran out on this member's clock.
+    fn expire_leases(&mut self) {
+        if !self.lessor.is_primary() {
+            return;
+        }
+        for id in self.lessor.take_expired(self.now_ms, self.config.request_timeout_ms) {
+            let data = Proposal { origin: None, command: Command::LeaseRevoke { id } }.encode();
+            // If dropped (leadership lost meanwhile), the next leader revokes it instead.
+            let _ = self.raw.propose(vec![], data);
+        }
+        self.sync_role();
+    }
+
+    fn maybe_snapshot(&mut self) -> Result<()> {
+        let applied = self.sm.applied_index();
+        if applied < self.last_snapshot_index + self.config.snapshot_entries
+            || self.snapshot_unpersisted.is_some()
+        {
+            return Ok(());
+        }
+        let mut snap = Snapshot::default();
+        snap.set_data(self.sm.encode().into());
+        let meta = snap.mut_metadata();
+        meta.index = applied;
+        meta.term = self.sm.applied_term();
+        meta.set_conf_state(self.raw.store().conf_state());
+        let log_first_index = applied.saturating_sub(self.config.snapshot_catch_up_entries).max(1);
+        self.raw
+            .mut_store()
+            .set_snapshot_and_compact(snap.clone(), log_first_index)
+            .map_err(|e| Error::Raft(format!("compacting the log: {e}")))?;
+        self.last_snapshot_index = applied;
+        self.out.snapshot = Some(SnapshotMade { snapshot: snap, log_first_index });
+        Ok(())
+    }
+
+    /// Notices role and term changes after anything that may have moved raft-rs.
+    ///
+    /// raft-rs draws a new randomized election timeout from `thread_rng` each time it resets
+    /// (becoming follower, candidate or leader); no simulator controls that. Every reset changes
+    /// the term or the role, so on each change the core overwrites the timeout with one drawn
+    /// from its own seeded generator before the next tick can read it.
+    fn sync_role(&mut self) {
+        let raft = &self.raw.raft;
+        let (term, role) = (raft.term, raft.state);
+        let reset = (term, role) != (self.term, self.role)
+            || raft.randomized_election_timeout() != self.election_timeout_ticks;
+        if reset {
+            let e = self.config.election_ticks;
+            self.election_timeout_ticks = self.rng.gen_range(e..2 * e);
+            self.raw.raft.set_randomized_election_timeout(self.election_timeout_ticks);
+        }
+        if role != self.role {
+            if role == StateRole::Leader {
+                // raft-rs appended this term's empty entry on becoming leader.
+                self.term_start_index = self.raw.raft.raft_log.last_index();
+            } else if self.role == StateRole::Leader {
+                self.term_start_index = 0;
+                self.lessor.demote();
+            }
+        }
+        self.term = term;
+        self.role = role;
+        if role == StateRole::Leader
+            && !self.lessor.is_primary()
+            && self.sm.applied_index() >= self.term_start_index
+        {
+            // Everything from earlier terms is applied: every lease is known. Extend them all
+            // by an election timeout, so leases do not expire because of the election.
+            self.lessor.promote(self.sm.leases(), self.now_ms, self.config.election_timeout_ms());
+        }
+    }
+
+    fn response(&self, revision: i64, body: ResponseBody) -> Response {
+        Response { header: Header { revision, raft_term: self.raw.raft.term }, body }
+    }
+
+    fn respond(&mut self, id: RequestId, result: Result<Response>) {
+        let was_pending = self.ids.remove(&id);
+        assert!(was_pending, "request {id} answered twice");
+        self.out.responses.push((id, result));
+    }
+}
+
+/// A read-only txn is served locally when every op in it is a serializable range (etcd's
+/// `isTxnSerializable`; a nested txn counts as not serializable there too).
+fn txn_is_serializable(t: &TxnRequest) -> bool {
+    use crate::kv::RequestOp;
+    t.success.iter().chain(&t.failure).all(|op| matches!(op, RequestOp::Range(r) if r.serializable))
+}

@@ -1,0 +1,137 @@
+//! What clients ask of a member and what it answers, and how writes travel in the Raft log.
+
+use serde::{Deserialize, Serialize};
+
+use crate::kv::{
+    CompactionRequest, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, TxnRequest, TxnResponse,
+};
+use crate::{Error, Result};
+
+/// The driver's name for one client request; responses come back under it. Ids must be unique
+/// among the requests in flight on one member (`Error::DuplicateRequestId` otherwise).
+pub type RequestId = u64;
+
+/// A client request, as the etcd v3 API has them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    Range(RangeRequest),
+    Put(PutRequest),
+    DeleteRange(DeleteRangeRequest),
+    Txn(TxnRequest),
+    Compact(CompactionRequest),
+    /// `id` 0 lets the cluster choose one.
+    LeaseGrant {
+        id: i64,
+        ttl_secs: i64,
+    },
+    LeaseRevoke {
+        id: i64,
+    },
+    /// Served by the leader only (`Error::NotLeader` elsewhere), not replicated.
+    LeaseKeepAlive {
+        id: i64,
+    },
+    /// Served by the leader only.
+    LeaseTimeToLive {
+        id: i64,
+        keys: bool,
+    },
+    LeaseLeases,
+}
+
+/// etcd's `ResponseHeader`, minus the ids the front end adds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Header {
+    /// The store's revision when the request was served (for a write, the revision it made).
+    pub revision: i64,
+    pub raft_term: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ResponseBody {
+    Range(RangeResponse),
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compact,
+    LeaseGrant { id: i64, ttl_secs: i64 },
+    LeaseRevoke,
+    LeaseKeepAlive { id: i64, ttl_secs: i64 },
+    LeaseTimeToLive { id: i64, ttl_secs: i64, granted_ttl_secs: i64, keys: Vec<bytes::Bytes> },
+    LeaseLeases { ids: Vec<i64> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Response {
+    pub header: Header,
+    pub body: ResponseBody,
+}
+
+/// A change to the replicated state, as carried in a log entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    Put(PutRequest),
+    DeleteRange(DeleteRangeRequest),
+    Txn(TxnRequest),
+    Compact(CompactionRequest),
+    /// `id` 0: the state machine assigns one from the entry's index, identically everywhere.
+    LeaseGrant {
+        id: i64,
+        ttl_secs: i64,
+    },
+    /// Client revoke, or the leader's revoke of an expired lease.
+    LeaseRevoke {
+        id: i64,
+    },
+}
+
+/// Who proposed an entry, so that exactly that member answers the client when it applies.
+/// `nonce` is drawn from the member's seed at boot: entries proposed before a restart can never
+/// be mistaken for requests made after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub member: u64,
+    pub nonce: u64,
+    pub seq: u64,
+}
+
+/// The payload of every normal log entry Cairn writes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// None for proposals the member makes on its own (lease expiry).
+    pub origin: Option<Origin>,
+    pub command: Command,
+}
+
+/// Leading byte of an encoded proposal; bumped when the encoding changes.
+const PROPOSAL_FORMAT: u8 = 1;
+
+impl Proposal {
+    pub fn encode(&self) -> Vec<u8> {
+        use bincode::Options;
+        let mut buf = vec![PROPOSAL_FORMAT];
+        codec().serialize_into(&mut buf, self).expect("encoding into a Vec cannot fail");
+        buf
+    }
+
+    /// Decodes a log entry's payload. Bad bytes are an error (a corrupt log), never a panic.
+    pub fn decode(data: &[u8]) -> Result<Proposal> {
+        match data.split_first() {
+            Some((&PROPOSAL_FORMAT, rest)) => {
+                use bincode::Options;
+                codec().deserialize(rest).map_err(|e| Error::Corrupt(format!("undecodable log entry: {e}")))
+            }
+            Some((v, _)) => Err(Error::Corrupt(format!("unknown log entry format {v}"))),
+            None => Err(Error::Corrupt("empty log entry payload".into())),
+        }
+    }
+}
+
+/// The one bincode configuration for everything the core encodes (entries, snapshots).
+/// Decoding rejects trailing bytes, and bincode bounds its up-front allocation so a corrupt
+/// length prefix cannot make it reserve gigabytes.
+pub(crate) fn codec() -> impl bincode::Options {
+    use bincode::Options;
+    bincode::DefaultOptions::new().with_fixint_encoding().reject_trailing_bytes()
+}

@@ -1,0 +1,197 @@
+//! The replicated state machine: the MVCC store plus the lease registry, advanced one committed
+//! log entry at a time. Every replica that applies the same entries holds the same state, so
+//! nothing here may depend on the member, its clock or its role.
+
+use serde::{Deserialize, Serialize};
+
+use crate::kv::{Event, RangeRequest, TxnRequest};
+use crate::lease::{Lease, Leases};
+use crate::mvcc::Mvcc;
+use crate::request::{codec, Command, ResponseBody};
+use crate::{Error, Result};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StateMachine {
+    mvcc: Mvcc,
+    leases: Leases,
+    /// Raft index and term of the last entry applied.
+    applied_index: u64,
+    applied_term: u64,
+}
+
+/// What applying one command did.
+#[derive(Debug)]
+pub struct Applied {
+    pub result: Result<ResponseBody>,
+    /// The store's revision after the command.
+    pub revision: i64,
+    /// Changes, in revision order, for watchers.
+    pub events: Vec<Event>,
+    /// A lease granted by this command (the leader starts its expiry clock).
+    pub granted: Option<Lease>,
+    /// A lease revoked by this command (the leader stops its expiry clock).
+    pub revoked: Option<i64>,
+}
+
+/// Leading byte of an encoded snapshot; bumped when the encoding changes.
+const SNAPSHOT_FORMAT: u8 = 1;
+
+impl Default for StateMachine {
+    fn default() -> Self {
+        StateMachine::new()
+    }
+}
+
+impl StateMachine {
+    pub fn new() -> StateMachine {
+        StateMachine { mvcc: Mvcc::new(), leases: Leases::default(), applied_index: 0, applied_term: 0 }
+    }
+
+    pub fn mvcc(&self) -> &Mvcc {
+        &self.mvcc
+    }
+
+    pub fn leases(&self) -> &Leases {
+        &self.leases
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    pub fn applied_term(&self) -> u64 {
+        self.applied_term
+    }
+
+    /// Marks an entry that carries no command (a leader's empty entry, a configuration change)
+    /// as applied.
+    pub fn skip(&mut self, index: u64, term: u64) {
+        self.advance_to(index, term);
+    }
+
+    /// Applies the command of the entry at `index`. Errors in the result are the client's
+    /// (a failed compare is not an error; a missing lease is) and leave the state unchanged
+    /// except for the applied index.
+    pub fn apply(&mut self, index: u64, term: u64, cmd: &Command, ttl_secs_min: i64) -> Applied {
+        self.advance_to(index, term);
+        let revision_before = self.mvcc.current_revision();
+        let mut granted = None;
+        let mut revoked = None;
+        let (result, events) = match cmd {
+            Command::Put(req) => {
+                let leases = &self.leases;
+                match self.mvcc.put(req, &|id| leases.contains(id)) {
+                    Ok((resp, events, _)) => (Ok(ResponseBody::Put(resp)), events),
+                    Err(e) => (Err(e), vec![]),
+                }
+            }
+            Command::DeleteRange(req) => match self.mvcc.delete_range(req) {
+                Ok((resp, events, _)) => (Ok(ResponseBody::DeleteRange(resp)), events),
+                Err(e) => (Err(e), vec![]),
+            },
+            Command::Txn(req) => {
+                let leases = &self.leases;
+                match self.mvcc.txn(req, &|id| leases.contains(id)) {
+                    Ok(out) => (Ok(ResponseBody::Txn(out.response)), out.events),
+                    Err(e) => (Err(e), vec![]),
+                }
+            }
+            Command::Compact(req) => {
+                (self.mvcc.compact(req.revision).map(|()| ResponseBody::Compact), vec![])
+            }
+            Command::LeaseGrant { id, ttl_secs } => {
+                let id = if *id == 0 { self.auto_lease_id(index) } else { *id };
+                match self.leases.grant(id, *ttl_secs, ttl_secs_min) {
+                    Ok(lease) => {
+                        granted = Some(lease.clone());
+                        (Ok(ResponseBody::LeaseGrant { id, ttl_secs: lease.ttl_secs }), vec![])
+                    }
+                    Err(e) => (Err(e), vec![]),
+                }
+            }
+            Command::LeaseRevoke { id } => match self.leases.revoke(*id) {
+                Ok(keys) => {
+                    revoked = Some(*id);
+                    let (events, _) = self.mvcc.delete_keys(&keys);
+                    (Ok(ResponseBody::LeaseRevoke), events)
+                }
+                Err(e) => (Err(e), vec![]),
+            },
+        };
+        self.leases.on_events(&events);
+        let revision = self.mvcc.current_revision();
+        assert_eq!(
+            revision > revision_before,
+            !events.is_empty(),
+            "the revision moves exactly when something changed"
+        );
+        Applied { result, revision, events, granted, revoked }
+    }
+
+    /// Serves a read (a range, or a txn that cannot write) at the current state.
+    pub fn read_range(&self, req: &RangeRequest) -> Result<ResponseBody> {
+        self.mvcc.range(req).map(ResponseBody::Range)
+    }
+
+    pub fn read_txn(&mut self, req: &TxnRequest) -> Result<ResponseBody> {
+        assert!(!req.is_write(), "writing txns go through the log");
+        let leases = &self.leases;
+        let out = self.mvcc.txn(req, &|id| leases.contains(id))?;
+        assert!(out.events.is_empty(), "a read-only txn changed the store");
+        Ok(ResponseBody::Txn(out.response))
+    }
+
+    /// etcd picks lease ids itself when the client leaves them 0; Cairn derives them from the
+    /// entry's index so that every replica picks the same one.
+    fn auto_lease_id(&self, index: u64) -> i64 {
+        let mut x = index;
+        loop {
+            let id = (splitmix64(x) & (i64::MAX as u64)) as i64;
+            if id != 0 && !self.leases.contains(id) {
+                return id;
+            }
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn advance_to(&mut self, index: u64, term: u64) {
+        assert!(
+            index > self.applied_index,
+            "entries apply once, in order: {index} after {}",
+            self.applied_index
+        );
+        assert!(term >= self.applied_term, "terms never go back in the log");
+        self.applied_index = index;
+        self.applied_term = term;
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        use bincode::Options;
+        let mut buf = vec![SNAPSHOT_FORMAT];
+        codec().serialize_into(&mut buf, self).expect("encoding into a Vec cannot fail");
+        buf
+    }
+
+    pub fn decode(data: &[u8]) -> Result<StateMachine> {
+        use bincode::Options;
+        match data.split_first() {
+            Some((&SNAPSHOT_FORMAT, rest)) => {
+                let sm: StateMachine = codec()
+                    .deserialize(rest)
+                    .map_err(|e| Error::Corrupt(format!("undecodable snapshot: {e}")))?;
+                // Bytes that decode are not yet a state to trust.
+                sm.mvcc.check_invariants()?;
+                Ok(sm)
+            }
+            Some((v, _)) => Err(Error::Corrupt(format!("unknown snapshot format {v}"))),
+            None => Err(Error::Corrupt("empty snapshot".into())),
+        }
+    }
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}

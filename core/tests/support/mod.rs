@@ -1,0 +1,361 @@
+//! An in-process cluster of `Core`s for tests: no I/O, no threads, no real time.
+//!
+//! The "network" is a FIFO queue with a set of cut links; the "disk" of each member is a plain
+//! struct that `Persist` outputs are written to synchronously. Time is a number the test moves.
+//! Everything is deterministic: the same calls give the same run.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use cairn_core::eraftpb::{ConfState, Entry, HardState, Message, Snapshot};
+use cairn_core::kv::{Event, KeyValue, PutRequest, RangeRequest};
+use cairn_core::{Config, Core, Error, Output, Recovered, Request, RequestId, Response, ResponseBody};
+
+/// What a member wrote durably.
+#[derive(Clone, Debug, Default)]
+pub struct Disk {
+    pub hard_state: HardState,
+    pub conf_state: ConfState,
+    pub snapshot: Option<Snapshot>,
+    pub entries: Vec<Entry>,
+    /// Snapshots received from a leader, for tests that check catch-up by snapshot.
+    pub snapshots_installed: u64,
+}
+
+impl Disk {
+    fn write(&mut self, out: &Output) {
+        if let Some(cs) = &out.conf_state {
+            self.conf_state = cs.clone();
+        }
+        if let Some(p) = &out.persist {
+            if let Some(s) = &p.snapshot {
+                self.snapshot = Some(s.clone());
+                self.entries.clear();
+                self.snapshots_installed += 1;
+            }
+            if let Some(first) = p.entries.first() {
+                self.entries.retain(|e| e.index < first.index);
+                self.entries.extend(p.entries.iter().cloned());
+            }
+            if let Some(hs) = &p.hard_state {
+                self.hard_state = hs.clone();
+            }
+        }
+        if let Some(made) = &out.snapshot {
+            self.snapshot = Some(made.snapshot.clone());
+            self.entries.retain(|e| e.index >= made.log_first_index);
+        }
+    }
+
+    fn recovered(&self) -> Recovered {
+        Recovered {
+            hard_state: self.hard_state.clone(),
+            conf_state: self.conf_state.clone(),
+            snapshot: self.snapshot.clone(),
+            entries: self.entries.clone(),
+        }
+    }
+}
+
+pub struct Member {
+    pub core: Option<Core>,
+    pub disk: Disk,
+    pub config: Config,
+    /// Every event this member emitted, in order, since its last boot.
+    pub events: Vec<Event>,
+    pub boots: u64,
+}
+
+pub struct Cluster {
+    pub members: BTreeMap<u64, Member>,
+    pub now_ms: u64,
+    net: VecDeque<Message>,
+    /// Directed links that drop messages: (from, to).
+    cut: BTreeSet<(u64, u64)>,
+    pub responses: BTreeMap<RequestId, Result<Response, Error>>,
+    next_request: RequestId,
+    /// Every output of every member, rendered, in order: what determinism tests hash.
+    pub trace: Vec<String>,
+}
+
+impl Cluster {
+    pub fn new(n: u64, seed: u64) -> Cluster {
+        Cluster::with_config(n, seed, |_| {})
+    }
+
+    pub fn with_config(n: u64, seed: u64, tweak: impl Fn(&mut Config)) -> Cluster {
+        let voters: Vec<u64> = (1..=n).collect();
+        let mut members = BTreeMap::new();
+        for &id in &voters {
+            let mut config = Config::new(id, voters.clone(), seed.wrapping_mul(1000).wrapping_add(id));
+            tweak(&mut config);
+            let core = Core::new(config.clone(), None).expect("new member");
+            members.insert(
+                id,
+                Member { core: Some(core), disk: Disk::default(), config, events: vec![], boots: 1 },
+            );
+        }
+        Cluster {
+            members,
+            now_ms: 0,
+            net: VecDeque::new(),
+            cut: BTreeSet::new(),
+            responses: BTreeMap::new(),
+            next_request: 1,
+            trace: vec![],
+        }
+    }
+
+    pub fn core(&self, id: u64) -> &Core {
+        self.members[&id].core.as_ref().expect("member is down")
+    }
+
+    pub fn core_mut(&mut self, id: u64) -> &mut Core {
+        self.members.get_mut(&id).unwrap().core.as_mut().expect("member is down")
+    }
+
+    pub fn is_up(&self, id: u64) -> bool {
+        self.members[&id].core.is_some()
+    }
+
+    /// The member every live member that knows a leader agrees on, if any.
+    pub fn leader(&self) -> Option<u64> {
+        let leaders: Vec<u64> = self
+            .members
+            .values()
+            .filter_map(|m| m.core.as_ref())
+            .filter(|c| c.is_leader())
+            .map(|c| c.id())
+            .collect();
+        // Several may think they lead in different terms; the highest term wins.
+        leaders.into_iter().max_by_key(|&id| self.core(id).term())
+    }
+
+    /// Runs every member until no member has output and no message is in flight.
+    pub fn stabilize(&mut self) {
+        for _ in 0..100_000 {
+            let mut busy = false;
+            let ids: Vec<u64> = self.members.keys().copied().collect();
+            for id in ids {
+                busy |= self.drain(id);
+            }
+            if let Some(m) = self.net.pop_front() {
+                busy = true;
+                self.deliver(m);
+            }
+            if !busy {
+                return;
+            }
+        }
+        panic!("cluster did not stabilize");
+    }
+
+    fn drain(&mut self, id: u64) -> bool {
+        let mut any = false;
+        loop {
+            let member = self.members.get_mut(&id).unwrap();
+            let Some(core) = member.core.as_mut() else { return any };
+            let out = core.advance().expect("fatal core error");
+            if out.is_empty() {
+                return any;
+            }
+            any = true;
+            self.trace.push(format!("{id} @{} {}", self.now_ms, render(&out)));
+            member.disk.write(&out);
+            member.events.extend(out.events.iter().cloned());
+            self.net.extend(out.messages);
+            if let Some(p) = out.persist {
+                self.net.extend(p.messages);
+                member.core.as_mut().unwrap().on_persisted(p.number);
+            }
+            for (rid, r) in out.responses {
+                let prev = self.responses.insert(rid, r);
+                assert!(prev.is_none(), "request {rid} answered twice");
+            }
+        }
+    }
+
+    fn deliver(&mut self, m: Message) {
+        if self.cut.contains(&(m.from, m.to)) {
+            return;
+        }
+        if let Some(member) = self.members.get_mut(&m.to) {
+            if let Some(core) = member.core.as_mut() {
+                core.step(m);
+            }
+        }
+    }
+
+    /// Moves time forward by `ms`, one tick interval at a time, stabilizing after each.
+    pub fn run_for(&mut self, ms: u64) {
+        let end = self.now_ms + ms;
+        while self.now_ms < end {
+            let step = self.tick_ms().min(end - self.now_ms);
+            self.now_ms += step;
+            let now = self.now_ms;
+            for m in self.members.values_mut() {
+                if let Some(c) = m.core.as_mut() {
+                    c.handle_timeout(now);
+                }
+            }
+            self.stabilize();
+        }
+    }
+
+    fn tick_ms(&self) -> u64 {
+        self.members.values().next().unwrap().config.tick_ms
+    }
+
+    /// Runs until some member leads and every live member connected to it knows it.
+    pub fn wait_for_leader(&mut self) -> u64 {
+        for _ in 0..600 {
+            self.run_for(self.tick_ms());
+            if let Some(l) = self.leader() {
+                let agreed = self
+                    .members
+                    .values()
+                    .filter_map(|m| m.core.as_ref())
+                    .filter(|c| !self.cut.contains(&(l, c.id())))
+                    .all(|c| c.leader() == l);
+                if agreed && self.core(l).applied_index() >= self.core(l).commit_index() {
+                    return l;
+                }
+            }
+        }
+        panic!("no leader elected");
+    }
+
+    /// Submits a request to member `id` and runs (moving time) until it is answered.
+    pub fn request(&mut self, id: u64, req: Request) -> Result<Response, Error> {
+        let rid = self.submit(id, req);
+        self.wait(rid)
+    }
+
+    pub fn submit(&mut self, id: u64, req: Request) -> RequestId {
+        let rid = self.next_request;
+        self.next_request += 1;
+        self.core_mut(id).submit(rid, req);
+        self.stabilize();
+        rid
+    }
+
+    pub fn wait(&mut self, rid: RequestId) -> Result<Response, Error> {
+        for _ in 0..1_000 {
+            if let Some(r) = self.responses.remove(&rid) {
+                return r;
+            }
+            self.run_for(self.tick_ms());
+        }
+        panic!("request {rid} was never answered");
+    }
+
+    pub fn put(&mut self, id: u64, key: &str, value: &str) -> Result<Response, Error> {
+        self.request(id, Request::Put(PutRequest { key: b(key), value: b(value), ..Default::default() }))
+    }
+
+    pub fn put_lease(&mut self, id: u64, key: &str, value: &str, lease: i64) -> Result<Response, Error> {
+        self.request(
+            id,
+            Request::Put(PutRequest { key: b(key), value: b(value), lease, ..Default::default() }),
+        )
+    }
+
+    /// A linearizable (or, with `serializable`, local) read of one key.
+    pub fn get(&mut self, id: u64, key: &str, serializable: bool) -> Result<Option<KeyValue>, Error> {
+        let r = self
+            .request(id, Request::Range(RangeRequest { key: b(key), serializable, ..Default::default() }))?;
+        match r.body {
+            ResponseBody::Range(rr) => Ok(rr.kvs.into_iter().next()),
+            other => panic!("range answered with {other:?}"),
+        }
+    }
+
+    /// Cuts every link between the two groups, both ways.
+    pub fn partition(&mut self, a: &[u64], b: &[u64]) {
+        for &x in a {
+            for &y in b {
+                self.cut.insert((x, y));
+                self.cut.insert((y, x));
+            }
+        }
+    }
+
+    pub fn isolate(&mut self, id: u64) {
+        let others: Vec<u64> = self.members.keys().copied().filter(|&m| m != id).collect();
+        self.partition(&[id], &others);
+    }
+
+    pub fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    /// Stops a member as a crash would: everything not on its disk is gone. Messages already
+    /// in flight to it are dropped on delivery.
+    pub fn crash(&mut self, id: u64) {
+        self.members.get_mut(&id).unwrap().core = None;
+    }
+
+    /// Boots a crashed member from its disk, with a fresh seed as a real boot would have.
+    pub fn restart(&mut self, id: u64) {
+        let m = self.members.get_mut(&id).unwrap();
+        assert!(m.core.is_none(), "restart needs a crash first");
+        m.boots += 1;
+        let mut config = m.config.clone();
+        config.seed = config.seed.wrapping_add(m.boots.wrapping_mul(0x9e37_79b9));
+        m.core = Some(Core::new(config, Some(m.disk.recovered())).expect("restart from disk"));
+        m.events.clear();
+        let now = self.now_ms;
+        m.core.as_mut().unwrap().handle_timeout(now);
+        self.stabilize();
+    }
+
+    /// Every live member has applied the same state (compared as a whole).
+    pub fn assert_converged(&self) {
+        let states: Vec<(u64, &cairn_core::state_machine::StateMachine)> =
+            self.members.values().filter_map(|m| m.core.as_ref()).map(|c| (c.id(), c.state())).collect();
+        let (first_id, first) = states[0];
+        for (id, s) in &states[1..] {
+            assert_eq!(s.applied_index(), first.applied_index(), "member {id} vs {first_id}: applied index");
+            assert!(*s == first, "member {id} and member {first_id} applied the same entries but differ");
+        }
+    }
+}
+
+/// A stable text rendering of an output, for traces and determinism hashes.
+fn render(out: &Output) -> String {
+    let mut s = String::new();
+    for m in &out.messages {
+        s += &format!(
+            "msg {:?} {}->{} t{} i{} c{} n{};",
+            m.get_msg_type(),
+            m.from,
+            m.to,
+            m.term,
+            m.index,
+            m.commit,
+            m.entries.len()
+        );
+    }
+    if let Some(p) = &out.persist {
+        s += &format!(
+            "persist #{} snap={} ents={:?} hs={:?} after={};",
+            p.number,
+            p.snapshot.as_ref().map_or(0, |x| x.get_metadata().index),
+            p.entries.iter().map(|e| (e.index, e.term, e.data.len())).collect::<Vec<_>>(),
+            p.hard_state.as_ref().map(|h| (h.term, h.vote, h.commit)),
+            p.messages.len()
+        );
+    }
+    for (id, r) in &out.responses {
+        s += &format!("resp {id} {r:?};");
+    }
+    for e in &out.events {
+        s += &format!("event {e:?};");
+    }
+    s
+}
+
+pub fn b(s: &str) -> bytes::Bytes {
+    bytes::Bytes::copy_from_slice(s.as_bytes())
+}
