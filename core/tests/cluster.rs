@@ -213,7 +213,15 @@ fn lease_survives_a_leader_change() {
     c.run_for(2_500);
     c.crash(l1);
     let l2 = c.wait_for_leader();
-    // The new leader extends every lease: still alive past the original expiry.
+    // The new leader restarts every lease's clock with an election timeout to spare (etcd's
+    // Promote): a full TTL and more remains, though most of it had run down before.
+    match c.request(l2, Request::LeaseTimeToLive { id, keys: true }).unwrap().body {
+        ResponseBody::LeaseTimeToLive { ttl_secs, keys, .. } => {
+            assert!(ttl_secs >= 4, "remaining {ttl_secs}s after the election");
+            assert_eq!(keys, vec![bytes::Bytes::from_static(b"held")]);
+        }
+        other => panic!("{other:?}"),
+    }
     c.run_for(2_000);
     assert!(lease_exists(&mut c, l2, id), "the election did not expire the lease");
     c.request(l2, Request::LeaseKeepAlive { id }).expect("the new leader renews it");
