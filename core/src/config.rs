@@ -29,7 +29,9 @@ pub struct Config {
     pub snapshot_catch_up_entries: u64,
     /// Largest encoded request accepted (`Error::RequestTooLarge` above it).
     pub request_bytes_max: usize,
-    /// Most operations in one txn's compare, success or failure list (`Error::TooManyOps`).
+    /// Most operations in one txn's compare, success or failure list (`Error::TooManyOps`),
+    /// checked when the txn is submitted. The store checks `mvcc::MAX_TXN_OPS` (etcd's 128) again
+    /// at apply, identically on every replica, so a larger value here has no effect.
     pub txn_ops_max: usize,
     /// Largest append message, in bytes of entries (raft-rs `max_size_per_msg`).
     pub append_bytes_max: u64,
@@ -45,6 +47,10 @@ pub struct Config {
     pub pre_vote: bool,
     /// Raft check-quorum (a leader steps down when it loses touch with a majority).
     pub check_quorum: bool,
+    /// A deliberately planted bug, for proving that the simulator's checkers catch one:
+    /// linearizable ranges are served from local state without a ReadIndex round, so a
+    /// partitioned or lagging member answers stale reads. Never set outside checker tests.
+    pub planted_bug_stale_reads: bool,
 }
 
 impl Config {
@@ -67,6 +73,7 @@ impl Config {
             request_timeout_ms: 7_000,
             pre_vote: true,
             check_quorum: true,
+            planted_bug_stale_reads: false,
         }
     }
 

@@ -99,7 +99,10 @@ impl Entry {
     /// Whether the key existed just before this change: a tombstone deletes something, and a
     /// put after creation has a predecessor.
     fn had_prev(&self) -> bool {
-        self.record.as_ref().map_or(true, |r| r.version > 1)
+        match &self.record {
+            None => true,
+            Some(r) => r.version > 1,
+        }
     }
 
     /// The watch event for this change, given the key's state just before it. Both the write
@@ -117,6 +120,9 @@ impl Entry {
     }
 }
 
+/// Bounds for `BTreeMap::range` over keys.
+type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+
 /// The entry of `history` in effect at `revision`: the last with `main <= revision`.
 fn entry_at(history: &[Entry], revision: i64) -> Option<&Entry> {
     let after = history.partition_point(|e| e.revision.main <= revision);
@@ -127,7 +133,7 @@ fn entry_at(history: &[Entry], revision: i64) -> Option<&Entry> {
 /// single key, `[0]` is every key `>= key` (so `key == [0]` too is every key), otherwise
 /// `[key, range_end)`. `None` when the span is empty (`range_end <= key`), which `BTreeMap::range`
 /// would reject.
-fn key_bounds<'a>(key: &'a [u8], range_end: &'a [u8]) -> Option<(Bound<&'a [u8]>, Bound<&'a [u8]>)> {
+fn key_bounds<'a>(key: &'a [u8], range_end: &'a [u8]) -> Option<KeyBounds<'a>> {
     if range_end.is_empty() {
         Some((Bound::Included(key), Bound::Included(key)))
     } else if range_end == b"\0" {
@@ -210,10 +216,10 @@ impl Mvcc {
         if start_revision < self.compacted_revision {
             return Err(self.compacted());
         }
-        let mut events = Vec::new();
         let Some(bounds) = key_bounds(key, range_end) else {
             return Ok(Vec::new());
         };
+        let mut events = Vec::new();
         for (key, history) in self.history.range::<[u8], _>(bounds) {
             let first = history.partition_point(|e| e.revision.main < start_revision);
             for i in first..history.len() {
@@ -594,11 +600,8 @@ impl Mvcc {
     fn append(&mut self, batch: &mut Batch, key: &Bytes, record: Option<Record>, prev: Option<KeyValue>) {
         let entry = Entry { revision: Revision { main: batch.main, sub: batch.changes() }, record };
         let history = self.history.entry(key.clone()).or_default();
-        assert!(
-            history.last().map_or(true, |last| last.revision.main < batch.main),
-            "key {key:?} changed twice in revision {}",
-            batch.main
-        );
+        let last_main = history.last().map_or(0, |last| last.revision.main);
+        assert!(last_main < batch.main, "key {key:?} changed twice in revision {}", batch.main);
         assert!(!key.is_empty(), "empty key written");
         batch.events.push(entry.event(key, prev));
         history.push(entry);
@@ -761,7 +764,15 @@ impl Interval {
     }
 
     fn contains(&self, key: &Bytes) -> bool {
-        self.start <= *key && self.end.as_ref().map_or(true, |end| key < end)
+        self.start <= *key && !self.ends_at_or_before(key)
+    }
+
+    fn ends_at_or_before(&self, key: &Bytes) -> bool {
+        self.end.as_ref().is_some_and(|end| end <= key)
+    }
+
+    fn ends_before(&self, key: &Bytes) -> bool {
+        self.end.as_ref().is_some_and(|end| end < key)
     }
 }
 
@@ -771,7 +782,8 @@ fn merge(mut intervals: Vec<Interval>) -> Vec<Interval> {
     let mut merged: Vec<Interval> = Vec::with_capacity(intervals.len());
     for iv in intervals {
         match merged.last_mut() {
-            Some(last) if last.end.as_ref().map_or(true, |end| iv.start <= *end) => {
+            // Overlapping or adjacent: `last` does not end before `iv` starts.
+            Some(last) if !last.ends_before(&iv.start) => {
                 last.end = match (&last.end, iv.end) {
                     (Some(a), Some(b)) => Some(a.clone().max(b)),
                     _ => None,

@@ -325,7 +325,7 @@ impl Core {
             return Err(Error::TooManyRequests);
         }
         match request {
-            Request::Range(r) if r.serializable => {
+            Request::Range(r) if r.serializable || self.config.planted_bug_stale_reads => {
                 let body = self.sm.read_range(&r)?;
                 self.respond(id, Ok(self.response(self.sm.mvcc().current_revision(), body)));
                 Ok(())
@@ -546,10 +546,10 @@ impl Core {
                 continue;
             }
             match e.get_entry_type() {
-                EntryType::EntryNormal if e.data.is_empty() => self.sm.skip(e.index, e.term),
+                EntryType::EntryNormal if e.data.is_empty() => self.sm.skip(e.index, e.term, &e.data),
                 EntryType::EntryNormal => {
                     let proposal = Proposal::decode(&e.data)?;
-                    self.apply_proposal(e.index, e.term, proposal);
+                    self.apply_proposal(e, proposal);
                 }
                 EntryType::EntryConfChange => {
                     let mut cc = ConfChange::default();
@@ -574,12 +574,12 @@ impl Core {
         let cs = cs.map_err(|err| Error::Raft(format!("conf change: {err}")))?;
         self.raw.mut_store().set_conf_state(cs.clone());
         self.out.conf_state = Some(cs);
-        self.sm.skip(e.index, e.term);
+        self.sm.skip(e.index, e.term, &e.data);
         Ok(())
     }
 
-    fn apply_proposal(&mut self, index: u64, term: u64, proposal: Proposal) {
-        let applied = self.sm.apply(index, term, &proposal.command, self.config.lease_ttl_secs_min());
+    fn apply_proposal(&mut self, e: &Entry, proposal: Proposal) {
+        let applied = self.sm.apply(e.index, e.term, &e.data, &proposal.command, self.config.lease_ttl_secs_min());
         if let Some(lease) = &applied.granted {
             self.lessor.on_grant(lease, self.now_ms);
         }

@@ -17,6 +17,10 @@ pub struct StateMachine {
     /// Raft index and term of the last entry applied.
     applied_index: u64,
     applied_term: u64,
+    /// A hash chain over every entry applied (index, term, payload): two replicas at the same
+    /// applied index have the same digest exactly when they applied the same entries. The
+    /// simulator checks Raft's state machine safety with it.
+    applied_digest: u64,
 }
 
 /// What applying one command did.
@@ -44,7 +48,13 @@ impl Default for StateMachine {
 
 impl StateMachine {
     pub fn new() -> StateMachine {
-        StateMachine { mvcc: Mvcc::new(), leases: Leases::default(), applied_index: 0, applied_term: 0 }
+        StateMachine {
+            mvcc: Mvcc::new(),
+            leases: Leases::default(),
+            applied_index: 0,
+            applied_term: 0,
+            applied_digest: 0,
+        }
     }
 
     pub fn mvcc(&self) -> &Mvcc {
@@ -63,17 +73,22 @@ impl StateMachine {
         self.applied_term
     }
 
+    pub fn applied_digest(&self) -> u64 {
+        self.applied_digest
+    }
+
     /// Marks an entry that carries no command (a leader's empty entry, a configuration change)
     /// as applied.
-    pub fn skip(&mut self, index: u64, term: u64) {
-        self.advance_to(index, term);
+    pub fn skip(&mut self, index: u64, term: u64, payload: &[u8]) {
+        self.advance_to(index, term, payload);
     }
 
     /// Applies the command of the entry at `index`. Errors in the result are the client's
     /// (a failed compare is not an error; a missing lease is) and leave the state unchanged
     /// except for the applied index.
-    pub fn apply(&mut self, index: u64, term: u64, cmd: &Command, ttl_secs_min: i64) -> Applied {
-        self.advance_to(index, term);
+    /// `payload` is the entry's encoded bytes (for the digest).
+    pub fn apply(&mut self, index: u64, term: u64, payload: &[u8], cmd: &Command, ttl_secs_min: i64) -> Applied {
+        self.advance_to(index, term, payload);
         let revision_before = self.mvcc.current_revision();
         let mut granted = None;
         let mut revoked = None;
@@ -154,7 +169,7 @@ impl StateMachine {
         }
     }
 
-    fn advance_to(&mut self, index: u64, term: u64) {
+    fn advance_to(&mut self, index: u64, term: u64, payload: &[u8]) {
         assert!(
             index > self.applied_index,
             "entries apply once, in order: {index} after {}",
@@ -163,6 +178,13 @@ impl StateMachine {
         assert!(term >= self.applied_term, "terms never go back in the log");
         self.applied_index = index;
         self.applied_term = term;
+        let mut h = self.applied_digest ^ splitmix64(index) ^ splitmix64(term).rotate_left(17);
+        for chunk in payload.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            h = splitmix64(h ^ u64::from_le_bytes(word));
+        }
+        self.applied_digest = splitmix64(h ^ payload.len() as u64);
     }
 
     pub fn encode(&self) -> Vec<u8> {
