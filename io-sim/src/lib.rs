@@ -1,5 +1,11 @@
 //! # cairn-io-sim
 //!
-//! The simulated driver for `cairn-core` under madsim: simulated network and disk (with loss
-//! of unsynced writes on crash), per-node skewed clocks, fault injection. Not built yet: this
-//! crate reserves its place in the workspace layout.
+//! The simulated driver for `cairn-core`: a disk that loses unsynced writes on crash
+//! (`disk`), per-member clocks with skew (`clock`), and, under `--cfg madsim`, the driver loop
+//! on madsim's network with fault injection.
+
+pub mod clock;
+pub mod disk;
+#[cfg(madsim)]
+pub mod member;
+pub mod wire;

@@ -1,0 +1,236 @@
+//! One member under madsim: a thin loop that moves `Core` outputs to the simulated network
+//! and disk and feeds it time from the member's own skewed clock. No protocol logic: the
+//! order of operations is the one `cairn_core`'s crate docs prescribe.
+//!
+//! The loop also serves the simulator's clients (requests and watches) over the same
+//! endpoint, so partitions and crashes hit clients as they hit peers.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_core::{Config, Core, Output, Recovered, RequestId};
+use futures::{FutureExt, StreamExt};
+use madsim::net::Endpoint;
+use madsim::time::Instant;
+use rand::Rng;
+
+use crate::clock::ClockModel;
+use crate::disk::SimDisk;
+use crate::wire::{WatchEnd, Wire};
+
+/// The one message tag every Cairn endpoint uses; `Wire` says what a message is.
+pub const TAG: u64 = 0xCA12;
+
+/// Network faults madsim has no knob for, applied by the sender.
+#[derive(Clone, Debug, Default)]
+pub struct SendFaults {
+    /// Chance that a message is sent twice.
+    pub duplicate_rate: f64,
+}
+
+/// What observes a member (the simulator's trace and invariant checkers). Called
+/// synchronously from the member's loop; must not block.
+pub trait Observer: Send + Sync {
+    fn booted(&self, member: u64, core: &Core, recovered: Option<&Recovered>);
+    fn advanced(&self, member: u64, core: &Core, out: &Output);
+    fn stopped(&self, member: u64, reason: &str);
+}
+
+/// Everything about a member that outlives its crashes: its address, its disk, its clock.
+pub struct MemberEnv {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub peers: BTreeMap<u64, SocketAddr>,
+    pub config: Config,
+    pub disk: Arc<Mutex<SimDisk>>,
+    pub clock: Arc<Mutex<ClockModel>>,
+    pub send_faults: Arc<Mutex<SendFaults>>,
+    pub observer: Arc<dyn Observer>,
+    /// The simulation's time zero, from which global milliseconds count.
+    pub epoch: Instant,
+    /// Largest simulated fsync latency in microseconds.
+    pub fsync_us_max: u64,
+    pub boots: AtomicU64,
+}
+
+impl MemberEnv {
+    pub fn global_ms(&self) -> u64 {
+        Instant::now().duration_since(self.epoch).as_millis() as u64
+    }
+
+    fn local_ms(&self) -> u64 {
+        self.clock.lock().unwrap().now_ms(self.global_ms())
+    }
+}
+
+/// A client's request or watch, as the member tracks it.
+struct Watch {
+    client: SocketAddr,
+    key: bytes::Bytes,
+    range_end: bytes::Bytes,
+    next_seq: u64,
+}
+
+/// Runs a member until it is killed (madsim drops the task) or hits a fatal error (it stops
+/// and reports why: the simulator counts that as a crash failure).
+pub async fn run(env: Arc<MemberEnv>) {
+    let boot = env.boots.fetch_add(1, Ordering::SeqCst) + 1;
+    let recovered = match env.disk.lock().unwrap().recover() {
+        Ok((r, _report)) => r,
+        Err(e) => return env.observer.stopped(env.id, &format!("disk recovery failed: {e}")),
+    };
+    let mut config = env.config.clone();
+    // A fresh seed per boot, as a real boot draws one from the OS (see `Config::seed`).
+    config.seed = config.seed ^ boot.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut core = match Core::new(config, recovered.clone()) {
+        Ok(c) => c,
+        Err(e) => return env.observer.stopped(env.id, &format!("boot failed: {e}")),
+    };
+    env.observer.booted(env.id, &core, recovered.as_ref());
+    let ep = Arc::new(Endpoint::bind(env.addr).await.expect("bind the member's address"));
+
+    // One task receives; the loop below owns the core.
+    let (tx, mut rx) = futures::channel::mpsc::unbounded::<(Wire, SocketAddr)>();
+    let recv_ep = ep.clone();
+    madsim::task::spawn(async move {
+        while let Ok((payload, from)) = recv_ep.recv_from_raw(TAG).await {
+            if let Ok(w) = payload.downcast::<Wire>() {
+                if tx.unbounded_send((*w, from)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+
+    let mut next_request: RequestId = 1;
+    let mut requests: BTreeMap<RequestId, (SocketAddr, u64)> = BTreeMap::new();
+    let mut watches: BTreeMap<(SocketAddr, u64), Watch> = BTreeMap::new();
+
+    core.handle_timeout(env.local_ms());
+    loop {
+        // Act on everything the core wants done.
+        loop {
+            let out = match core.advance() {
+                Ok(out) => out,
+                Err(e) => return env.observer.stopped(env.id, &format!("fatal: {e}")),
+            };
+            if out.is_empty() {
+                break;
+            }
+            env.observer.advanced(env.id, &core, &out);
+            send_all(&env, &ep, out.messages.iter().cloned().map(Wire::Raft)).await;
+            let persisted_number =
+                if out.persist.is_some() || out.snapshot.is_some() || out.conf_state.is_some() {
+                    env.disk.lock().unwrap().write_output(&out);
+                    // fsync: takes a little simulated time, then everything written is durable.
+                    let us = madsim::rand::thread_rng().gen_range(0..=env.fsync_us_max);
+                    madsim::time::sleep(Duration::from_micros(us)).await;
+                    let mut disk = env.disk.lock().unwrap();
+                    disk.sync();
+                    if disk.compaction_due() {
+                        if let Err(e) = disk.compact() {
+                            drop(disk);
+                            return env.observer.stopped(env.id, &format!("disk compaction failed: {e}"));
+                        }
+                    }
+                    out.persist.as_ref().map(|p| p.number)
+                } else {
+                    None
+                };
+            if let Some(p) = &out.persist {
+                send_all(&env, &ep, p.messages.iter().cloned().map(Wire::Raft)).await;
+            }
+            if let Some(n) = persisted_number {
+                core.on_persisted(n);
+            }
+            for (rid, result) in out.responses {
+                if let Some((client, client_id)) = requests.remove(&rid) {
+                    let _ =
+                        ep.send_to_raw(client, TAG, Box::new(Wire::Reply { id: client_id, result })).await;
+                }
+            }
+            if !out.events.is_empty() {
+                for ((client, watch_id), w) in watches.iter_mut() {
+                    let events: Vec<_> = out
+                        .events
+                        .iter()
+                        .filter(|e| in_range(&e.kv.key, &w.key, &w.range_end))
+                        .cloned()
+                        .collect();
+                    if !events.is_empty() {
+                        let msg = Wire::WatchEvents { watch: *watch_id, seq: w.next_seq, events };
+                        w.next_seq += 1;
+                        let _ = ep.send_to_raw(*client, TAG, Box::new(msg)).await;
+                    }
+                }
+            }
+        }
+
+        // Wait for a message or the core's next deadline on this member's clock.
+        let wake_global_ms = env.clock.lock().unwrap().global_ms_for(core.poll_timeout(), env.global_ms());
+        let deadline = env.epoch + Duration::from_millis(wake_global_ms);
+        futures::select! {
+            msg = rx.next() => match msg {
+                Some((Wire::Raft(m), _)) => core.step(m),
+                Some((Wire::Request { id, request }, from)) => {
+                    let rid = next_request;
+                    next_request += 1;
+                    requests.insert(rid, (from, id));
+                    core.submit(rid, request);
+                }
+                Some((Wire::Watch { watch, key, range_end, start_revision }, from)) => {
+                    let mvcc = core.state().mvcc();
+                    let start = if start_revision <= 0 { mvcc.current_revision() + 1 } else { start_revision };
+                    match mvcc.events(&key, &range_end, start) {
+                        Ok(events) => {
+                            let mut w = Watch { client: from, key, range_end, next_seq: 0 };
+                            let msg = Wire::WatchEvents { watch, seq: 0, events };
+                            w.next_seq = 1;
+                            let _ = ep.send_to_raw(w.client, TAG, Box::new(msg)).await;
+                            watches.insert((from, watch), w);
+                        }
+                        Err(cairn_core::Error::Compacted { compacted_revision }) => {
+                            let end = WatchEnd::Compacted { compact_revision: compacted_revision };
+                            let _ = ep.send_to_raw(from, TAG, Box::new(Wire::WatchEnded { watch, end })).await;
+                        }
+                        Err(_) => {
+                            let end = WatchEnd::Canceled;
+                            let _ = ep.send_to_raw(from, TAG, Box::new(Wire::WatchEnded { watch, end })).await;
+                        }
+                    }
+                }
+                Some((Wire::CancelWatch { watch }, from)) => {
+                    watches.remove(&(from, watch));
+                }
+                Some((Wire::Reply { .. } | Wire::WatchEvents { .. } | Wire::WatchEnded { .. }, _)) => {}
+                None => return,
+            },
+            _ = madsim::time::sleep_until(deadline).fuse() => {}
+        }
+        core.handle_timeout(env.local_ms());
+    }
+}
+
+async fn send_all(env: &MemberEnv, ep: &Endpoint, msgs: impl Iterator<Item = Wire>) {
+    let dup = env.send_faults.lock().unwrap().duplicate_rate;
+    for w in msgs {
+        let Wire::Raft(m) = &w else { continue };
+        let Some(&addr) = env.peers.get(&m.to) else { continue };
+        if dup > 0.0 && madsim::rand::thread_rng().gen_bool(dup) {
+            let _ = ep.send_to_raw(addr, TAG, Box::new(w.clone())).await;
+        }
+        let _ = ep.send_to_raw(addr, TAG, Box::new(w)).await;
+    }
+}
+
+/// etcd's range conventions: empty end = the key alone; `\0` = every key from `key` on.
+pub fn in_range(k: &[u8], key: &[u8], range_end: &[u8]) -> bool {
+    match range_end {
+        [] => k == key,
+        [0] => k >= key,
+        end => k >= key && k < end,
+    }
+}

@@ -1,0 +1,53 @@
+//! What travels between simulated members and clients. Payloads go through madsim's network
+//! as typed values (no encoding): the simulator tests the core, not a codec.
+
+use bytes::Bytes;
+use cairn_core::eraftpb::Message;
+use cairn_core::kv::Event;
+use cairn_core::{Error, Request, Response};
+
+#[derive(Clone, Debug)]
+pub enum Wire {
+    /// Member to member.
+    Raft(Message),
+    /// Client to member: `id` is the client's own, echoed in the reply.
+    Request {
+        id: u64,
+        request: Request,
+    },
+    Reply {
+        id: u64,
+        result: Result<Response, Error>,
+    },
+    /// Client to member: stream events for keys in range from `start_revision` (0: from now).
+    Watch {
+        watch: u64,
+        key: Bytes,
+        range_end: Bytes,
+        start_revision: i64,
+    },
+    CancelWatch {
+        watch: u64,
+    },
+    /// Member to client: one batch of a watch's events; `seq` counts batches from 0 so the
+    /// client sees a lost batch and resumes from its last revision.
+    WatchEvents {
+        watch: u64,
+        seq: u64,
+        events: Vec<Event>,
+    },
+    WatchEnded {
+        watch: u64,
+        end: WatchEnd,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchEnd {
+    Canceled,
+    /// The start revision was compacted away (etcd cancels such a watch with the compact
+    /// revision).
+    Compacted {
+        compact_revision: i64,
+    },
+}
