@@ -75,6 +75,7 @@
 //! - `state_machine`: the replicated state (store + leases) and how entries apply.
 //! - `mvcc`: the multi-version store: revisions, ranges, txns, compaction, event history.
 //! - `lease`: the lease registry and the leader's expiry clock.
+//! - `watch`: which changes each watcher is owed, from any uncompacted revision.
 //! - `request`: client requests and responses, and the log entry encoding.
 //! - `storage`: the in-memory Raft log raft-rs reads from.
 //! - `kv`: etcd-shaped key-value types.
@@ -88,11 +89,13 @@ pub mod node;
 pub mod request;
 pub mod state_machine;
 pub mod storage;
+pub mod watch;
 
 pub use config::Config;
 pub use error::{Error, Result};
 pub use node::{Core, Output, Persist, Recovered, SnapshotMade};
 pub use request::{Header, Request, RequestId, Response, ResponseBody};
+pub use watch::{WatchId, WatchRequest, WatchUpdate};
 
 /// raft-rs's message and log types, which cross the core's boundary.
 pub use raft::eraftpb;

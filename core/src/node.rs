@@ -19,7 +19,12 @@ use crate::mvcc;
 use crate::request::{Command, Header, Origin, Proposal, Request, RequestId, Response, ResponseBody};
 use crate::state_machine::StateMachine;
 use crate::storage::LogStore;
+use crate::watch::{WatchHub, WatchId, WatchRequest, WatchUpdate};
 use crate::{Error, Result};
+
+/// How many election timeouts the leader waits for a follower to acknowledge a snapshot before
+/// it takes the snapshot as lost and sends it again.
+const SNAPSHOT_RETRY_ELECTIONS: u64 = 2;
 
 /// What a member recovered from its durable storage at boot.
 #[derive(Clone, Debug, Default)]
@@ -46,6 +51,8 @@ pub struct Output {
     /// are contiguous. A member replays committed entries after a restart, so a driver may see
     /// a revision again after `Core::new`; never within one boot.
     pub events: Vec<Event>,
+    /// What each open watch is owed (see `Core::watch`), in order per watch.
+    pub watch_updates: Vec<(WatchId, WatchUpdate)>,
     /// The membership changed (or the member is new): persist it with the hard state.
     pub conf_state: Option<ConfState>,
     /// The member snapshotted its state machine: persist the snapshot durably; after that, log
@@ -81,6 +88,7 @@ impl Output {
             && self.persist.is_none()
             && self.responses.is_empty()
             && self.events.is_empty()
+            && self.watch_updates.is_empty()
             && self.conf_state.is_none()
             && self.snapshot.is_none()
     }
@@ -134,7 +142,14 @@ pub struct Core {
     /// When unresolved reads next start a new ReadIndex round (the last may have been lost).
     read_retry_ms: u64,
     lessor: Lessor,
+    watches: WatchHub,
     last_snapshot_index: u64,
+    /// Raft ticks since boot.
+    ticks: u64,
+    /// As leader: peers raft-rs is sending a snapshot to, with the tick it started. A snapshot
+    /// message can be lost, and raft-rs then waits for `report_snapshot` forever; the core
+    /// reports failure after `SNAPSHOT_RETRY_ELECTIONS` election timeouts so it is sent again.
+    snapshot_sending_since: BTreeMap<u64, u64>,
     /// A leader snapshot waiting to be acknowledged as persisted before raft-rs may count it
     /// as applied: (ready number, snapshot index).
     snapshot_unpersisted: Option<(u64, u64)>,
@@ -210,7 +225,10 @@ impl Core {
             read_round: 0,
             read_retry_ms: 0,
             lessor: Lessor::default(),
+            watches: WatchHub::default(),
             last_snapshot_index,
+            ticks: 0,
+            snapshot_sending_since: BTreeMap::new(),
             snapshot_unpersisted: None,
             out,
             config,
@@ -294,8 +312,10 @@ impl Core {
         self.now_ms = self.now_ms.max(now_ms);
         if self.now_ms >= self.next_tick_ms {
             self.raw.tick();
+            self.ticks += 1;
             self.next_tick_ms = self.now_ms + self.config.tick_ms;
             self.sync_role();
+            self.retry_lost_snapshots();
         }
         self.expire_requests();
         self.expire_leases();
@@ -444,6 +464,19 @@ impl Core {
         self.reads.insert(seq, PendingRead { id, request, deadline_ms, round: 0, index: None });
     }
 
+    /// Opens watch `id` and returns the changes it is owed already (from its start revision up
+    /// to this member's applied revision). Later changes come out of `advance` in
+    /// `Output::watch_updates`. Watches are served from this member's applied state: a lagging
+    /// member delivers late, never out of order, never with gaps.
+    pub fn watch(&mut self, id: WatchId, req: WatchRequest) -> Result<Vec<Event>> {
+        self.watches.create(id, req, &self.sm)
+    }
+
+    /// Closes watch `id`; false if it was not open.
+    pub fn cancel_watch(&mut self, id: WatchId) -> bool {
+        self.watches.cancel(id)
+    }
+
     /// The driver made durable everything in `Persist`s up to `number`.
     pub fn on_persisted(&mut self, number: u64) {
         self.raw.on_persist_ready(number);
@@ -497,6 +530,8 @@ impl Core {
             // Leases the old state knew may be gone; the leader's clock restarts from the new
             // state if this member leads again.
             self.lessor.demote();
+            // The state jumped without events: watchers get what it covered from history.
+            self.out.watch_updates.extend(self.watches.catch_up(&self.sm));
             persist.snapshot = Some(snap);
         }
 
@@ -579,13 +614,15 @@ impl Core {
     }
 
     fn apply_proposal(&mut self, e: &Entry, proposal: Proposal) {
-        let applied = self.sm.apply(e.index, e.term, &e.data, &proposal.command, self.config.lease_ttl_secs_min());
+        let applied =
+            self.sm.apply(e.index, e.term, &e.data, &proposal.command, self.config.lease_ttl_secs_min());
         if let Some(lease) = &applied.granted {
             self.lessor.on_grant(lease, self.now_ms);
         }
         if let Some(id) = applied.revoked {
             self.lessor.on_revoke(id);
         }
+        self.out.watch_updates.extend(self.watches.on_events(&applied.events));
         self.out.events.extend(applied.events);
         let Some(origin) = proposal.origin else { return };
         if origin.member != self.config.id || origin.nonce != self.nonce {
@@ -657,6 +694,27 @@ impl Core {
             let r = self.reads.remove(&seq).expect("listed above");
             self.respond(r.id, Err(err()));
         }
+    }
+
+    fn retry_lost_snapshots(&mut self) {
+        if !self.is_leader() {
+            self.snapshot_sending_since.clear();
+            return;
+        }
+        let patience = SNAPSHOT_RETRY_ELECTIONS * self.config.election_ticks as u64;
+        let mut sending = BTreeMap::new();
+        for (&id, pr) in self.raw.raft.prs().iter() {
+            if pr.state == raft::ProgressState::Snapshot {
+                sending.insert(id, self.snapshot_sending_since.get(&id).copied().unwrap_or(self.ticks));
+            }
+        }
+        let stuck: Vec<u64> =
+            sending.iter().filter(|(_, &since)| self.ticks - since >= patience).map(|(&id, _)| id).collect();
+        for id in stuck {
+            self.raw.report_snapshot(id, raft::SnapshotStatus::Failure);
+            sending.remove(&id);
+        }
+        self.snapshot_sending_since = sending;
     }
 
     /// As leader, proposes a revoke for each lease whose TTL ran out on this member's clock.

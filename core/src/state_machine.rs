@@ -87,7 +87,14 @@ impl StateMachine {
     /// (a failed compare is not an error; a missing lease is) and leave the state unchanged
     /// except for the applied index.
     /// `payload` is the entry's encoded bytes (for the digest).
-    pub fn apply(&mut self, index: u64, term: u64, payload: &[u8], cmd: &Command, ttl_secs_min: i64) -> Applied {
+    pub fn apply(
+        &mut self,
+        index: u64,
+        term: u64,
+        payload: &[u8],
+        cmd: &Command,
+        ttl_secs_min: i64,
+    ) -> Applied {
         self.advance_to(index, term, payload);
         let revision_before = self.mvcc.current_revision();
         let mut granted = None;

@@ -120,6 +120,34 @@ fn lagging_follower_catches_up_by_snapshot() {
 }
 
 #[test]
+fn a_lost_snapshot_message_is_sent_again() {
+    let mut c = Cluster::with_config(3, 13, |cfg| {
+        cfg.snapshot_entries = 10;
+        cfg.snapshot_catch_up_entries = 2;
+    });
+    let l = c.wait_for_leader();
+    let lagging = (1..=3).find(|&id| id != l).unwrap();
+    c.isolate(lagging);
+    for i in 0..30 {
+        c.put(l, &format!("k{i:02}"), "v").unwrap();
+    }
+    // The first snapshot sent to the lagging member is lost on the way.
+    let mut dropped = 0;
+    c.drop_if = Some(Box::new(move |m| {
+        if m.get_msg_type() == cairn_core::eraftpb::MessageType::MsgSnapshot && dropped == 0 {
+            dropped += 1;
+            return true;
+        }
+        false
+    }));
+    c.heal();
+    c.run_for(5_000);
+    assert_eq!(c.members[&lagging].disk.snapshots_installed, 1, "the snapshot was sent again");
+    assert_eq!(value(c.get(lagging, "k29", true).unwrap()), Some("v".into()));
+    c.assert_converged();
+}
+
+#[test]
 fn whole_cluster_restarts_from_disk() {
     let mut c = Cluster::with_config(3, 6, |cfg| cfg.snapshot_entries = 7);
     let l = c.wait_for_leader();

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cairn_core::{Config, Core, Output, Recovered, RequestId};
+use cairn_core::{Config, Core, Output, Recovered, RequestId, WatchId, WatchRequest, WatchUpdate};
 use futures::{FutureExt, StreamExt};
 use madsim::net::Endpoint;
 use madsim::time::Instant;
@@ -66,14 +66,6 @@ impl MemberEnv {
     }
 }
 
-/// A client's request or watch, as the member tracks it.
-struct Watch {
-    client: SocketAddr,
-    key: bytes::Bytes,
-    range_end: bytes::Bytes,
-    next_seq: u64,
-}
-
 /// Runs a member until it is killed (madsim drops the task) or hits a fatal error (it stops
 /// and reports why: the simulator counts that as a crash failure).
 pub async fn run(env: Arc<MemberEnv>) {
@@ -107,7 +99,10 @@ pub async fn run(env: Arc<MemberEnv>) {
 
     let mut next_request: RequestId = 1;
     let mut requests: BTreeMap<RequestId, (SocketAddr, u64)> = BTreeMap::new();
-    let mut watches: BTreeMap<(SocketAddr, u64), Watch> = BTreeMap::new();
+    // The core's watch id for each client's watch, and back.
+    let mut next_watch: WatchId = 1;
+    let mut watch_ids: BTreeMap<(SocketAddr, u64), WatchId> = BTreeMap::new();
+    let mut watch_owners: BTreeMap<WatchId, (SocketAddr, u64, u64)> = BTreeMap::new();
 
     core.handle_timeout(env.local_ms());
     loop {
@@ -152,27 +147,25 @@ pub async fn run(env: Arc<MemberEnv>) {
                         ep.send_to_raw(client, TAG, Box::new(Wire::Reply { id: client_id, result })).await;
                 }
             }
-            if !out.events.is_empty() {
-                for ((client, watch_id), w) in watches.iter_mut() {
-                    let events: Vec<_> = out
-                        .events
-                        .iter()
-                        .filter(|e| in_range(&e.kv.key, &w.key, &w.range_end))
-                        .cloned()
-                        .collect();
-                    if !events.is_empty() {
-                        let msg = Wire::WatchEvents { watch: *watch_id, seq: w.next_seq, events };
-                        w.next_seq += 1;
-                        let _ = ep.send_to_raw(*client, TAG, Box::new(msg)).await;
+            for (wid, update) in out.watch_updates {
+                let Some((client, watch, seq)) = watch_owners.get_mut(&wid) else { continue };
+                let msg = match update {
+                    WatchUpdate::Events(events) => {
+                        *seq += 1;
+                        Wire::WatchEvents { watch: *watch, seq: *seq - 1, events }
                     }
-                }
+                    WatchUpdate::Compacted { compact_revision } => {
+                        Wire::WatchEnded { watch: *watch, end: WatchEnd::Compacted { compact_revision } }
+                    }
+                };
+                let _ = ep.send_to_raw(*client, TAG, Box::new(msg)).await;
             }
         }
 
         // Wait for a message or the core's next deadline on this member's clock.
         let wake_global_ms = env.clock.lock().unwrap().global_ms_for(core.poll_timeout(), env.global_ms());
         let deadline = env.epoch + Duration::from_millis(wake_global_ms);
-        futures::select! {
+        futures::select_biased! {
             msg = rx.next() => match msg {
                 Some((Wire::Raft(m), _)) => core.step(m),
                 Some((Wire::Request { id, request }, from)) => {
@@ -182,28 +175,32 @@ pub async fn run(env: Arc<MemberEnv>) {
                     core.submit(rid, request);
                 }
                 Some((Wire::Watch { watch, key, range_end, start_revision }, from)) => {
-                    let mvcc = core.state().mvcc();
-                    let start = if start_revision <= 0 { mvcc.current_revision() + 1 } else { start_revision };
-                    match mvcc.events(&key, &range_end, start) {
+                    let wid = next_watch;
+                    next_watch += 1;
+                    let req = WatchRequest { key, range_end, start_revision, prev_kv: true, ..Default::default() };
+                    match core.watch(wid, req) {
                         Ok(events) => {
-                            let mut w = Watch { client: from, key, range_end, next_seq: 0 };
+                            watch_ids.insert((from, watch), wid);
+                            watch_owners.insert(wid, (from, watch, 1));
                             let msg = Wire::WatchEvents { watch, seq: 0, events };
-                            w.next_seq = 1;
-                            let _ = ep.send_to_raw(w.client, TAG, Box::new(msg)).await;
-                            watches.insert((from, watch), w);
+                            let _ = ep.send_to_raw(from, TAG, Box::new(msg)).await;
                         }
-                        Err(cairn_core::Error::Compacted { compacted_revision }) => {
-                            let end = WatchEnd::Compacted { compact_revision: compacted_revision };
-                            let _ = ep.send_to_raw(from, TAG, Box::new(Wire::WatchEnded { watch, end })).await;
-                        }
-                        Err(_) => {
-                            let end = WatchEnd::Canceled;
+                        Err(e) => {
+                            let end = match e {
+                                cairn_core::Error::Compacted { compacted_revision } => {
+                                    WatchEnd::Compacted { compact_revision: compacted_revision }
+                                }
+                                _ => WatchEnd::Canceled,
+                            };
                             let _ = ep.send_to_raw(from, TAG, Box::new(Wire::WatchEnded { watch, end })).await;
                         }
                     }
                 }
                 Some((Wire::CancelWatch { watch }, from)) => {
-                    watches.remove(&(from, watch));
+                    if let Some(wid) = watch_ids.remove(&(from, watch)) {
+                        watch_owners.remove(&wid);
+                        core.cancel_watch(wid);
+                    }
                 }
                 Some((Wire::Reply { .. } | Wire::WatchEvents { .. } | Wire::WatchEnded { .. }, _)) => {}
                 None => return,
@@ -223,14 +220,5 @@ async fn send_all(env: &MemberEnv, ep: &Endpoint, msgs: impl Iterator<Item = Wir
             let _ = ep.send_to_raw(addr, TAG, Box::new(w.clone())).await;
         }
         let _ = ep.send_to_raw(addr, TAG, Box::new(w)).await;
-    }
-}
-
-/// etcd's range conventions: empty end = the key alone; `\0` = every key from `key` on.
-pub fn in_range(k: &[u8], key: &[u8], range_end: &[u8]) -> bool {
-    match range_end {
-        [] => k == key,
-        [0] => k >= key,
-        end => k >= key && k < end,
     }
 }

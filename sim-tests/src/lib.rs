@@ -1,5 +1,22 @@
 //! # cairn-sim-tests
 //!
-//! Simulation scenarios, workloads, the linearizability and watch checkers, Raft invariants
-//! and the seed runner. Not built yet: this crate reserves its place in the workspace layout.
-//! The core's own deterministic multi-member tests live in `core/tests`.
+//! Cairn under deterministic simulation: a whole cluster of `cairn-core` members runs under
+//! madsim (`cairn-io-sim`) with faults injected, client histories are checked, and any run
+//! replays bit-for-bit from its seed.
+//!
+//! - `params`: one seed derives every parameter of a run.
+//! - `run` (madsim builds): the run itself: safety phase with faults, heal phase, checks.
+//! - `workload` (madsim builds): key-value, lease and watch clients.
+//! - `observer` (madsim builds): member outputs to observations, trace lines and invariant checks.
+//! - `invariants`: Raft's safety properties, one module each.
+//! - `linearizability`: the history checker; `watch_check`: the watch guarantees.
+//! - `history`, `observe`, `trace`: the data the checkers read.
+//!
+//! The checkers are plain Rust and tested in every build; the simulation itself builds only
+//! with `RUSTFLAGS="--cfg madsim"` (see the README for the seed runner).
+
+pub mod invariants;
+pub mod linearizability;
+pub mod observe;
+pub mod trace;
+pub mod watch_check;

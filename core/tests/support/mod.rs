@@ -64,6 +64,8 @@ pub struct Member {
     pub config: Config,
     /// Every event this member emitted, in order, since its last boot.
     pub events: Vec<Event>,
+    /// Every watch update this member emitted, in order, since its last boot.
+    pub watch_updates: Vec<(cairn_core::WatchId, cairn_core::WatchUpdate)>,
     pub boots: u64,
 }
 
@@ -77,6 +79,8 @@ pub struct Cluster {
     next_request: RequestId,
     /// Every output of every member, rendered, in order: what determinism tests hash.
     pub trace: Vec<String>,
+    /// Drops the messages it returns true for (in addition to cut links).
+    pub drop_if: Option<Box<dyn FnMut(&Message) -> bool>>,
 }
 
 impl Cluster {
@@ -93,7 +97,14 @@ impl Cluster {
             let core = Core::new(config.clone(), None).expect("new member");
             members.insert(
                 id,
-                Member { core: Some(core), disk: Disk::default(), config, events: vec![], boots: 1 },
+                Member {
+                    core: Some(core),
+                    disk: Disk::default(),
+                    config,
+                    events: vec![],
+                    watch_updates: vec![],
+                    boots: 1,
+                },
             );
         }
         Cluster {
@@ -104,6 +115,7 @@ impl Cluster {
             responses: BTreeMap::new(),
             next_request: 1,
             trace: vec![],
+            drop_if: None,
         }
     }
 
@@ -164,6 +176,7 @@ impl Cluster {
             self.trace.push(format!("{id} @{} {}", self.now_ms, render(&out)));
             member.disk.write(&out);
             member.events.extend(out.events.iter().cloned());
+            member.watch_updates.extend(out.watch_updates.iter().cloned());
             self.net.extend(out.messages);
             if let Some(p) = out.persist {
                 self.net.extend(p.messages);
@@ -179,6 +192,11 @@ impl Cluster {
     fn deliver(&mut self, m: Message) {
         if self.cut.contains(&(m.from, m.to)) {
             return;
+        }
+        if let Some(f) = self.drop_if.as_mut() {
+            if f(&m) {
+                return;
+            }
         }
         if let Some(member) = self.members.get_mut(&m.to) {
             if let Some(core) = member.core.as_mut() {
@@ -305,6 +323,7 @@ impl Cluster {
         config.seed = config.seed.wrapping_add(m.boots.wrapping_mul(0x9e37_79b9));
         m.core = Some(Core::new(config, Some(m.disk.recovered())).expect("restart from disk"));
         m.events.clear();
+        m.watch_updates.clear();
         let now = self.now_ms;
         m.core.as_mut().unwrap().handle_timeout(now);
         self.stabilize();
