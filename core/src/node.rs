@@ -153,6 +153,8 @@ pub struct Core {
     /// A leader snapshot waiting to be acknowledged as persisted before raft-rs may count it
     /// as applied: (ready number, snapshot index).
     snapshot_unpersisted: Option<(u64, u64)>,
+    /// Set when the member found its own state untrustworthy; every later `advance` fails.
+    fatal: Option<Error>,
     out: Output,
 }
 
@@ -230,6 +232,7 @@ impl Core {
             ticks: 0,
             snapshot_sending_since: BTreeMap::new(),
             snapshot_unpersisted: None,
+            fatal: None,
             out,
             config,
         };
@@ -298,7 +301,25 @@ impl Core {
     /// A Raft message from a peer. Messages that are not for this member, or that raft-rs
     /// rejects as malformed (a local message type, an unknown peer), are dropped.
     pub fn step(&mut self, msg: Message) {
-        if msg.to != self.config.id || raft::raw_node::is_local_msg(msg.get_msg_type()) {
+        if self.fatal.is_some()
+            || msg.to != self.config.id
+            || raft::raw_node::is_local_msg(msg.get_msg_type())
+        {
+            return;
+        }
+        // A leader only sends a heartbeat committing up to what this member acknowledged as
+        // persisted. If that is past the end of the log, this member's storage lost entries it
+        // had acknowledged: its state cannot be trusted (raft-rs would panic here).
+        let last_index = self.raw.raft.raft_log.last_index();
+        if msg.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeat
+            && msg.term >= self.raw.raft.term
+            && msg.commit > last_index
+        {
+            self.fatal = Some(Error::Corrupt(format!(
+                "leader {} says entries up to {} are committed here, but this member's log ends at {}: \
+                 storage lost entries it had acknowledged as persisted",
+                msg.from, msg.commit, last_index
+            )));
             return;
         }
         let _ = self.raw.step(msg);
@@ -493,6 +514,9 @@ impl Core {
     ///
     /// An error is fatal: the log or a snapshot is corrupt, and the node must stop.
     pub fn advance(&mut self) -> Result<Output> {
+        if let Some(e) = &self.fatal {
+            return Err(e.clone());
+        }
         self.start_read_round();
         if self.raw.has_ready() {
             self.handle_ready()?;

@@ -311,3 +311,43 @@ fn linearizable_range_reads_see_every_acknowledged_write_on_any_member() {
         .unwrap();
     assert!(matches!(r.body, ResponseBody::Range(ref rr) if rr.count == 1));
 }
+
+#[test]
+fn a_member_whose_disk_lost_acknowledged_entries_stops_with_a_clear_error() {
+    let mut c = Cluster::new(3, 14);
+    let l = c.wait_for_leader();
+    for i in 0..5 {
+        c.put(l, &format!("k{i}"), "v").unwrap();
+    }
+    let f = (1..=3).find(|&id| id != l).unwrap();
+    c.crash(f);
+    // A disk that lied about fsync: everything after the first entry is gone.
+    c.members.get_mut(&f).unwrap().disk.entries.truncate(1);
+    c.members.get_mut(&f).unwrap().disk.hard_state.commit = 1;
+    let m = c.members.get_mut(&f).unwrap();
+    let mut config = m.config.clone();
+    config.seed += 1;
+    let mut core = cairn_core::Core::new(config, Some(support_recovered(&m.disk))).unwrap();
+    // The leader's heartbeat commits what the member had acknowledged.
+    let mut hb = cairn_core::eraftpb::Message::default();
+    hb.set_msg_type(cairn_core::eraftpb::MessageType::MsgHeartbeat);
+    hb.from = l;
+    hb.to = f;
+    hb.term = c.core(l).term();
+    hb.commit = c.core(l).commit_index();
+    core.step(hb);
+    match core.advance() {
+        Err(Error::Corrupt(why)) => assert!(why.contains("lost entries"), "{why}"),
+        other => panic!("expected a fatal error, got {other:?}"),
+    }
+    assert!(core.advance().is_err(), "the member stays stopped");
+}
+
+fn support_recovered(d: &support::Disk) -> cairn_core::Recovered {
+    cairn_core::Recovered {
+        hard_state: d.hard_state.clone(),
+        conf_state: d.conf_state.clone(),
+        snapshot: d.snapshot.clone(),
+        entries: d.entries.clone(),
+    }
+}
