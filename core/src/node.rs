@@ -608,7 +608,12 @@ impl Core {
                 EntryType::EntryNormal if e.data.is_empty() => self.sm.skip(e.index, e.term, &e.data),
                 EntryType::EntryNormal => {
                     let proposal = Proposal::decode(&e.data)?;
-                    self.apply_proposal(e, proposal);
+                    match proposal.origin {
+                        Some(origin) if !self.sm.first_application(origin, e.index) => {
+                            self.sm.skip(e.index, e.term, &e.data)
+                        }
+                        _ => self.apply_proposal(e, proposal),
+                    }
                 }
                 EntryType::EntryConfChange => {
                     let mut cc = ConfChange::default();

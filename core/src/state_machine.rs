@@ -2,18 +2,22 @@
 //! log entry at a time. Every replica that applies the same entries holds the same state, so
 //! nothing here may depend on the member, its clock or its role.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::{Deserialize, Serialize};
 
 use crate::kv::{Event, RangeRequest, TxnRequest};
 use crate::lease::{Lease, Leases};
 use crate::mvcc::Mvcc;
-use crate::request::{codec, Command, ResponseBody};
+use crate::request::{codec, Command, Origin, ResponseBody};
 use crate::{Error, Result};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StateMachine {
     mvcc: Mvcc,
     leases: Leases,
+    /// Which proposals were applied, so each applies at most once (see `first_application`).
+    proposals: AppliedProposals,
     /// Raft index and term of the last entry applied.
     applied_index: u64,
     applied_term: u64,
@@ -51,6 +55,7 @@ impl StateMachine {
         StateMachine {
             mvcc: Mvcc::new(),
             leases: Leases::default(),
+            proposals: AppliedProposals::default(),
             applied_index: 0,
             applied_term: 0,
             applied_digest: 0,
@@ -75,6 +80,15 @@ impl StateMachine {
 
     pub fn applied_digest(&self) -> u64 {
         self.applied_digest
+    }
+
+    /// True the first time a proposal from `origin` reaches the state machine; false for a
+    /// copy. A proposal forwarded to the leader can reach it twice (a duplicated or resent
+    /// message) and so stand twice in the log; applying the copy would replay a write after
+    /// later ones (a delete erasing a newer put). The caller skips copies. Deterministic: every
+    /// replica sees the same entries in the same order.
+    pub fn first_application(&mut self, origin: Origin, index: u64) -> bool {
+        self.proposals.first_time(origin, index)
     }
 
     /// Marks an entry that carries no command (a leader's empty entry, a configuration change)
@@ -215,6 +229,53 @@ impl StateMachine {
             Some((v, _)) => Err(Error::Corrupt(format!("unknown snapshot format {v}"))),
             None => Err(Error::Corrupt("empty snapshot".into())),
         }
+    }
+}
+
+/// How far behind the newest applied sequence number of a proposer's boot a proposal may be
+/// and still be told apart from a copy. A member never has more than
+/// `Config::pending_requests_max` requests in flight, far fewer than this; a proposal this far
+/// behind was given up on by its proposer long ago, and is refused as a copy.
+const PROPOSAL_SEQ_WINDOW: u64 = 1 << 16;
+
+/// Per proposer boot (member, nonce): the sequence numbers applied within the window below
+/// the highest. Only the two most recent boots of each member are kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct AppliedProposals {
+    by_boot: BTreeMap<(u64, u64), BootWindow>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct BootWindow {
+    seq_max: u64,
+    seqs: BTreeSet<u64>,
+    /// Log index of the last proposal applied from this boot (which boot is newest).
+    last_index: u64,
+}
+
+impl AppliedProposals {
+    fn first_time(&mut self, o: Origin, index: u64) -> bool {
+        let w = self.by_boot.entry((o.member, o.nonce)).or_default();
+        if o.seq + PROPOSAL_SEQ_WINDOW <= w.seq_max || !w.seqs.insert(o.seq) {
+            return false;
+        }
+        w.seq_max = w.seq_max.max(o.seq);
+        w.last_index = index;
+        let floor = w.seq_max.saturating_sub(PROPOSAL_SEQ_WINDOW);
+        w.seqs = w.seqs.split_off(&floor);
+        // Forget all but the member's two most recent boots.
+        let mut boots: Vec<(u64, u64)> = self
+            .by_boot
+            .range((o.member, 0)..=(o.member, u64::MAX))
+            .map(|(&(_, nonce), w)| (w.last_index, nonce))
+            .collect();
+        if boots.len() > 2 {
+            boots.sort_unstable();
+            for &(_, nonce) in &boots[..boots.len() - 2] {
+                self.by_boot.remove(&(o.member, nonce));
+            }
+        }
+        true
     }
 }
 

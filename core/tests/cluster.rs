@@ -351,3 +351,39 @@ fn support_recovered(d: &support::Disk) -> cairn_core::Recovered {
         entries: d.entries.clone(),
     }
 }
+
+#[test]
+fn a_proposal_delivered_twice_applies_once() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let mut c = Cluster::new(3, 15);
+    let l = c.wait_for_leader();
+    let f = (1..=3).find(|&id| id != l).unwrap();
+    c.put(l, "k", "v1").unwrap();
+    // Keep a copy of the delete the follower forwards to the leader.
+    let copies: Rc<RefCell<Vec<cairn_core::eraftpb::Message>>> = Rc::default();
+    let seen = copies.clone();
+    c.drop_if = Some(Box::new(move |m| {
+        if m.get_msg_type() == cairn_core::eraftpb::MessageType::MsgPropose {
+            seen.borrow_mut().push(m.clone());
+        }
+        false
+    }));
+    let del = Request::DeleteRange(cairn_core::kv::DeleteRangeRequest {
+        key: support::b("k"),
+        ..Default::default()
+    });
+    c.request(f, del).unwrap();
+    c.drop_if = None;
+    c.put(l, "k", "v2").unwrap();
+    // The network delivers the old proposal again, after the newer put.
+    let copy = copies.borrow().first().cloned().expect("the follower forwarded its proposal");
+    c.deliver(copy);
+    c.run_for(1_000);
+    assert_eq!(
+        value(c.get(l, "k", false).unwrap()),
+        Some("v2".into()),
+        "the copy must not delete the newer value"
+    );
+    c.assert_converged();
+}

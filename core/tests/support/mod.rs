@@ -189,7 +189,7 @@ impl Cluster {
         }
     }
 
-    fn deliver(&mut self, m: Message) {
+    pub fn deliver(&mut self, m: Message) {
         if self.cut.contains(&(m.from, m.to)) {
             return;
         }
