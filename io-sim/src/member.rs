@@ -36,6 +36,8 @@ pub struct SendFaults {
 pub trait Observer: Send + Sync {
     fn booted(&self, member: u64, core: &Core, recovered: Option<&Recovered>);
     fn advanced(&self, member: u64, core: &Core, out: &Output);
+    /// The member's disk acknowledged an fsync of everything written so far.
+    fn synced(&self, member: u64);
     fn stopped(&self, member: u64, reason: &str);
 }
 
@@ -125,6 +127,7 @@ pub async fn run(env: Arc<MemberEnv>) {
                     madsim::time::sleep(Duration::from_micros(us)).await;
                     let mut disk = env.disk.lock().unwrap();
                     disk.sync();
+                    env.observer.synced(env.id);
                     if disk.compaction_due() {
                         if let Err(e) = disk.compact() {
                             drop(disk);

@@ -15,8 +15,17 @@
 //! The checkers are plain Rust and tested in every build; the simulation itself builds only
 //! with `RUSTFLAGS="--cfg madsim"` (see the README for the seed runner).
 
+pub mod history;
 pub mod invariants;
 pub mod linearizability;
 pub mod observe;
+pub mod params;
 pub mod trace;
 pub mod watch_check;
+
+#[cfg(madsim)]
+pub mod observer;
+#[cfg(madsim)]
+pub mod run;
+#[cfg(madsim)]
+pub mod workload;

@@ -40,6 +40,9 @@ pub enum Observation {
     /// The member's applied changes, in revision order (every member emits every revision it
     /// applies; a restarted member replays from its snapshot).
     Events { member: u64, events: Vec<Event> },
+    /// The member synced its disk: everything it appended before is durable (its disk
+    /// claims so).
+    Synced { member: u64 },
     /// The member crashed: what it had not synced is gone.
     Crashed { member: u64 },
     /// The member booted from its disk: `log` is its recovered log after `snapshot_index`.
@@ -55,6 +58,7 @@ impl Observation {
             | Observation::Committed { member, .. }
             | Observation::Applied { member, .. }
             | Observation::Events { member, .. }
+            | Observation::Synced { member }
             | Observation::Crashed { member }
             | Observation::Restarted { member, .. } => *member,
         }
@@ -72,7 +76,11 @@ pub struct Violation {
 
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (Raft §{}): {}", self.property, self.section, self.detail)
+        if self.section.starts_with(|c: char| c.is_ascii_digit()) || self.section.starts_with("Figure") {
+            write!(f, "{} (Raft §{}): {}", self.property, self.section, self.detail)
+        } else {
+            write!(f, "{} ({}): {}", self.property, self.section, self.detail)
+        }
     }
 }
 

@@ -1,0 +1,86 @@
+//! What the simulated clients did: every operation with its invoke and complete times (global
+//! simulated time) and outcome, the input of the linearizability checker; and what each watch
+//! received, the input of the watch checker.
+
+use std::sync::{Arc, Mutex};
+
+use crate::invariants::no_lost_write::AckedWrite;
+use crate::linearizability::{Input, Op, Outcome};
+use crate::watch_check::WatchSession;
+
+#[derive(Clone, Debug, Default)]
+pub struct Counts {
+    pub ok: u64,
+    pub failed: u64,
+    pub unknown: u64,
+    pub serializable_reads: u64,
+    pub lease_ops: u64,
+    pub watch_events: u64,
+}
+
+/// Shared by every client task of a run.
+#[derive(Clone, Default)]
+pub struct History {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    ops: Vec<Op>,
+    acked: Vec<AckedWrite>,
+    watches: Vec<WatchSession>,
+    counts: Counts,
+}
+
+impl History {
+    pub fn record(&self, op: Op, acked: Option<AckedWrite>) {
+        let mut h = self.inner.lock().unwrap();
+        match op.outcome {
+            Outcome::Ok(_) => h.counts.ok += 1,
+            Outcome::Failed => h.counts.failed += 1,
+            Outcome::Unknown => h.counts.unknown += 1,
+        }
+        if let Some(a) = acked {
+            h.acked.push(a);
+        }
+        h.ops.push(op);
+    }
+
+    /// An acknowledged write that is not part of the linearizability history (lease keys).
+    pub fn record_acked(&self, acked: AckedWrite) {
+        self.inner.lock().unwrap().acked.push(acked);
+    }
+
+    pub fn count(&self, f: impl FnOnce(&mut Counts)) {
+        f(&mut self.inner.lock().unwrap().counts)
+    }
+
+    pub fn record_watch(&self, session: WatchSession) {
+        let mut h = self.inner.lock().unwrap();
+        h.counts.watch_events += session.received.len() as u64;
+        h.watches.push(session);
+    }
+
+    pub fn ops(&self) -> Vec<Op> {
+        self.inner.lock().unwrap().ops.clone()
+    }
+
+    pub fn acked(&self) -> Vec<AckedWrite> {
+        self.inner.lock().unwrap().acked.clone()
+    }
+
+    pub fn watches(&self) -> Vec<WatchSession> {
+        self.inner.lock().unwrap().watches.clone()
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.inner.lock().unwrap().counts.clone()
+    }
+}
+
+/// The key an operation touches.
+pub fn key_of(input: &Input) -> &[u8] {
+    match input {
+        Input::Get { key } | Input::Put { key, .. } | Input::Delete { key } | Input::Cas { key, .. } => key,
+    }
+}

@@ -1,0 +1,96 @@
+//! One seed derives every parameter of a run (TigerBeetle's VOPR): cluster size, fault rates,
+//! workload mix, clock skew. Replaying a seed replays the run.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use cairn_io_sim::clock::Skew;
+
+/// A bug planted on purpose, to show that the checkers catch it. Never derived from the seed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PlantedBug {
+    #[default]
+    None,
+    /// Members answer linearizable reads from local state (`Config::planted_bug_stale_reads`).
+    StaleReads,
+    /// The simulated disk acknowledges fsync without making anything durable.
+    SkipFsync,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunParams {
+    pub seed: u64,
+    pub members: u64,
+    /// Clients doing key-value operations (checked for linearizability).
+    pub clients: u64,
+    /// Clients holding leases with keep-alives and lease-attached keys.
+    pub lease_clients: u64,
+    /// Clients watching the workload's keys.
+    pub watchers: u64,
+    /// Keys the key-value clients share; fewer keys, more contention.
+    pub keys: u64,
+    /// Share of key-value operations that are writes (put, delete, cas), per mille.
+    pub write_permille: u32,
+    /// Share of reads that are serializable (local, not checked for linearizability).
+    pub serializable_permille: u32,
+    /// Safety phase length: workload and faults.
+    pub safety_ms: u64,
+    /// Longest the heal phase may take to converge before the run is a liveness failure.
+    pub heal_ms_max: u64,
+    pub packet_loss: f64,
+    pub duplicate_rate: f64,
+    pub latency_ms_min: u64,
+    pub latency_ms_max: u64,
+    pub skew: Skew,
+    /// Mean time between fault actions in the safety phase.
+    pub fault_interval_ms: u64,
+    /// Relative weights of fault actions.
+    pub crash_weight: u32,
+    pub partition_weight: u32,
+    pub pause_weight: u32,
+    pub clock_step_weight: u32,
+    /// Applied entries between member snapshots: small, so snapshots and catch-up happen.
+    pub snapshot_entries: u64,
+    /// Compact the store now and then (watches from old revisions then hit compaction).
+    pub compact: bool,
+    pub fsync_us_max: u64,
+    pub planted: PlantedBug,
+}
+
+impl RunParams {
+    pub fn from_seed(seed: u64, planted: PlantedBug) -> RunParams {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_ca12);
+        let members = if rng.gen_bool(0.5) { 3 } else { 5 };
+        let latency_ms_max = *pick(&mut rng, &[5, 20, 50, 150]);
+        RunParams {
+            seed,
+            members,
+            clients: rng.gen_range(2..=6),
+            lease_clients: rng.gen_range(0..=2),
+            watchers: rng.gen_range(1..=2),
+            keys: rng.gen_range(1..=6),
+            write_permille: rng.gen_range(300..=800),
+            serializable_permille: rng.gen_range(0..=200),
+            safety_ms: rng.gen_range(15_000..=45_000),
+            heal_ms_max: 40_000,
+            packet_loss: *pick(&mut rng, &[0.0, 0.01, 0.05, 0.15]),
+            duplicate_rate: *pick(&mut rng, &[0.0, 0.01, 0.05]),
+            latency_ms_min: 1,
+            latency_ms_max,
+            skew: *pick(&mut rng, &[Skew::None, Skew::Mild, Skew::Mild, Skew::Wild]),
+            fault_interval_ms: rng.gen_range(500..=4_000),
+            crash_weight: rng.gen_range(1..=4),
+            partition_weight: rng.gen_range(1..=4),
+            pause_weight: rng.gen_range(0..=2),
+            clock_step_weight: rng.gen_range(0..=2),
+            snapshot_entries: rng.gen_range(30..=300),
+            compact: rng.gen_bool(0.3),
+            fsync_us_max: *pick(&mut rng, &[100, 2_000, 10_000]),
+            planted,
+        }
+    }
+}
+
+fn pick<'a, T>(rng: &mut impl Rng, xs: &'a [T]) -> &'a T {
+    &xs[rng.gen_range(0..xs.len())]
+}

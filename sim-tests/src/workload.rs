@@ -1,0 +1,367 @@
+//! Simulated clients. Each runs on its own madsim node, so partitions can cut clients off as
+//! well as members, and records every operation with invoke/complete times and outcome.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cairn_core::kv::*;
+use cairn_core::{Error, Request, Response, ResponseBody};
+use cairn_io_sim::member::TAG;
+use cairn_io_sim::wire::{WatchEnd as WireWatchEnd, Wire};
+use futures::FutureExt;
+use madsim::net::Endpoint;
+use madsim::time::Instant;
+use rand::Rng;
+use serde_json::json;
+
+use crate::history::History;
+use crate::invariants::no_lost_write::AckedWrite;
+use crate::linearizability::{Input, Op, Outcome, Output};
+use crate::params::RunParams;
+use crate::trace::Trace;
+use crate::watch_check::{WatchEnd, WatchSession};
+
+/// How long a client waits for an answer before it calls the outcome unknown.
+const CLIENT_TIMEOUT_MS: u64 = 2_000;
+
+pub struct ClientCtx {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub members: Vec<(u64, SocketAddr)>,
+    pub history: History,
+    pub trace: Trace,
+    pub epoch: Instant,
+    pub params: RunParams,
+    pub stop: Arc<AtomicBool>,
+}
+
+impl ClientCtx {
+    fn now_ms(&self) -> u64 {
+        Instant::now().duration_since(self.epoch).as_millis() as u64
+    }
+
+    fn now_ns(&self) -> u64 {
+        Instant::now().duration_since(self.epoch).as_nanos() as u64
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    fn member_addr(&self, id: u64) -> SocketAddr {
+        self.members.iter().find(|(m, _)| *m == id).map(|(_, a)| *a).expect("a member of the cluster")
+    }
+
+    fn random_member(&self) -> u64 {
+        self.members[madsim::rand::thread_rng().gen_range(0..self.members.len())].0
+    }
+}
+
+/// Sends one request and waits for its answer; None when none came in time.
+async fn call(ep: &Endpoint, to: SocketAddr, id: u64, request: Request) -> Option<Result<Response, Error>> {
+    let _ = ep.send_to_raw(to, TAG, Box::new(Wire::Request { id, request })).await;
+    let deadline = Instant::now() + Duration::from_millis(CLIENT_TIMEOUT_MS);
+    loop {
+        futures::select_biased! {
+            r = ep.recv_from_raw(TAG).fuse() => {
+                let Ok((payload, _)) = r else { return None };
+                if let Ok(w) = payload.downcast::<Wire>() {
+                    if let Wire::Reply { id: rid, result } = *w {
+                        if rid == id {
+                            return Some(result);
+                        }
+                    }
+                }
+            }
+            _ = madsim::time::sleep_until(deadline).fuse() => return None,
+        }
+    }
+}
+
+/// Sends `request` (to the leader as far as it can tell) until it succeeds or `deadline`
+/// passes; returns the revision of the successful answer.
+pub async fn call_until_ok(ctx: &ClientCtx, request: Request, deadline: Instant) -> Option<i64> {
+    let ep = Endpoint::bind(ctx.addr).await.expect("bind client");
+    let mut target = ctx.random_member();
+    let mut id = 0;
+    while Instant::now() < deadline {
+        id += 1;
+        match call(&ep, ctx.member_addr(target), id, request.clone()).await {
+            Some(Ok(r)) => return Some(r.header.revision),
+            Some(Err(Error::NotLeader { leader })) if leader != 0 => target = leader,
+            _ => {
+                target = ctx.random_member();
+                madsim::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    None
+}
+
+fn b(s: String) -> Bytes {
+    Bytes::from(s)
+}
+
+/// A key-value client: gets, puts, deletes and compare-and-swaps on a few shared keys.
+pub async fn kv_client(ctx: ClientCtx) {
+    let ep = Endpoint::bind(ctx.addr).await.expect("bind client");
+    let mut leader_hint = ctx.random_member();
+    let mut seq = 0u64;
+    let mut last_seen: std::collections::BTreeMap<Bytes, Option<Bytes>> = Default::default();
+    while !ctx.stopped() {
+        seq += 1;
+        let (input, request, serializable) = {
+            let mut rng = madsim::rand::thread_rng();
+            let key = b(format!("k{}", rng.gen_range(0..ctx.params.keys)));
+            let value = b(format!("c{}-{seq}", ctx.id));
+            if rng.gen_range(0..1000) >= ctx.params.write_permille {
+                let serializable = rng.gen_range(0..1000) < ctx.params.serializable_permille;
+                let req = RangeRequest { key: key.clone(), serializable, ..Default::default() };
+                (Input::Get { key }, Request::Range(req), serializable)
+            } else {
+                match rng.gen_range(0..10) {
+                    0..=4 => {
+                        let req = PutRequest { key: key.clone(), value: value.clone(), ..Default::default() };
+                        (Input::Put { key, value }, Request::Put(req), false)
+                    }
+                    5..=7 => {
+                        let expected = last_seen.get(&key).cloned().flatten();
+                        let target = match &expected {
+                            Some(v) => CompareTarget::Value(v.clone()),
+                            None => CompareTarget::Version(0),
+                        };
+                        let txn = TxnRequest {
+                            compare: vec![Compare {
+                                result: CompareResult::Equal,
+                                target,
+                                key: key.clone(),
+                                range_end: Bytes::new(),
+                            }],
+                            success: vec![RequestOp::Put(PutRequest {
+                                key: key.clone(),
+                                value: value.clone(),
+                                ..Default::default()
+                            })],
+                            failure: vec![],
+                        };
+                        (Input::Cas { key, expected, value }, Request::Txn(txn), false)
+                    }
+                    _ => {
+                        let req = DeleteRangeRequest { key: key.clone(), ..Default::default() };
+                        (Input::Delete { key }, Request::DeleteRange(req), false)
+                    }
+                }
+            }
+        };
+        let target = if madsim::rand::thread_rng().gen_bool(0.8) { leader_hint } else { ctx.random_member() };
+        let invoke = ctx.now_ns();
+        let result = call(&ep, ctx.member_addr(target), seq, request).await;
+        let complete = ctx.now_ns();
+        let (outcome, acked) = match &result {
+            None | Some(Err(Error::TimedOut)) => {
+                // The member may be down, paused or cut off: try another next time.
+                leader_hint = ctx.random_member();
+                (Outcome::Unknown, None)
+            }
+            Some(Err(e)) => {
+                leader_hint = match e {
+                    Error::NotLeader { leader } if *leader != 0 => *leader,
+                    _ => ctx.random_member(),
+                };
+                (Outcome::Failed, None)
+            }
+            Some(Ok(resp)) => {
+                let rev = resp.header.revision;
+                match (&input, &resp.body) {
+                    (Input::Get { key }, ResponseBody::Range(r)) => {
+                        let v = r.kvs.first().map(|kv| kv.value.clone());
+                        last_seen.insert(key.clone(), v.clone());
+                        (Outcome::Ok(Output::Get(v)), None)
+                    }
+                    (Input::Put { key, value }, ResponseBody::Put(_)) => (
+                        Outcome::Ok(Output::Put),
+                        Some(AckedWrite { key: key.clone(), value: Some(value.clone()), revision: rev }),
+                    ),
+                    (Input::Delete { key }, ResponseBody::DeleteRange(d)) => {
+                        let acked = (d.deleted > 0).then(|| AckedWrite {
+                            key: key.clone(),
+                            value: None,
+                            revision: rev,
+                        });
+                        (Outcome::Ok(Output::Delete { deleted: d.deleted > 0 }), acked)
+                    }
+                    (Input::Cas { key, value, .. }, ResponseBody::Txn(t)) => {
+                        let acked = t.succeeded.then(|| AckedWrite {
+                            key: key.clone(),
+                            value: Some(value.clone()),
+                            revision: rev,
+                        });
+                        (Outcome::Ok(Output::Cas { succeeded: t.succeeded }), acked)
+                    }
+                    (_, body) => panic!("client {} got {body:?} for {input:?}", ctx.id),
+                }
+            }
+        };
+        ctx.trace.record(
+            ctx.now_ms(),
+            "op",
+            json!({ "client": ctx.id, "member": target, "invoke_ns": invoke, "input": format!("{input:?}"),
+                    "outcome": format!("{outcome:?}"), "serializable": serializable }),
+        );
+        if serializable {
+            // Local reads may be stale by contract: not part of the linearizable history.
+            ctx.history.count(|c| c.serializable_reads += 1);
+        } else {
+            ctx.history.record(Op { client: ctx.id, invoke, complete, input, outcome }, acked);
+        }
+        let think = madsim::rand::thread_rng().gen_range(0..15);
+        madsim::time::sleep(Duration::from_millis(think)).await;
+    }
+}
+
+/// A lease holder: grants a lease, attaches keys, keeps it alive for a while, then revokes it
+/// or lets it expire.
+pub async fn lease_client(ctx: ClientCtx) {
+    let ep = Endpoint::bind(ctx.addr).await.expect("bind client");
+    let mut seq = 0u64;
+    let mut leader_hint = ctx.random_member();
+    let mut next_id = || {
+        seq += 1;
+        seq
+    };
+    while !ctx.stopped() {
+        let ttl_secs = madsim::rand::thread_rng().gen_range(2..=5);
+        let grant =
+            call(&ep, ctx.member_addr(leader_hint), next_id(), Request::LeaseGrant { id: 0, ttl_secs }).await;
+        ctx.history.count(|c| c.lease_ops += 1);
+        let lease = match grant {
+            Some(Ok(Response { body: ResponseBody::LeaseGrant { id, .. }, .. })) => id,
+            Some(Err(Error::NotLeader { leader })) if leader != 0 => {
+                leader_hint = leader;
+                continue;
+            }
+            _ => {
+                leader_hint = ctx.random_member();
+                madsim::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        ctx.trace.record(
+            ctx.now_ms(),
+            "lease-grant",
+            json!({ "client": ctx.id, "lease": lease, "ttl": ttl_secs }),
+        );
+        let keys = madsim::rand::thread_rng().gen_range(1..=3);
+        for k in 0..keys {
+            let key = b(format!("lease/{}/{lease}/{k}", ctx.id));
+            let value = b(format!("held-{}", ctx.id));
+            let put = PutRequest { key: key.clone(), value: value.clone(), lease, ..Default::default() };
+            if let Some(Ok(r)) = call(&ep, ctx.member_addr(leader_hint), next_id(), Request::Put(put)).await {
+                ctx.history.record_acked(AckedWrite { key, value: Some(value), revision: r.header.revision });
+            }
+        }
+        let keep_alives = madsim::rand::thread_rng().gen_range(0..6);
+        for _ in 0..keep_alives {
+            if ctx.stopped() {
+                break;
+            }
+            madsim::time::sleep(Duration::from_millis(ttl_secs as u64 * 1000 / 3)).await;
+            match call(&ep, ctx.member_addr(leader_hint), next_id(), Request::LeaseKeepAlive { id: lease })
+                .await
+            {
+                Some(Err(Error::NotLeader { leader })) if leader != 0 => leader_hint = leader,
+                Some(Ok(_)) => {}
+                _ => leader_hint = ctx.random_member(),
+            }
+            ctx.history.count(|c| c.lease_ops += 1);
+        }
+        if madsim::rand::thread_rng().gen_bool(0.5) {
+            let _ =
+                call(&ep, ctx.member_addr(leader_hint), next_id(), Request::LeaseRevoke { id: lease }).await;
+            ctx.history.count(|c| c.lease_ops += 1);
+        } else {
+            // Let it expire: the leader revokes it through the log.
+            madsim::time::sleep(Duration::from_millis(ttl_secs as u64 * 1000)).await;
+        }
+    }
+}
+
+/// A watcher of every key: resumes from its last revision whenever a batch is lost, the watch
+/// ends, or (now and then) on purpose on another member.
+pub async fn watcher(ctx: ClientCtx) {
+    let ep = Endpoint::bind(ctx.addr).await.expect("bind client");
+    let mut watch_id = 0u64;
+    let mut next_start: i64 = 1;
+    while !ctx.stopped() {
+        watch_id += 1;
+        let member = ctx.random_member();
+        let to = ctx.member_addr(member);
+        let all = Bytes::from_static(b"\0");
+        let msg = Wire::Watch {
+            watch: watch_id,
+            key: all.clone(),
+            range_end: all.clone(),
+            start_revision: next_start,
+        };
+        let _ = ep.send_to_raw(to, TAG, Box::new(msg)).await;
+        let mut session = WatchSession {
+            client: ctx.id,
+            watch: watch_id,
+            key: all.clone(),
+            range_end: all,
+            start_revision: next_start,
+            received: vec![],
+            end: WatchEnd::Open,
+        };
+        let mut expected_seq = 0u64;
+        let session_ms = madsim::rand::thread_rng().gen_range(1_000..8_000);
+        let session_end = Instant::now() + Duration::from_millis(session_ms);
+        loop {
+            if ctx.stopped() {
+                break;
+            }
+            let r = futures::select_biased! {
+                r = ep.recv_from_raw(TAG).fuse() => r.ok(),
+                _ = madsim::time::sleep_until(session_end).fuse() => None,
+            };
+            let Some((payload, _)) = r else { break };
+            let Ok(w) = payload.downcast::<Wire>() else { continue };
+            match *w {
+                Wire::WatchEvents { watch, seq, events } if watch == watch_id => {
+                    if seq != expected_seq {
+                        // A batch was lost: this session can no longer promise no gaps.
+                        session.end = WatchEnd::Canceled;
+                        break;
+                    }
+                    expected_seq += 1;
+                    if let Some(last) = events.last() {
+                        next_start = last.kv.mod_revision + 1;
+                    }
+                    session.received.extend(events);
+                }
+                Wire::WatchEnded { watch, end } if watch == watch_id => {
+                    session.end = match end {
+                        WireWatchEnd::Compacted { compact_revision } => {
+                            next_start = next_start.max(compact_revision);
+                            WatchEnd::Compacted { compact_revision }
+                        }
+                        WireWatchEnd::Canceled => WatchEnd::Canceled,
+                    };
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let _ = ep.send_to_raw(to, TAG, Box::new(Wire::CancelWatch { watch: watch_id })).await;
+        ctx.trace.record(
+            ctx.now_ms(),
+            "watch-session",
+            json!({ "client": ctx.id, "member": member, "watch": watch_id, "start": session.start_revision,
+                    "events": session.received.len(), "end": format!("{:?}", session.end) }),
+        );
+        ctx.history.record_watch(session);
+    }
+}
