@@ -1,5 +1,11 @@
 //! # cairn-io-tokio
 //!
-//! The real driver for `cairn-core`: tokio timers, the TCP peer transport and durable storage
-//! on fjall. Not built yet: this crate reserves its place in the workspace layout. Until it
-//! exists, `cairn-core` runs only inside tests.
+//! The real driver for `cairn-core`: the member loop on tokio (`node`), durable storage on
+//! fjall (`storage`), and the TCP peer transport (`transport`). A thin loop, no protocol logic:
+//! it moves the core's outputs to disk and network in the order the core's docs prescribe.
+
+pub mod node;
+pub mod storage;
+pub mod transport;
+
+pub use node::{start, NodeConfig, NodeHandle, NodeStatus, WatchStream};

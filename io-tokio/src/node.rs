@@ -1,0 +1,215 @@
+//! The real member driver: one tokio task owns the `Core` and runs the loop the core's crate
+//! docs prescribe, with fjall storage, the TCP peer transport and tokio timers. Front ends talk
+//! to it through a cloneable `NodeHandle`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use cairn_core::kv::Event;
+use cairn_core::{Config, Core, Error, Request, RequestId, Response, WatchId, WatchRequest, WatchUpdate};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::storage::Storage;
+use crate::transport::Transport;
+
+/// Requests from front ends waiting for the loop; past this, callers wait (backpressure).
+const INPUTS_QUEUED_MAX: usize = 4096;
+/// Watch updates buffered per watcher; a watcher that falls this far behind is dropped
+/// (its stream ends and the client re-watches from its last revision, as with etcd).
+pub const WATCH_BUFFER_MAX: usize = 1024;
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub core: Config,
+    pub data_dir: PathBuf,
+    /// Where this member listens for peers.
+    pub listen_peer: SocketAddr,
+    /// Every other voter's peer address.
+    pub peers: BTreeMap<u64, SocketAddr>,
+}
+
+/// What front ends show about the member (etcd's Status / MemberList / response headers).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub id: u64,
+    pub leader: u64,
+    pub term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub revision: i64,
+    pub compacted_revision: i64,
+    pub voters: Vec<u64>,
+}
+
+/// A watch's stream of updates, in order. The stream ends if the member drops the watcher
+/// (it fell `WATCH_BUFFER_MAX` behind, or the member stopped).
+pub type WatchStream = mpsc::Receiver<WatchUpdate>;
+
+enum Input {
+    Submit { request: Request, reply: oneshot::Sender<Result<Response, Error>> },
+    Watch { req: WatchRequest, reply: oneshot::Sender<Result<(WatchId, Vec<Event>, WatchStream), Error>> },
+    CancelWatch { id: WatchId },
+}
+
+/// A cloneable handle on the member's loop.
+#[derive(Clone)]
+pub struct NodeHandle {
+    tx: mpsc::Sender<Input>,
+    status: watch::Receiver<NodeStatus>,
+}
+
+/// The loop stopped (fatal error or shutdown); requests fail with this.
+fn stopped() -> Error {
+    Error::Raft("the member has stopped".into())
+}
+
+impl NodeHandle {
+    /// Sends a request through the member and waits for its answer.
+    pub async fn request(&self, request: Request) -> Result<Response, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Input::Submit { request, reply }).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Opens a watch: returns its id, the history it is owed already, and the stream of what
+    /// follows.
+    pub async fn watch(&self, req: WatchRequest) -> Result<(WatchId, Vec<Event>, WatchStream), Error> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Input::Watch { req, reply }).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    pub async fn cancel_watch(&self, id: WatchId) {
+        let _ = self.tx.send(Input::CancelWatch { id }).await;
+    }
+
+    /// The member's latest status.
+    pub fn status(&self) -> NodeStatus {
+        self.status.borrow().clone()
+    }
+}
+
+/// Starts the member: recovers from `data_dir`, binds the peer listener, and spawns the loop.
+/// The returned join handle ends with the loop: `Ok` on shutdown (all handles dropped), `Err`
+/// on a fatal error (storage, corruption), after which the process must exit.
+pub async fn start(
+    cfg: NodeConfig,
+) -> Result<(NodeHandle, tokio::task::JoinHandle<Result<(), Error>>), Error> {
+    let storage =
+        Storage::open(&cfg.data_dir).map_err(|e| Error::Corrupt(format!("opening storage: {e}")))?;
+    let recovered = storage.recover().map_err(|e| Error::Corrupt(format!("recovering storage: {e}")))?;
+    let mut config = cfg.core.clone();
+    // A fresh seed every boot, from the OS (see `Config::seed`).
+    config.seed = seed_from_os();
+    let core = Core::new(config, recovered)?;
+    let transport = Transport::start(cfg.core.id, cfg.listen_peer, cfg.peers.clone())
+        .await
+        .map_err(|e| Error::Raft(format!("binding the peer listener {}: {e}", cfg.listen_peer)))?;
+    let (tx, rx) = mpsc::channel(INPUTS_QUEUED_MAX);
+    let (status_tx, status_rx) = watch::channel(NodeStatus::default());
+    let voters: Vec<u64> = std::iter::once(cfg.core.id).chain(cfg.peers.keys().copied()).collect();
+    let task = tokio::spawn(run(core, storage, transport, rx, status_tx, voters));
+    Ok((NodeHandle { tx, status: status_rx }, task))
+}
+
+fn seed_from_os() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the OS's randomness; no extra dependency needed.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+    );
+    h.finish()
+}
+
+async fn run(
+    mut core: Core,
+    mut storage: Storage,
+    mut transport: Transport,
+    mut rx: mpsc::Receiver<Input>,
+    status: watch::Sender<NodeStatus>,
+    mut voters: Vec<u64>,
+) -> Result<(), Error> {
+    voters.sort_unstable();
+    let epoch = Instant::now();
+    let now_ms = || epoch.elapsed().as_millis() as u64;
+    let mut next_request: RequestId = 1;
+    let mut pending: BTreeMap<RequestId, oneshot::Sender<Result<Response, Error>>> = BTreeMap::new();
+    let mut next_watch: WatchId = 1;
+    let mut watchers: BTreeMap<WatchId, mpsc::Sender<WatchUpdate>> = BTreeMap::new();
+    loop {
+        loop {
+            let out = core.advance()?;
+            if out.is_empty() {
+                break;
+            }
+            transport.send(out.messages.iter().cloned());
+            if out.persist.is_some() || out.snapshot.is_some() || out.conf_state.is_some() {
+                // A storage or fsync failure stops the member: never carry on with state that
+                // may not be on disk (fsyncgate).
+                storage.write(&out).map_err(|e| Error::Corrupt(format!("storage write failed: {e}")))?;
+                storage.sync().map_err(|e| Error::Corrupt(format!("fsync failed: {e}")))?;
+            }
+            if let Some(p) = &out.persist {
+                transport.send(p.messages.iter().cloned());
+                core.on_persisted(p.number);
+            }
+            for (id, result) in out.responses {
+                if let Some(reply) = pending.remove(&id) {
+                    let _ = reply.send(result);
+                }
+            }
+            for (id, update) in out.watch_updates {
+                let Some(w) = watchers.get(&id) else { continue };
+                if w.try_send(update).is_err() {
+                    // Too far behind, or gone: drop it; its stream ends.
+                    watchers.remove(&id);
+                    core.cancel_watch(id);
+                }
+            }
+        }
+        let st = core.state();
+        status.send_replace(NodeStatus {
+            id: core.id(),
+            leader: core.leader(),
+            term: core.term(),
+            commit_index: core.commit_index(),
+            applied_index: core.applied_index(),
+            revision: st.mvcc().current_revision(),
+            compacted_revision: st.mvcc().compacted_revision(),
+            voters: voters.clone(),
+        });
+
+        let wait = core.poll_timeout().saturating_sub(now_ms());
+        tokio::select! {
+            input = rx.recv() => match input {
+                None => return Ok(()),
+                Some(Input::Submit { request, reply }) => {
+                    let id = next_request;
+                    next_request += 1;
+                    pending.insert(id, reply);
+                    core.submit(id, request);
+                }
+                Some(Input::Watch { req, reply }) => {
+                    let id = next_watch;
+                    next_watch += 1;
+                    let result = core.watch(id, req).map(|history| {
+                        let (wtx, wrx) = mpsc::channel(WATCH_BUFFER_MAX);
+                        watchers.insert(id, wtx);
+                        (id, history, wrx)
+                    });
+                    let _ = reply.send(result);
+                }
+                Some(Input::CancelWatch { id }) => {
+                    watchers.remove(&id);
+                    core.cancel_watch(id);
+                }
+            },
+            Some(msg) = transport.recv() => core.step(msg),
+            _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+        }
+        core.handle_timeout(now_ms());
+    }
+}

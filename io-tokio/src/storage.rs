@@ -1,0 +1,457 @@
+//! `Storage`: a member's durable state on fjall: the Raft log, the hard state, the membership
+//! and the latest snapshot, with the semantics of the simulator's `SimDisk`
+//! (`cairn_io_sim::disk`) and of `Disk::write` in the core's test support.
+//!
+//! ## Driving it
+//!
+//! At boot: `Storage::open`, then `recover`, then `Core::new(config, recovered)`. Then, for every
+//! `Output` the core hands out:
+//!
+//! 1. `write(&out)` its durable parts (`conf_state`, `persist`, `snapshot`), output by output,
+//!    in the order the core produced them;
+//! 2. `sync()`: one fsync makes every write before it durable, so a driver may write several
+//!    outputs and sync once (group commit);
+//! 3. only after `sync` returns: send each `persist.messages` and call `Core::on_persisted` with
+//!    the last `persist.number` written (acknowledging a number acknowledges the smaller ones).
+//!
+//! Any error from `open`, `write`, `sync` or `recover` stops the node (see "Durability").
+//!
+//! ## Layout
+//!
+//! One fjall database in the member's directory, two keyspaces:
+//!
+//! | keyspace | key                                  | value                               |
+//! |----------|--------------------------------------|-------------------------------------|
+//! | `log`    | entry index, u64 big-endian          | `Entry`, protobuf                   |
+//! | `meta`   | `format_version`                     | `FORMAT_VERSION`, u32 big-endian    |
+//! | `meta`   | `hard_state`                         | `HardState`, protobuf               |
+//! | `meta`   | `conf_state`                         | `ConfState`, protobuf               |
+//! | `meta`   | `snapshot`                           | `Snapshot`, protobuf                |
+//!
+//! Big-endian keys sort in index order. The snapshot carries the whole state machine, so its
+//! value is as large as the store (many MiB): fjall takes values up to 4 GiB
+//! (`VALUE_BYTES_MAX`) and compresses large ones in its journal. A key that was never written
+//! reads as its default (`HardState::default()`, no snapshot), as in `SimDisk`. The format
+//! version is written with the first write that persists anything; a directory without it and
+//! without any other key is fresh.
+//!
+//! ## Semantics
+//!
+//! `write` applies, in this order: `conf_state` (latest wins); `persist.snapshot` (a leader's
+//! snapshot: stored, and the whole log dropped); `persist.entries` (an entry at index i replaces
+//! every stored entry at index >= i); `persist.hard_state` (latest wins); `snapshot` (the
+//! member's own: stored, then entries before `log_first_index` dropped). `recover` hands back
+//! the result: the snapshot, and every stored entry in order, including the ones at or below
+//! the snapshot's index that compaction kept for catching followers up.
+//!
+//! ## Durability and atomicity
+//!
+//! - `write` commits one fjall write batch per output. fjall frames a batch in its journal with
+//!   a start marker, an item count and a checksummed end marker, and its recovery drops a batch
+//!   that lacks its end: after a crash an output is there entirely or not at all. The batch is
+//!   handed to the OS (it survives the process dying) but not fsynced.
+//! - `sync` fsyncs fjall's journal (`PersistMode::SyncAll`): every write before it survives
+//!   power loss. A crash before `sync` keeps some prefix of the unsynced outputs (the journal is
+//!   append-only and fjall truncates a torn tail); that is `SimDisk`'s crash model, at the grain
+//!   of whole outputs rather than records.
+//! - A failed write or sync poisons the `Storage` (fjall poisons its database too): every later
+//!   call returns `StorageError::Poisoned`. Never retry an fsync: after a failed fsync the
+//!   kernel may have dropped the dirty pages and marked them clean, so a retry that succeeds
+//!   proves nothing (PostgreSQL's "fsyncgate", 2018; Rebello et al., "Can Applications Recover
+//!   from fsync Failures?", ATC '20). The node must stop and restart from what is on disk.
+//! - Limits. fjall checksums journal batches and table blocks, so damaged bytes read back as an
+//!   error rather than as data. What recovery cannot see: a disk that acknowledges an fsync it
+//!   did not do (a volatile write cache), and a directory wiped clean, which reads as a fresh
+//!   member. A member that forgot its vote may vote twice in a term: as with etcd, an operator
+//!   must never restart a member on an empty directory under its old id.
+//!
+//! ## Bounds
+//!
+//! - The log is bounded by the core: it snapshots every `Config::snapshot_entries` applied
+//!   entries and then drops all but `Config::snapshot_catch_up_entries` of the log behind the
+//!   snapshot, so the log holds about their sum plus the entries not yet applied.
+//! - One snapshot is kept; each new one replaces it.
+//! - `recover` reads the whole state into memory: the log and the snapshot, once, at boot.
+//! - A write batch holds one output: the entries of one Raft ready (bounded by raft-rs's
+//!   message and ready sizes), or, for a leader snapshot, the snapshot plus one tombstone per
+//!   entry of the log it replaces. fjall drops tombstones in compaction.
+//! - A snapshot over `VALUE_BYTES_MAX` cannot be stored: `write` returns `ValueTooLarge` (the
+//!   node stops; the store must be kept smaller, as etcd's backend quota does).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use cairn_core::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use cairn_core::{Output, Recovered};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
+use protobuf::Message as _;
+
+/// The on-disk format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The keyspace holding the Raft log.
+pub const LOG_KEYSPACE: &str = "log";
+/// The keyspace holding the hard state, membership, snapshot and format version.
+pub const META_KEYSPACE: &str = "meta";
+// Keys in `META_KEYSPACE` (see the layout above). Public for tools and for tests that damage
+// the storage on purpose.
+pub const KEY_FORMAT_VERSION: &[u8] = b"format_version";
+pub const KEY_HARD_STATE: &[u8] = b"hard_state";
+pub const KEY_CONF_STATE: &[u8] = b"conf_state";
+pub const KEY_SNAPSHOT: &[u8] = b"snapshot";
+
+/// fjall's largest value (2^32 - 1 bytes).
+pub const VALUE_BYTES_MAX: usize = u32::MAX as usize;
+
+/// Storage failed; every variant stops the node.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// fjall failed: an I/O error (a full disk, a failed fsync), a damaged journal or table
+    /// that its checksums caught, or the directory locked by another process.
+    #[error("storage: fjall: {0}")]
+    Fjall(#[from] fjall::Error),
+    /// What fjall holds is intact but not a state Cairn could have written.
+    #[error("storage corrupt: {what}")]
+    Corrupt { what: String },
+    /// Written by another (newer) build: this one must not guess at it.
+    #[error("storage format version {found}; this build reads version {FORMAT_VERSION}")]
+    UnsupportedVersion { found: u32 },
+    /// A snapshot over `VALUE_BYTES_MAX`: nothing was written.
+    #[error("storage: {what} is {bytes} bytes, over the {VALUE_BYTES_MAX} bytes a value may hold")]
+    ValueTooLarge { what: &'static str, bytes: usize },
+    /// An earlier write or sync failed: what is in memory and on disk can no longer be trusted.
+    #[error("storage: an earlier write or sync failed; restart the node from disk")]
+    Poisoned,
+}
+
+fn corrupt(what: impl Into<String>) -> StorageError {
+    StorageError::Corrupt { what: what.into() }
+}
+
+/// A member's durable storage: one fjall database in one directory, which it locks.
+pub struct Storage {
+    db: Database,
+    log: Keyspace,
+    meta: Keyspace,
+    /// What is stored, in brief: read by `open`, kept up to date by `write`, and asserted
+    /// equal to what `recover` reads. Truncation and compaction delete exactly the keys that
+    /// exist, without reading, and without scanning over the tombstones of earlier deletions.
+    stored: Stored,
+    /// Written since the last `sync`.
+    dirty: bool,
+    /// A write or sync failed (see `StorageError::Poisoned`).
+    poisoned: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stored {
+    /// Indexes of the first and last entry in the log keyspace; None when it is empty.
+    log: Option<(u64, u64)>,
+    /// The stored snapshot's index, 0 without one.
+    snapshot_index: u64,
+    /// The format version is written.
+    formatted: bool,
+}
+
+impl Stored {
+    /// What every write keeps true, and `recover` checks: the log starts at 1 or is joined to
+    /// the snapshot without a gap.
+    fn check(&self) {
+        if let Some((first, last)) = self.log {
+            assert!(1 <= first && first <= last, "log bounds [{first}, {last}]");
+            assert!(first <= self.snapshot_index + 1, "log starts at {first}, after a gap");
+        }
+    }
+}
+
+impl Storage {
+    /// Opens (or creates) the storage in `dir`. Reads the log's bounds, the snapshot's index and
+    /// the format version; `Corrupt` or `UnsupportedVersion` if those cannot be read.
+    pub fn open(dir: &Path) -> Result<Storage, StorageError> {
+        let db = Database::builder(dir).open()?;
+        let log = db.keyspace(LOG_KEYSPACE, KeyspaceCreateOptions::default)?;
+        let meta = db.keyspace(META_KEYSPACE, KeyspaceCreateOptions::default)?;
+        let formatted = match meta.get(KEY_FORMAT_VERSION)? {
+            None => false,
+            Some(v) => {
+                let found = u32::from_be_bytes(
+                    v.as_ref()
+                        .try_into()
+                        .map_err(|_| corrupt(format!("format version of {} bytes", v.len())))?,
+                );
+                if found != FORMAT_VERSION {
+                    return Err(StorageError::UnsupportedVersion { found });
+                }
+                true
+            }
+        };
+        let first = log.first_key_value().map(|g| g.key()).transpose()?;
+        let last = log.last_key_value().map(|g| g.key()).transpose()?;
+        let bounds = match (first, last) {
+            (Some(f), Some(l)) => Some((index_of(&f)?, index_of(&l)?)),
+            _ => None,
+        };
+        let snapshot = decode_opt::<Snapshot>(meta.get(KEY_SNAPSHOT)?, "snapshot")?;
+        let snapshot_index = snapshot.map_or(0, |s| s.get_metadata().index);
+        let stored = Stored { log: bounds, snapshot_index, formatted };
+        Ok(Storage { db, log, meta, stored, dirty: false, poisoned: false })
+    }
+
+    /// Writes what `out` asks to persist (`conf_state`, `persist`, `snapshot`) as one atomic
+    /// batch, durable only after the next `sync`. An output with nothing to persist writes
+    /// nothing. Visible to `recover` at once.
+    ///
+    /// Panics on data the core cannot have produced: entries that are not contiguous, that
+    /// leave a gap after the log, or whose terms go down; a snapshot older than the stored one;
+    /// compaction past a snapshot.
+    pub fn write(&mut self, out: &Output) -> Result<(), StorageError> {
+        self.check_usable()?;
+        let mut plan = Plan { stored: self.stored, log: BTreeMap::new(), meta: BTreeMap::new() };
+        if let Some(cs) = &out.conf_state {
+            plan.meta.insert(KEY_CONF_STATE, encode(cs));
+        }
+        if let Some(p) = &out.persist {
+            if let Some(s) = &p.snapshot {
+                plan.leader_snapshot(s)?;
+            }
+            if !p.entries.is_empty() {
+                plan.append(&p.entries);
+            }
+            if let Some(hs) = &p.hard_state {
+                plan.meta.insert(KEY_HARD_STATE, encode(hs));
+            }
+        }
+        if let Some(made) = &out.snapshot {
+            plan.own_snapshot(&made.snapshot, made.log_first_index)?;
+        }
+        if plan.log.is_empty() && plan.meta.is_empty() {
+            return Ok(());
+        }
+        if !plan.stored.formatted {
+            plan.meta.insert(KEY_FORMAT_VERSION, FORMAT_VERSION.to_be_bytes().to_vec());
+            plan.stored.formatted = true;
+        }
+        plan.stored.check();
+
+        let mut batch = self.db.batch();
+        for (index, value) in plan.log {
+            match value {
+                Some(bytes) => batch.insert(&self.log, index.to_be_bytes().to_vec(), bytes),
+                None => batch.remove(&self.log, index.to_be_bytes().to_vec()),
+            }
+        }
+        for (key, bytes) in plan.meta {
+            batch.insert(&self.meta, key, bytes);
+        }
+        if let Err(e) = batch.commit() {
+            self.poisoned = true;
+            return Err(e.into());
+        }
+        self.stored = plan.stored;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Makes every `write` so far durable with one fsync of fjall's journal. Does nothing if
+    /// nothing was written since the last sync. On error the storage is poisoned: never retry.
+    pub fn sync(&mut self) -> Result<(), StorageError> {
+        self.check_usable()?;
+        if !self.dirty {
+            return Ok(());
+        }
+        if let Err(e) = self.db.persist(PersistMode::SyncAll) {
+            self.poisoned = true;
+            return Err(e.into());
+        }
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// What the member recovers at boot: `None` for a directory nothing was ever written to,
+    /// else the state to restart from (unsynced writes included, as a reader of the page cache
+    /// sees them).
+    ///
+    /// Validates while reading: every value decodes, each entry sits under its own index, the
+    /// log is contiguous with terms that never go down and starts at 1 or within the snapshot,
+    /// the entry at the snapshot's index has the snapshot's term. Anything else is `Corrupt`.
+    pub fn recover(&self) -> Result<Option<Recovered>, StorageError> {
+        self.check_usable()?;
+        let view = self.db.snapshot();
+        if !self.stored.formatted {
+            if !view.is_empty(&self.meta)? || !view.is_empty(&self.log)? {
+                return Err(corrupt("state without a format version"));
+            }
+            return Ok(None);
+        }
+        let hard_state = decode_opt::<HardState>(view.get(&self.meta, KEY_HARD_STATE)?, "hard state")?;
+        let conf_state = decode_opt::<ConfState>(view.get(&self.meta, KEY_CONF_STATE)?, "conf state")?;
+        let snapshot = decode_opt::<Snapshot>(view.get(&self.meta, KEY_SNAPSHOT)?, "snapshot")?;
+        if let Some(s) = &snapshot {
+            let meta = s.get_metadata();
+            if meta.index == 0 || meta.term == 0 {
+                return Err(corrupt(format!("snapshot at index {} term {}", meta.index, meta.term)));
+            }
+        }
+        let mut entries: Vec<Entry> = Vec::new();
+        for guard in view.iter(&self.log) {
+            let (key, value) = guard.into_inner()?;
+            let index = index_of(&key)?;
+            let e =
+                Entry::parse_from_bytes(&value).map_err(|err| corrupt(format!("entry {index}: {err}")))?;
+            if e.index != index {
+                return Err(corrupt(format!("entry {} stored under index {index}", e.index)));
+            }
+            if let Some(prev) = entries.last() {
+                if index != prev.index + 1 {
+                    return Err(corrupt(format!(
+                        "log has a gap: entry {index} follows entry {}",
+                        prev.index
+                    )));
+                }
+                if e.term < prev.term {
+                    return Err(corrupt(format!(
+                        "entry {index} has term {}, below the term {} before it",
+                        e.term, prev.term
+                    )));
+                }
+            }
+            entries.push(e);
+        }
+        let snapshot_index = snapshot.as_ref().map_or(0, |s| s.get_metadata().index);
+        if let Some(first) = entries.first() {
+            if first.index == 0 || first.index > snapshot_index + 1 {
+                return Err(corrupt(format!(
+                    "log starts at {} after a snapshot at {snapshot_index}",
+                    first.index
+                )));
+            }
+        }
+        if let Some(s) = &snapshot {
+            let covered = entries.iter().find(|e| e.index == snapshot_index);
+            if let Some(e) = covered.filter(|e| e.term != s.get_metadata().term) {
+                return Err(corrupt(format!(
+                    "entry {snapshot_index} has term {}, the snapshot there term {}",
+                    e.term,
+                    s.get_metadata().term
+                )));
+            }
+        }
+
+        let read = Stored {
+            log: entries.first().zip(entries.last()).map(|(f, l)| (f.index, l.index)),
+            snapshot_index,
+            formatted: true,
+        };
+        assert_eq!(read, self.stored, "what was read back differs from what was written");
+        Ok(Some(Recovered {
+            hard_state: hard_state.unwrap_or_default(),
+            conf_state: conf_state.unwrap_or_default(),
+            snapshot,
+            entries,
+        }))
+    }
+
+    fn check_usable(&self) -> Result<(), StorageError> {
+        if self.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        Ok(())
+    }
+}
+
+/// One output's changes as the final value of each key it touches, `None` for a deletion:
+/// fjall gives a batch one sequence number, so a key must not appear in it twice.
+struct Plan {
+    /// What will be stored once the batch commits.
+    stored: Stored,
+    log: BTreeMap<u64, Option<Vec<u8>>>,
+    meta: BTreeMap<&'static [u8], Vec<u8>>,
+}
+
+impl Plan {
+    fn delete_entries(&mut self, first: u64, last: u64) {
+        for index in first..=last {
+            self.log.insert(index, None);
+        }
+    }
+
+    fn put_snapshot(&mut self, s: &Snapshot) -> Result<(), StorageError> {
+        let index = s.get_metadata().index;
+        assert!(index >= 1 && s.get_metadata().term >= 1, "snapshot at index {index}");
+        assert!(
+            index >= self.stored.snapshot_index,
+            "snapshot at {index} older than the stored one at {}",
+            self.stored.snapshot_index
+        );
+        let bytes = encode(s);
+        if bytes.len() > VALUE_BYTES_MAX {
+            return Err(StorageError::ValueTooLarge { what: "snapshot", bytes: bytes.len() });
+        }
+        self.meta.insert(KEY_SNAPSHOT, bytes);
+        self.stored.snapshot_index = index;
+        Ok(())
+    }
+
+    /// A snapshot from the leader replaces the whole log.
+    fn leader_snapshot(&mut self, s: &Snapshot) -> Result<(), StorageError> {
+        self.put_snapshot(s)?;
+        if let Some((first, last)) = self.stored.log.take() {
+            self.delete_entries(first, last);
+        }
+        Ok(())
+    }
+
+    /// The first entry, at index i, replaces every stored entry at index >= i.
+    fn append(&mut self, entries: &[Entry]) {
+        for pair in entries.windows(2) {
+            assert_eq!(pair[1].index, pair[0].index + 1, "entries to persist must be contiguous");
+            assert!(pair[1].term >= pair[0].term, "entry terms must not go down");
+        }
+        let (from, to) = (entries[0].index, entries[entries.len() - 1].index);
+        let end = self.stored.log.map_or(0, |(_, last)| last).max(self.stored.snapshot_index);
+        assert!(from >= 1 && from <= end + 1, "entry {from} would leave a gap after {end}");
+        self.stored.log = match self.stored.log {
+            Some((first, last)) => {
+                if from <= last {
+                    self.delete_entries(from.max(first), last);
+                }
+                Some((first.min(from), to))
+            }
+            None => Some((from, to)),
+        };
+        for e in entries {
+            self.log.insert(e.index, Some(encode(e)));
+        }
+    }
+
+    /// The member's own snapshot: entries before `log_first_index` are no longer needed.
+    fn own_snapshot(&mut self, s: &Snapshot, log_first_index: u64) -> Result<(), StorageError> {
+        let index = s.get_metadata().index;
+        assert!(log_first_index <= index + 1, "compacting to {log_first_index} past the snapshot at {index}");
+        self.put_snapshot(s)?;
+        if let Some((first, last)) = self.stored.log {
+            if log_first_index > first {
+                self.delete_entries(first, last.min(log_first_index - 1));
+                self.stored.log = (log_first_index <= last).then_some((log_first_index, last));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn encode<M: protobuf::Message>(m: &M) -> Vec<u8> {
+    m.write_to_bytes().expect("raft's messages have no required fields")
+}
+
+fn decode_opt<M: protobuf::Message>(
+    bytes: Option<fjall::Slice>,
+    what: &str,
+) -> Result<Option<M>, StorageError> {
+    bytes.map(|b| M::parse_from_bytes(&b).map_err(|e| corrupt(format!("{what}: {e}")))).transpose()
+}
+
+fn index_of(key: &[u8]) -> Result<u64, StorageError> {
+    let bytes: [u8; 8] = key.try_into().map_err(|_| corrupt(format!("log key of {} bytes", key.len())))?;
+    Ok(u64::from_be_bytes(bytes))
+}

@@ -1,0 +1,142 @@
+//! The TCP peer transport: Raft messages as length-delimited protobuf frames.
+//!
+//! Each peer has its own outbound queue and writer task: a slow or dead peer fills only its
+//! own queue, and once that is full its messages are dropped, which Raft tolerates (it resends
+//! what matters). Writers reconnect with capped exponential backoff. Inbound frames over
+//! `FRAME_BYTES_MAX` close the connection.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use cairn_core::eraftpb::Message;
+use protobuf::Message as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// Largest frame accepted or sent (a snapshot travels in one message).
+pub const FRAME_BYTES_MAX: usize = 512 << 20;
+/// Messages queued per peer before new ones are dropped.
+pub const OUTBOUND_QUEUED_MAX: usize = 4096;
+/// Messages received but not yet stepped before new ones are dropped.
+pub const INBOUND_QUEUED_MAX: usize = 8192;
+const BACKOFF_MS_MIN: u64 = 50;
+const BACKOFF_MS_MAX: u64 = 2_000;
+
+pub struct Transport {
+    peers: BTreeMap<u64, mpsc::Sender<Message>>,
+    inbound: mpsc::Receiver<Message>,
+}
+
+impl Transport {
+    /// Binds `listen` and starts a writer per peer.
+    pub async fn start(
+        _id: u64,
+        listen: SocketAddr,
+        peers: BTreeMap<u64, SocketAddr>,
+    ) -> io::Result<Transport> {
+        let listener = TcpListener::bind(listen).await?;
+        let (in_tx, inbound) = mpsc::channel(INBOUND_QUEUED_MAX);
+        tokio::spawn(accept_loop(listener, in_tx));
+        let mut queues = BTreeMap::new();
+        for (peer, addr) in peers {
+            let (tx, rx) = mpsc::channel(OUTBOUND_QUEUED_MAX);
+            tokio::spawn(write_loop(addr, rx));
+            queues.insert(peer, tx);
+        }
+        Ok(Transport { peers: queues, inbound })
+    }
+
+    /// Queues messages for their peers; never waits. Messages to unknown peers, or to a peer
+    /// whose queue is full, are dropped.
+    pub fn send(&mut self, msgs: impl Iterator<Item = Message>) {
+        for m in msgs {
+            if let Some(q) = self.peers.get(&m.to) {
+                let _ = q.try_send(m);
+            }
+        }
+    }
+
+    pub async fn recv(&mut self) -> Option<Message> {
+        self.inbound.recv().await
+    }
+}
+
+async fn accept_loop(listener: TcpListener, inbound: mpsc::Sender<Message>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(BACKOFF_MS_MIN)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(read_loop(stream, inbound.clone()));
+    }
+}
+
+/// Reads frames until the connection ends or sends garbage.
+async fn read_loop(mut stream: TcpStream, inbound: mpsc::Sender<Message>) {
+    let mut buf = Vec::new();
+    loop {
+        let Ok(len) = stream.read_u32().await else { return };
+        let len = len as usize;
+        if len > FRAME_BYTES_MAX {
+            return;
+        }
+        buf.resize(len, 0);
+        if stream.read_exact(&mut buf).await.is_err() {
+            return;
+        }
+        let Ok(msg) = Message::parse_from_bytes(&buf) else { return };
+        if inbound.try_send(msg).is_err() && inbound.is_closed() {
+            return;
+        }
+    }
+}
+
+async fn write_loop(addr: SocketAddr, mut queue: mpsc::Receiver<Message>) {
+    let mut backoff = BACKOFF_MS_MIN;
+    loop {
+        let stream = match TcpStream::connect(addr).await {
+            Ok(s) => s,
+            Err(_) => {
+                // Drop what queued up meanwhile: it is stale, and Raft will resend.
+                while queue.try_recv().is_ok() {}
+                tokio::time::sleep(Duration::from_millis(backoff)).await;
+                backoff = (backoff * 2).min(BACKOFF_MS_MAX);
+                continue;
+            }
+        };
+        backoff = BACKOFF_MS_MIN;
+        let _ = stream.set_nodelay(true);
+        let mut w = BufWriter::new(stream);
+        loop {
+            let Some(msg) = queue.recv().await else { return };
+            if write_frame(&mut w, &msg).await.is_err() {
+                break;
+            }
+            // Batch whatever else is queued into the same flush.
+            let mut failed = false;
+            while let Ok(msg) = queue.try_recv() {
+                if write_frame(&mut w, &msg).await.is_err() {
+                    failed = true;
+                    break;
+                }
+            }
+            if failed || w.flush().await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+async fn write_frame(w: &mut BufWriter<TcpStream>, msg: &Message) -> io::Result<()> {
+    let bytes = msg.write_to_bytes().map_err(io::Error::other)?;
+    if bytes.len() > FRAME_BYTES_MAX {
+        // Too large to send; Raft treats it as lost.
+        return Ok(());
+    }
+    w.write_u32(bytes.len() as u32).await?;
+    w.write_all(&bytes).await
+}
