@@ -672,16 +672,33 @@ impl Core {
         for r in self.reads.values_mut().filter(|r| r.round == 0) {
             r.round = round;
         }
-        self.raw.read_index(round.to_be_bytes().to_vec());
+        self.raw.read_index(self.read_context(round));
         // A round can be lost (no leader yet, the leader changed, the leader has not committed
         // in its term): start another after an election timeout if it has not answered.
         self.read_retry_ms = self.now_ms + self.config.election_timeout_ms();
         self.sync_role();
     }
 
+    /// A ReadIndex round's context. raft-rs matches heartbeat acknowledgements to pending
+    /// reads by context bytes alone, and a leader also serves reads its followers forward,
+    /// with their contexts. Were contexts only round numbers, a leader's new round could
+    /// collide with a follower's old one, and acknowledgements queued long before (a paused
+    /// leader, resumed) would count as a fresh quorum: a deposed leader would serve a stale
+    /// read. So a context names the member and its boot as well, and is never reused.
+    fn read_context(&self, round: u64) -> Vec<u8> {
+        let mut ctx = Vec::with_capacity(24);
+        ctx.extend_from_slice(&self.config.id.to_be_bytes());
+        ctx.extend_from_slice(&self.nonce.to_be_bytes());
+        ctx.extend_from_slice(&round.to_be_bytes());
+        ctx
+    }
+
     fn on_read_state(&mut self, index: u64, ctx: &[u8]) {
-        let Ok(bytes) = <[u8; 8]>::try_from(ctx) else { return };
-        let round = u64::from_be_bytes(bytes);
+        let Ok(bytes) = <[u8; 24]>::try_from(ctx) else { return };
+        if bytes[..16] != self.read_context(0)[..16] {
+            return;
+        }
+        let round = u64::from_be_bytes(bytes[16..].try_into().expect("8 bytes"));
         for r in self.reads.values_mut().filter(|r| r.round == round && r.index.is_none()) {
             r.index = Some(index);
         }

@@ -81,6 +81,9 @@ pub struct Cluster {
     pub trace: Vec<String>,
     /// Drops the messages it returns true for (in addition to cut links).
     pub drop_if: Option<Box<dyn FnMut(&Message) -> bool>>,
+    /// Paused members: no time passes for them, and messages to them wait in `held`.
+    paused: BTreeSet<u64>,
+    held: BTreeMap<u64, Vec<Message>>,
 }
 
 impl Cluster {
@@ -116,6 +119,8 @@ impl Cluster {
             next_request: 1,
             trace: vec![],
             drop_if: None,
+            paused: BTreeSet::new(),
+            held: BTreeMap::new(),
         }
     }
 
@@ -163,7 +168,8 @@ impl Cluster {
         panic!("cluster did not stabilize");
     }
 
-    fn drain(&mut self, id: u64) -> bool {
+    /// Runs one member's outputs into the network (delivering nothing).
+    pub fn drain(&mut self, id: u64) -> bool {
         let mut any = false;
         loop {
             let member = self.members.get_mut(&id).unwrap();
@@ -198,6 +204,10 @@ impl Cluster {
                 return;
             }
         }
+        if self.paused.contains(&m.to) {
+            self.held.entry(m.to).or_default().push(m);
+            return;
+        }
         if let Some(member) = self.members.get_mut(&m.to) {
             if let Some(core) = member.core.as_mut() {
                 core.step(m);
@@ -212,7 +222,10 @@ impl Cluster {
             let step = self.tick_ms().min(end - self.now_ms);
             self.now_ms += step;
             let now = self.now_ms;
-            for m in self.members.values_mut() {
+            for (id, m) in self.members.iter_mut() {
+                if self.paused.contains(id) {
+                    continue;
+                }
                 if let Some(c) = m.core.as_mut() {
                     c.handle_timeout(now);
                 }
@@ -255,6 +268,14 @@ impl Cluster {
         self.next_request += 1;
         self.core_mut(id).submit(rid, req);
         self.stabilize();
+        rid
+    }
+
+    /// Submits without running anything: the test controls what happens next.
+    pub fn submit_quiet(&mut self, id: u64, req: Request) -> RequestId {
+        let rid = self.next_request;
+        self.next_request += 1;
+        self.core_mut(id).submit(rid, req);
         rid
     }
 
@@ -306,6 +327,18 @@ impl Cluster {
 
     pub fn heal(&mut self) {
         self.cut.clear();
+    }
+
+    /// Freezes a member: it sees no time and no messages (they are held for it) until resumed.
+    pub fn pause(&mut self, id: u64) {
+        self.paused.insert(id);
+    }
+
+    /// Unfreezes a member and returns the messages held for it, for the test to deliver
+    /// (with `deliver`) when it chooses.
+    pub fn resume(&mut self, id: u64) -> Vec<Message> {
+        self.paused.remove(&id);
+        self.held.remove(&id).unwrap_or_default()
     }
 
     /// Stops a member as a crash would: everything not on its disk is gone. Messages already
