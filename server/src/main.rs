@@ -1,9 +1,279 @@
 //! `cairn`: the Cairn cluster daemon.
 //!
-//! The daemon (etcd v3 gRPC and v2 HTTP+JSON front ends over `cairn-core`) is not built yet;
-//! until it is, the binary says so and exits with status 2 rather than pretend to serve.
+//! Flags follow etcd's names (`--name`, `--data-dir`, `--listen-client-urls`, ...), each also
+//! settable as `CAIRN_<FLAG>` in the environment. With no flags it starts a working single
+//! member on 127.0.0.1:2379 with its data in `./default.cairn`.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Json;
+use cairn_io_tokio::{NodeConfig, NodeHandle};
+use cairn_server::grpc;
+use cairn_server::info::{MemberInfo, ServerInfo};
+use clap::Parser;
+
+/// The etcd API level Cairn implements; etcd clients read it from Status and /version.
+const ETCD_VERSION: &str = "3.4.0";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Cairn: a strongly consistent key-value store speaking etcd's APIs"
+)]
+struct Flags {
+    /// Human-readable name for this member.
+    #[arg(long, env = "CAIRN_NAME", default_value = "default")]
+    name: String,
+    /// Where this member keeps its data.
+    #[arg(long, env = "CAIRN_DATA_DIR", default_value = "default.cairn")]
+    data_dir: PathBuf,
+    /// URLs to listen on for client traffic (comma-separated).
+    #[arg(long, env = "CAIRN_LISTEN_CLIENT_URLS", default_value = "http://127.0.0.1:2379")]
+    listen_client_urls: String,
+    /// This member's client URLs to advertise to the rest of the cluster.
+    #[arg(long, env = "CAIRN_ADVERTISE_CLIENT_URLS", default_value = "http://127.0.0.1:2379")]
+    advertise_client_urls: String,
+    /// URLs to listen on for peer traffic.
+    #[arg(long, env = "CAIRN_LISTEN_PEER_URLS", default_value = "http://127.0.0.1:2380")]
+    listen_peer_urls: String,
+    /// This member's peer URLs to advertise to the rest of the cluster.
+    #[arg(long, env = "CAIRN_INITIAL_ADVERTISE_PEER_URLS", default_value = "http://127.0.0.1:2380")]
+    initial_advertise_peer_urls: String,
+    /// The initial cluster: name=peer-url,... for every member.
+    #[arg(long, env = "CAIRN_INITIAL_CLUSTER", default_value = "default=http://127.0.0.1:2380")]
+    initial_cluster: String,
+    /// `new` for a new cluster, `existing` to join one (membership changes are not supported yet).
+    #[arg(long, env = "CAIRN_INITIAL_CLUSTER_STATE", default_value = "new")]
+    initial_cluster_state: String,
+    /// Distinguishes clusters started with the same member URLs (part of every member id).
+    #[arg(long, env = "CAIRN_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
+    initial_cluster_token: String,
+    /// Milliseconds between heartbeats (one Raft tick).
+    #[arg(long, env = "CAIRN_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    heartbeat_interval: u64,
+    /// Milliseconds before a follower that hears no leader starts an election.
+    #[arg(long, env = "CAIRN_ELECTION_TIMEOUT", default_value_t = 1000)]
+    election_timeout: u64,
+    /// Applied entries between snapshots.
+    #[arg(long, env = "CAIRN_SNAPSHOT_COUNT", default_value_t = 100_000)]
+    snapshot_count: u64,
+    /// Accepted for compatibility; Cairn does not enforce a backend quota yet.
+    #[arg(long, env = "CAIRN_QUOTA_BACKEND_BYTES", default_value_t = 0)]
+    quota_backend_bytes: u64,
+    /// Largest request accepted, in bytes.
+    #[arg(long, env = "CAIRN_MAX_REQUEST_BYTES", default_value_t = cairn_core::config::REQUEST_BYTES_MAX_DEFAULT)]
+    max_request_bytes: usize,
+}
+
+/// A fatal configuration or startup problem, said plainly.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Node(#[from] cairn_core::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
 
 fn main() {
-    eprintln!("cairn {}: the daemon is not built yet; see README.md", env!("CARGO_PKG_VERSION"));
-    std::process::exit(2);
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let flags = Flags::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cairn: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(serve(flags)) {
+        eprintln!("cairn: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// FNV-1a: member and cluster ids must be the same on every member, from the same flags.
+fn fnv64(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for &b in p.as_bytes().iter().chain(b"\0") {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h.max(1)
+}
+
+fn split_urls(s: &str) -> Vec<String> {
+    s.split(',').map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect()
+}
+
+/// `http://host:port` (or `host:port`) to a socket address.
+fn url_addr(url: &str) -> Result<SocketAddr, StartError> {
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).unwrap_or(url);
+    let hostport = rest.trim_end_matches('/');
+    hostport
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| StartError::Config(format!("cannot resolve URL {url:?} to an address")))
+}
+
+async fn serve(flags: Flags) -> Result<(), StartError> {
+    if flags.initial_cluster_state != "new" && flags.initial_cluster_state != "existing" {
+        return Err(StartError::Config(format!(
+            "--initial-cluster-state must be new or existing, not {:?}",
+            flags.initial_cluster_state
+        )));
+    }
+    if flags.election_timeout < 5 * flags.heartbeat_interval || flags.heartbeat_interval == 0 {
+        return Err(StartError::Config(
+            "--election-timeout must be at least 5 times --heartbeat-interval (etcd's rule)".into(),
+        ));
+    }
+    // name -> peer URLs, in flag order.
+    let mut cluster: Vec<(String, Vec<String>)> = Vec::new();
+    for item in split_urls(&flags.initial_cluster) {
+        let Some((name, url)) = item.split_once('=') else {
+            return Err(StartError::Config(format!("--initial-cluster entry {item:?} is not name=url")));
+        };
+        match cluster.iter_mut().find(|(n, _)| n == name) {
+            Some((_, urls)) => urls.push(url.to_string()),
+            None => cluster.push((name.to_string(), vec![url.to_string()])),
+        }
+    }
+    let id_of = |urls: &[String]| {
+        let mut sorted = urls.to_vec();
+        sorted.sort();
+        let mut parts: Vec<&str> = sorted.iter().map(String::as_str).collect();
+        parts.push(&flags.initial_cluster_token);
+        fnv64(&parts)
+    };
+    let Some((_, my_urls)) = cluster.iter().find(|(n, _)| *n == flags.name) else {
+        return Err(StartError::Config(format!("--initial-cluster has no member named {:?}", flags.name)));
+    };
+    let member_id = id_of(my_urls);
+    let mut members = Vec::new();
+    let mut peers = BTreeMap::new();
+    for (name, urls) in &cluster {
+        let id = id_of(urls);
+        if id != member_id {
+            peers.insert(id, url_addr(&urls[0])?);
+        }
+        members.push(MemberInfo {
+            id,
+            name: name.clone(),
+            peer_urls: urls.clone(),
+            client_urls: if id == member_id { split_urls(&flags.advertise_client_urls) } else { vec![] },
+            is_learner: false,
+        });
+    }
+    let mut ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+    ids.sort_unstable();
+    let id_strings: Vec<String> = ids.iter().map(|i| format!("{i:x}")).collect();
+    let mut parts: Vec<&str> = id_strings.iter().map(String::as_str).collect();
+    parts.push(&flags.initial_cluster_token);
+    let cluster_id = fnv64(&parts);
+
+    let mut core = cairn_core::Config::new(member_id, ids.clone(), 0);
+    core.tick_ms = flags.heartbeat_interval;
+    core.election_ticks = (flags.election_timeout / flags.heartbeat_interval) as usize;
+    core.snapshot_entries = flags.snapshot_count.max(1);
+    core.request_bytes_max = flags.max_request_bytes;
+    let listen_peer = url_addr(split_urls(&flags.listen_peer_urls).first().map_or("", |s| s.as_str()))?;
+    std::fs::create_dir_all(&flags.data_dir)?;
+    let (node, loop_task) =
+        cairn_io_tokio::start(NodeConfig { core, data_dir: flags.data_dir.clone(), listen_peer, peers })
+            .await?;
+    let info = Arc::new(ServerInfo {
+        cluster_id,
+        member_id,
+        members,
+        etcd_version: ETCD_VERSION.to_string(),
+        max_request_bytes: flags.max_request_bytes,
+    });
+    tracing::info!(name = %flags.name, member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"),
+        data_dir = %flags.data_dir.display(), "cairn member starting");
+
+    let router = grpc::routes(node.clone(), info.clone())
+        .into_axum_router()
+        .route(
+            "/health",
+            get({
+                let node = node.clone();
+                move || health(node.clone())
+            }),
+        )
+        .route("/version", get(|| async { Json(serde_version()) }));
+    let mut servers = Vec::new();
+    for url in split_urls(&flags.listen_client_urls) {
+        let addr = url_addr(&url)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| StartError::Config(format!("cannot listen for clients on {addr}: {e}")))?;
+        tracing::info!(%addr, "serving clients (etcd v3 gRPC, /health, /version)");
+        let router = router.clone();
+        servers.push(tokio::spawn(async move {
+            axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await
+        }));
+    }
+
+    tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            for s in servers {
+                let _ = s.await;
+            }
+            Ok(())
+        }
+        r = loop_task => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StartError::Node(e)),
+            Err(e) => Err(StartError::Config(format!("the member loop failed: {e}"))),
+        },
+    }
+}
+
+fn serde_version() -> std::collections::BTreeMap<&'static str, &'static str> {
+    BTreeMap::from([("etcdserver", ETCD_VERSION), ("etcdcluster", "3.4.0")])
+}
+
+/// etcd's /health: healthy when the member knows a leader.
+async fn health(node: NodeHandle) -> (axum::http::StatusCode, Json<BTreeMap<&'static str, &'static str>>) {
+    if node.status().leader != 0 {
+        (axum::http::StatusCode::OK, Json(BTreeMap::from([("health", "true")])))
+    } else {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(BTreeMap::from([("health", "false")])))
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
 }

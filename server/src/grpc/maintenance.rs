@@ -1,0 +1,208 @@
+//! The Maintenance service: what `etcdctl endpoint status / hashkv / health`, `alarm list`
+//! and `defrag` ask for.
+//!
+//! - Status: version, leader, Raft indexes and term from the member's status. `dbSize` and
+//!   `dbSizeInUse` are 0: the member does not track its storage size yet.
+//! - Hash and HashKV: a hash of the key-value pairs live at a revision (see `KvHash`). It is
+//!   deterministic and equal on members that hold the same data, which is what
+//!   `etcdctl endpoint hashkv` is for, but it is not etcd's function (etcd hashes its bolt
+//!   buckets, history included), so values differ from etcd's.
+//! - Alarm: Cairn raises no alarms; listing answers none and disarming succeeds.
+//! - Defragment: there is nothing to defragment; it succeeds at once.
+//! - Snapshot and MoveLeader: UNIMPLEMENTED for now.
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use cairn_core::kv::{KeyValue, RangeRequest, SortOrder, SortTarget};
+use cairn_core::{Request, ResponseBody};
+use futures::Stream;
+use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
+
+use super::error::unexpected;
+use super::pb::etcdserverpb as pb;
+use super::Ctx;
+
+/// Keys read per page while hashing, bounding the memory one hash request holds.
+const HASH_PAGE_KEYS: i64 = 1000;
+
+pub(crate) struct MaintenanceService {
+    ctx: Ctx,
+}
+
+impl MaintenanceService {
+    pub(crate) fn new(ctx: Ctx) -> MaintenanceService {
+        MaintenanceService { ctx }
+    }
+
+    /// Hashes the key-value pairs live at `revision` (0: the current one), read from this
+    /// member's own state a page at a time. Returns the hash and the revision hashed.
+    async fn hash_store(&self, revision: i64) -> Result<(u32, i64), Status> {
+        let mut hash = KvHash::new();
+        let mut req = RangeRequest {
+            key: Bytes::from_static(&[0]),
+            range_end: Bytes::from_static(&[0]),
+            limit: HASH_PAGE_KEYS,
+            revision,
+            sort_order: SortOrder::Ascend,
+            sort_target: SortTarget::Key,
+            serializable: true,
+            ..Default::default()
+        };
+        loop {
+            let resp = self.ctx.request(Request::Range(req.clone())).await?;
+            let page = match resp.body {
+                ResponseBody::Range(r) => r,
+                other => return Err(unexpected("range", &other)),
+            };
+            // Later pages read at the revision the first one did.
+            req.revision = resp.header.revision;
+            for kv in &page.kvs {
+                hash.add(kv);
+            }
+            match page.kvs.last() {
+                Some(last) if page.more => {
+                    let mut next = last.key.to_vec();
+                    next.push(0);
+                    req.key = next.into();
+                }
+                _ => return Ok((hash.finish(), req.revision)),
+            }
+        }
+    }
+}
+
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::SnapshotResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::maintenance_server::Maintenance for MaintenanceService {
+    async fn alarm(
+        &self,
+        req: GrpcRequest<pb::AlarmRequest>,
+    ) -> Result<GrpcResponse<pb::AlarmResponse>, Status> {
+        use pb::alarm_request::AlarmAction;
+        match AlarmAction::try_from(req.into_inner().action) {
+            // No alarm is ever raised, so there is none to list or to disarm.
+            Ok(AlarmAction::Get) | Ok(AlarmAction::Deactivate) => {
+                Ok(GrpcResponse::new(pb::AlarmResponse { header: self.ctx.header(None), alarms: vec![] }))
+            }
+            Ok(AlarmAction::Activate) => Err(Status::unimplemented("raising alarms is not supported")),
+            Err(e) => Err(Status::invalid_argument(format!("etcdserver: unknown alarm action: {e}"))),
+        }
+    }
+
+    async fn status(
+        &self,
+        _req: GrpcRequest<pb::StatusRequest>,
+    ) -> Result<GrpcResponse<pb::StatusResponse>, Status> {
+        let st = self.ctx.node.status();
+        let mut errors = vec![];
+        if st.leader == 0 {
+            // As etcd's Status reports it.
+            errors.push(cairn_core::Error::NoLeader.to_string());
+        }
+        let info = &self.ctx.info;
+        let is_learner = info.members.iter().any(|m| m.id == info.member_id && m.is_learner);
+        Ok(GrpcResponse::new(pb::StatusResponse {
+            header: Some(super::convert::header(info, &st, None)),
+            version: info.etcd_version.clone(),
+            db_size: 0,
+            leader: st.leader,
+            raft_index: st.commit_index,
+            raft_term: st.term,
+            raft_applied_index: st.applied_index,
+            errors,
+            db_size_in_use: 0,
+            is_learner,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _req: GrpcRequest<pb::DefragmentRequest>,
+    ) -> Result<GrpcResponse<pb::DefragmentResponse>, Status> {
+        Ok(GrpcResponse::new(pb::DefragmentResponse { header: self.ctx.header(None) }))
+    }
+
+    async fn hash(
+        &self,
+        _req: GrpcRequest<pb::HashRequest>,
+    ) -> Result<GrpcResponse<pb::HashResponse>, Status> {
+        let (hash, revision) = self.hash_store(0).await?;
+        let mut header = self.ctx.header(None);
+        if let Some(h) = header.as_mut() {
+            h.revision = revision;
+        }
+        Ok(GrpcResponse::new(pb::HashResponse { header, hash }))
+    }
+
+    async fn hash_kv(
+        &self,
+        req: GrpcRequest<pb::HashKvRequest>,
+    ) -> Result<GrpcResponse<pb::HashKvResponse>, Status> {
+        let (hash, revision) = self.hash_store(req.into_inner().revision).await?;
+        let st = self.ctx.node.status();
+        let mut header = super::convert::header(&self.ctx.info, &st, None);
+        header.revision = revision;
+        Ok(GrpcResponse::new(pb::HashKvResponse {
+            header: Some(header),
+            hash,
+            compact_revision: st.compacted_revision,
+        }))
+    }
+
+    type SnapshotStream = SnapshotStream;
+
+    async fn snapshot(
+        &self,
+        _req: GrpcRequest<pb::SnapshotRequest>,
+    ) -> Result<GrpcResponse<Self::SnapshotStream>, Status> {
+        Err(Status::unimplemented("snapshot is not supported yet"))
+    }
+
+    async fn move_leader(
+        &self,
+        _req: GrpcRequest<pb::MoveLeaderRequest>,
+    ) -> Result<GrpcResponse<pb::MoveLeaderResponse>, Status> {
+        Err(Status::unimplemented("moving the leader is not supported yet"))
+    }
+}
+
+/// FNV-1a (32-bit) over each pair's key, value, create and mod revisions, version and lease,
+/// in key order, every field length- or width-delimited so different pairs cannot collide by
+/// concatenation.
+pub(crate) struct KvHash(u32);
+
+impl KvHash {
+    const OFFSET: u32 = 0x811c_9dc5;
+    const PRIME: u32 = 0x0100_0193;
+
+    pub(crate) fn new() -> KvHash {
+        KvHash(Self::OFFSET)
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        for &x in b {
+            self.0 = (self.0 ^ u32::from(x)).wrapping_mul(Self::PRIME);
+        }
+    }
+
+    fn int(&mut self, v: i64) {
+        self.bytes(&v.to_le_bytes());
+    }
+
+    pub(crate) fn add(&mut self, kv: &KeyValue) {
+        self.int(kv.key.len() as i64);
+        self.bytes(&kv.key);
+        self.int(kv.value.len() as i64);
+        self.bytes(&kv.value);
+        self.int(kv.create_revision);
+        self.int(kv.mod_revision);
+        self.int(kv.version);
+        self.int(kv.lease);
+    }
+
+    pub(crate) fn finish(&self) -> u32 {
+        self.0
+    }
+}

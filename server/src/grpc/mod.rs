@@ -1,0 +1,86 @@
+//! The etcd v3 gRPC API: services KV, Watch, Lease, Cluster and Maintenance, wire-compatible
+//! with etcd 3.4 (`etcdctl` and etcd client libraries work unchanged), served from a member's
+//! `NodeHandle`.
+//!
+//! Each service translates requests with `convert`, sends them through the member, and
+//! answers with etcd's response types, headers and error statuses (`error`). No request
+//! handler panics on input: malformed input is an error status.
+
+use std::sync::Arc;
+
+use cairn_core::{Header, Request, Response};
+use cairn_io_tokio::NodeHandle;
+use tonic::Status;
+
+use crate::info::ServerInfo;
+
+pub mod convert;
+pub mod error;
+pub mod watch;
+
+mod cluster;
+mod kv;
+mod lease;
+mod maintenance;
+
+/// The code generated from `proto/etcd` (Cairn's own definition of etcd's wire format).
+pub mod pb {
+    pub mod mvccpb {
+        tonic::include_proto!("mvccpb");
+    }
+    pub mod etcdserverpb {
+        tonic::include_proto!("etcdserverpb");
+    }
+}
+
+use pb::etcdserverpb::cluster_server::ClusterServer;
+use pb::etcdserverpb::kv_server::KvServer;
+use pb::etcdserverpb::lease_server::LeaseServer;
+use pb::etcdserverpb::maintenance_server::MaintenanceServer;
+use pb::etcdserverpb::watch_server::WatchServer;
+
+/// Room for gRPC framing and message overhead above `--max-request-bytes`, as etcd allows
+/// (`grpcOverheadBytes` in etcd's embed config). A request between the two limits reaches the
+/// core and fails with etcd's "etcdserver: request is too large"; beyond, tonic refuses it
+/// with RESOURCE_EXHAUSTED before decoding.
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// All five services, ready to be served (for instance with `into_axum_router`).
+pub fn routes(node: NodeHandle, info: Arc<ServerInfo>) -> tonic::service::Routes {
+    let limit = info.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
+    let ctx = Ctx { node, info };
+    tonic::service::Routes::new(
+        KvServer::new(kv::KvService::new(ctx.clone())).max_decoding_message_size(limit),
+    )
+    .add_service(
+        WatchServer::new(watch::WatchService::new(ctx.clone(), watch::PROGRESS_NOTIFY_INTERVAL))
+            .max_decoding_message_size(limit),
+    )
+    .add_service(LeaseServer::new(lease::LeaseService::new(ctx.clone())).max_decoding_message_size(limit))
+    .add_service(
+        ClusterServer::new(cluster::ClusterService::new(ctx.clone())).max_decoding_message_size(limit),
+    )
+    .add_service(
+        MaintenanceServer::new(maintenance::MaintenanceService::new(ctx)).max_decoding_message_size(limit),
+    )
+}
+
+/// What every service needs: the member, and who it is.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub(crate) node: NodeHandle,
+    pub(crate) info: Arc<ServerInfo>,
+}
+
+impl Ctx {
+    /// The response header for an answer with the core's `header`, or, for `None`, for an
+    /// answer given now from the member's status.
+    pub(crate) fn header(&self, header: Option<Header>) -> Option<pb::etcdserverpb::ResponseHeader> {
+        Some(convert::header(&self.info, &self.node.status(), header))
+    }
+
+    /// Sends a request through the member; a failure becomes etcd's status for it.
+    pub(crate) async fn request(&self, request: Request) -> Result<Response, Status> {
+        self.node.request(request).await.map_err(|e| error::status(&e))
+    }
+}

@@ -1,0 +1,173 @@
+//! Real `cairn` processes on loopback, driven with etcd's own `etcdctl` (etcd-client, installed
+//! by `.ci/run`).
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Member {
+    pub name: String,
+    pub client: u16,
+    pub peer: u16,
+    pub child: Option<Child>,
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub members: Vec<Member>,
+    initial_cluster: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+pub fn etcdctl_available() -> bool {
+    Command::new("etcdctl").arg("version").env("ETCDCTL_API", "3").output().is_ok_and(|o| o.status.success())
+}
+
+impl Cluster {
+    pub fn start(n: usize) -> Cluster {
+        assert!(etcdctl_available(), "etcdctl is missing: apt-get install -y etcd-client (.ci/run does)");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let members: Vec<Member> = (1..=n)
+            .map(|i| Member { name: format!("m{i}"), client: free_port(), peer: free_port(), child: None })
+            .collect();
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = Cluster { dir, members, initial_cluster };
+        for i in 0..n {
+            c.start_member(i);
+        }
+        c.wait_healthy();
+        c
+    }
+
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(&self.members[i].name)
+    }
+
+    pub fn start_member(&mut self, i: usize) {
+        let m = &self.members[i];
+        let log = std::fs::File::create(self.dir.path().join(format!("{}.log", m.name))).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["--name", &m.name])
+            .arg("--data-dir")
+            .arg(self.data_dir(i))
+            .args(["--listen-client-urls", &format!("http://127.0.0.1:{}", m.client)])
+            .args(["--advertise-client-urls", &format!("http://127.0.0.1:{}", m.client)])
+            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{}", m.peer)])
+            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{}", m.peer)])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start cairn");
+        self.members[i].child = Some(child);
+    }
+
+    /// kill -9: no shutdown, no flush.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn endpoints(&self) -> String {
+        self.members
+            .iter()
+            .filter(|m| m.child.is_some())
+            .map(|m| format!("127.0.0.1:{}", m.client))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn endpoint(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.members[i].client)
+    }
+
+    /// Runs etcdctl against every live member.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        self.ctl_at(&self.endpoints(), args, None)
+    }
+
+    pub fn ctl_at(&self, endpoints: &str, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new("etcdctl");
+        cmd.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoints}"))
+            .arg("--command-timeout=10s")
+            .args(args);
+        if let Some(input) = stdin {
+            use std::io::Write;
+            let mut child =
+                cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            return child.wait_with_output().unwrap();
+        }
+        cmd.output().expect("run etcdctl")
+    }
+
+    /// etcdctl that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// etcdctl that must fail; returns its stderr.
+    pub fn err(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            !out.status.success(),
+            "etcdctl {args:?} succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.ctl(&["endpoint", "health"]);
+            if out.status.success() {
+                // A write through the cluster proves a leader and a quorum.
+                if self.ctl(&["put", "__ready", "1"]).status.success() {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("cluster not healthy after 30 s: {}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for m in &self.members {
+            let p = self.dir.path().join(format!("{}.log", m.name));
+            s += &format!("--- {}\n{}\n", m.name, std::fs::read_to_string(p).unwrap_or_default());
+        }
+        s
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
