@@ -2,7 +2,7 @@
 //! them, so front ends can pass `to_string()` through unchanged.
 
 /// Errors a request can end in, plus the fatal ones that stop the node.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Error {
     // ---- MVCC ----

@@ -12,7 +12,7 @@ use cairn_core::{Config, Core, Error, Request, RequestId, Response, WatchId, Wat
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::storage::Storage;
-use crate::transport::Transport;
+use crate::transport::{PeerFrame, Transport};
 
 /// Requests from front ends waiting for the loop; past this, callers wait (backpressure).
 const INPUTS_QUEUED_MAX: usize = 4096;
@@ -136,7 +136,10 @@ async fn run(
     let epoch = Instant::now();
     let now_ms = || epoch.elapsed().as_millis() as u64;
     let mut next_request: RequestId = 1;
-    let mut pending: BTreeMap<RequestId, oneshot::Sender<Result<Response, Error>>> = BTreeMap::new();
+    let mut pending: BTreeMap<RequestId, Pending> = BTreeMap::new();
+    // Requests this member forwarded to the leader, by forwarding id, with their deadlines.
+    let mut next_forward: u64 = 1;
+    let mut forwarded: BTreeMap<u64, (oneshot::Sender<Result<Response, Error>>, Instant)> = BTreeMap::new();
     let mut next_watch: WatchId = 1;
     let mut watchers: BTreeMap<WatchId, mpsc::Sender<WatchUpdate>> = BTreeMap::new();
     loop {
@@ -157,8 +160,28 @@ async fn run(
                 core.on_persisted(p.number);
             }
             for (id, result) in out.responses {
-                if let Some(reply) = pending.remove(&id) {
-                    let _ = reply.send(result);
+                match pending.remove(&id) {
+                    None => {}
+                    Some(Pending::Remote { from, id }) => {
+                        transport.forward(from, PeerFrame::Reply { id, result });
+                    }
+                    Some(Pending::Local { request, reply }) => match (result, request) {
+                        // Only the leader serves this request: pass it on, as etcd does.
+                        (Err(Error::NotLeader { leader }), Some(request)) if leader != 0 => {
+                            let fid = next_forward;
+                            next_forward += 1;
+                            if transport
+                                .forward(leader, PeerFrame::Request { from: core.id(), id: fid, request })
+                            {
+                                forwarded.insert(fid, (reply, Instant::now() + FORWARD_TIMEOUT));
+                            } else {
+                                let _ = reply.send(Err(Error::NotLeader { leader }));
+                            }
+                        }
+                        (result, _) => {
+                            let _ = reply.send(result);
+                        }
+                    },
                 }
             }
             for (id, update) in out.watch_updates {
@@ -189,7 +212,8 @@ async fn run(
                 Some(Input::Submit { request, reply }) => {
                     let id = next_request;
                     next_request += 1;
-                    pending.insert(id, reply);
+                    let forwardable = matches!(request, Request::LeaseKeepAlive { .. } | Request::LeaseTimeToLive { .. });
+                    pending.insert(id, Pending::Local { request: forwardable.then(|| request.clone()), reply });
                     core.submit(id, request);
                 }
                 Some(Input::Watch { req, reply }) => {
@@ -207,9 +231,47 @@ async fn run(
                     core.cancel_watch(id);
                 }
             },
-            Some(msg) = transport.recv() => core.step(msg),
+            Some(frame) = transport.recv() => match frame {
+                PeerFrame::Raft(msg) => core.step(msg),
+                PeerFrame::Request { from, id, request } => {
+                    let rid = next_request;
+                    next_request += 1;
+                    pending.insert(rid, Pending::Remote { from, id });
+                    core.submit(rid, request);
+                }
+                PeerFrame::Reply { id, result } => {
+                    if let Some((reply, _)) = forwarded.remove(&id) {
+                        let _ = reply.send(result);
+                    }
+                }
+            },
             _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
         }
         core.handle_timeout(now_ms());
+        // A forwarded request whose reply never came: its outcome is unknown to us, but lease
+        // renewals and time-to-live change nothing durable, so "timed out" is exact.
+        let now = Instant::now();
+        let late: Vec<u64> = forwarded.iter().filter(|(_, (_, at))| *at <= now).map(|(&id, _)| id).collect();
+        for id in late {
+            if let Some((reply, _)) = forwarded.remove(&id) {
+                let _ = reply.send(Err(Error::TimedOut));
+            }
+        }
     }
 }
+
+/// A request the core is serving: from a front end here, or forwarded by another member.
+enum Pending {
+    /// `request` is kept when it may need forwarding to the leader.
+    Local {
+        request: Option<Request>,
+        reply: oneshot::Sender<Result<Response, Error>>,
+    },
+    Remote {
+        from: u64,
+        id: u64,
+    },
+}
+
+/// How long a member waits for the leader to answer a forwarded request.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);

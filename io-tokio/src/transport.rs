@@ -1,4 +1,5 @@
-//! The TCP peer transport: Raft messages as length-delimited protobuf frames.
+//! The TCP peer transport: length-delimited frames, each a kind byte and a body (a Raft
+//! message as protobuf, or a forwarded client request or reply as bincode).
 //!
 //! Each peer has its own outbound queue and writer task: a slow or dead peer fills only its
 //! own queue, and once that is full its messages are dropped, which Raft tolerates (it resends
@@ -25,9 +26,94 @@ pub const INBOUND_QUEUED_MAX: usize = 8192;
 const BACKOFF_MS_MIN: u64 = 50;
 const BACKOFF_MS_MAX: u64 = 2_000;
 
+/// What travels between members. Besides Raft's own messages, members forward the client
+/// requests only the leader can serve (lease keep-alive and time-to-live), as etcd forwards
+/// them over its peer URL.
+#[derive(Clone, Debug)]
+pub enum PeerFrame {
+    Raft(Message),
+    /// A client request forwarded to the leader; answered with a `Reply` carrying `id`.
+    Request {
+        from: u64,
+        id: u64,
+        request: cairn_core::Request,
+    },
+    Reply {
+        id: u64,
+        result: Result<cairn_core::Response, cairn_core::Error>,
+    },
+}
+
+const KIND_RAFT: u8 = 1;
+const KIND_REQUEST: u8 = 2;
+const KIND_REPLY: u8 = 3;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ForwardedRequest {
+    from: u64,
+    id: u64,
+    request: cairn_core::Request,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ForwardedReply {
+    id: u64,
+    result: Result<cairn_core::Response, cairn_core::Error>,
+}
+
+impl PeerFrame {
+    fn to(&self) -> Option<u64> {
+        match self {
+            PeerFrame::Raft(m) => Some(m.to),
+            _ => None,
+        }
+    }
+
+    fn encode(&self) -> io::Result<Vec<u8>> {
+        let (kind, body) = match self {
+            PeerFrame::Raft(m) => (KIND_RAFT, m.write_to_bytes().map_err(io::Error::other)?),
+            PeerFrame::Request { from, id, request } => (
+                KIND_REQUEST,
+                bincode::serialize(&ForwardedRequest { from: *from, id: *id, request: request.clone() })
+                    .map_err(io::Error::other)?,
+            ),
+            PeerFrame::Reply { id, result } => (
+                KIND_REPLY,
+                bincode::serialize(&ForwardedReply { id: *id, result: result.clone() })
+                    .map_err(io::Error::other)?,
+            ),
+        };
+        let mut out = Vec::with_capacity(body.len() + 1);
+        out.push(kind);
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// Decodes a frame; None for anything malformed (the connection is then dropped).
+    fn decode(buf: &[u8]) -> Option<PeerFrame> {
+        let (&kind, body) = buf.split_first()?;
+        use bincode::Options;
+        let opts =
+            || bincode::DefaultOptions::new().with_fixint_encoding().with_limit(body.len() as u64 * 2 + 64);
+        match kind {
+            KIND_RAFT => Message::parse_from_bytes(body).ok().map(PeerFrame::Raft),
+            KIND_REQUEST => opts().deserialize::<ForwardedRequest>(body).ok().map(|f| PeerFrame::Request {
+                from: f.from,
+                id: f.id,
+                request: f.request,
+            }),
+            KIND_REPLY => opts()
+                .deserialize::<ForwardedReply>(body)
+                .ok()
+                .map(|f| PeerFrame::Reply { id: f.id, result: f.result }),
+            _ => None,
+        }
+    }
+}
+
 pub struct Transport {
-    peers: BTreeMap<u64, mpsc::Sender<Message>>,
-    inbound: mpsc::Receiver<Message>,
+    peers: BTreeMap<u64, mpsc::Sender<PeerFrame>>,
+    inbound: mpsc::Receiver<PeerFrame>,
 }
 
 impl Transport {
@@ -53,18 +139,24 @@ impl Transport {
     /// whose queue is full, are dropped.
     pub fn send(&mut self, msgs: impl Iterator<Item = Message>) {
         for m in msgs {
-            if let Some(q) = self.peers.get(&m.to) {
-                let _ = q.try_send(m);
+            let frame = PeerFrame::Raft(m);
+            if let Some(q) = frame.to().and_then(|to| self.peers.get(&to)) {
+                let _ = q.try_send(frame);
             }
         }
     }
 
-    pub async fn recv(&mut self) -> Option<Message> {
+    /// Queues a forwarded request or reply for member `to`; false if it cannot be queued.
+    pub fn forward(&mut self, to: u64, frame: PeerFrame) -> bool {
+        self.peers.get(&to).is_some_and(|q| q.try_send(frame).is_ok())
+    }
+
+    pub async fn recv(&mut self) -> Option<PeerFrame> {
         self.inbound.recv().await
     }
 }
 
-async fn accept_loop(listener: TcpListener, inbound: mpsc::Sender<Message>) {
+async fn accept_loop(listener: TcpListener, inbound: mpsc::Sender<PeerFrame>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(BACKOFF_MS_MIN)).await;
@@ -76,7 +168,7 @@ async fn accept_loop(listener: TcpListener, inbound: mpsc::Sender<Message>) {
 }
 
 /// Reads frames until the connection ends or sends garbage.
-async fn read_loop(mut stream: TcpStream, inbound: mpsc::Sender<Message>) {
+async fn read_loop(mut stream: TcpStream, inbound: mpsc::Sender<PeerFrame>) {
     let mut buf = Vec::new();
     loop {
         let Ok(len) = stream.read_u32().await else { return };
@@ -88,14 +180,14 @@ async fn read_loop(mut stream: TcpStream, inbound: mpsc::Sender<Message>) {
         if stream.read_exact(&mut buf).await.is_err() {
             return;
         }
-        let Ok(msg) = Message::parse_from_bytes(&buf) else { return };
+        let Some(msg) = PeerFrame::decode(&buf) else { return };
         if inbound.try_send(msg).is_err() && inbound.is_closed() {
             return;
         }
     }
 }
 
-async fn write_loop(addr: SocketAddr, mut queue: mpsc::Receiver<Message>) {
+async fn write_loop(addr: SocketAddr, mut queue: mpsc::Receiver<PeerFrame>) {
     let mut backoff = BACKOFF_MS_MIN;
     loop {
         let stream = match TcpStream::connect(addr).await {
@@ -131,8 +223,8 @@ async fn write_loop(addr: SocketAddr, mut queue: mpsc::Receiver<Message>) {
     }
 }
 
-async fn write_frame(w: &mut BufWriter<TcpStream>, msg: &Message) -> io::Result<()> {
-    let bytes = msg.write_to_bytes().map_err(io::Error::other)?;
+async fn write_frame(w: &mut BufWriter<TcpStream>, frame: &PeerFrame) -> io::Result<()> {
+    let bytes = frame.encode()?;
     if bytes.len() > FRAME_BYTES_MAX {
         // Too large to send; Raft treats it as lost.
         return Ok(());

@@ -95,6 +95,14 @@ fn leases_grant_keep_alive_time_to_live_and_revoke() {
     let ttl = c.ok(&["lease", "timetolive", &id, "--keys"]);
     assert!(ttl.contains("granted with TTL(30s)") && ttl.contains("attached keys([held])"), "{ttl}");
     assert!(c.ok(&["lease", "list"]).contains(&id));
+    // Every member answers, followers by forwarding to the leader (as etcd does).
+    for i in 0..3 {
+        let out = c.ctl_at(&c.endpoint(i), &["lease", "keep-alive", "--once", &id], None);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains("keepalived with TTL(30)"), "member {i}: {text}");
+        let out = c.ctl_at(&c.endpoint(i), &["lease", "timetolive", &id], None);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("granted with TTL(30s)"), "member {i}");
+    }
     c.ok(&["lease", "revoke", &id]);
     assert_eq!(c.ok(&["get", "held"]), "");
     let err = c.err(&["put", "--lease", &id, "again", "v"]);
