@@ -99,7 +99,10 @@ impl Cluster {
     }
 
     pub fn ctl_at(&self, endpoints: &str, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut cmd = Command::new("etcdctl");
+        // A hard limit too: some etcdctl commands (keep-alive) ignore --command-timeout, and a
+        // test must fail, not hang.
+        let mut cmd = Command::new("timeout");
+        cmd.args(["60", "etcdctl"]);
         cmd.env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={endpoints}"))
             .arg("--command-timeout=10s")
