@@ -196,3 +196,49 @@ fn a_killed_member_loses_no_acknowledged_write_and_a_killed_leader_is_replaced()
     assert!(written, "no write succeeded after the leader died: {}", c.logs());
     assert_eq!(c.ok(&["get", "--prefix", "key", "--keys-only"]).split_whitespace().count(), 80);
 }
+
+#[test]
+fn kill_9_under_a_write_load_loses_no_acknowledged_write() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let mut c = Cluster::start(3);
+    let endpoints = c.endpoints();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut acked = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                let out = std::process::Command::new("timeout")
+                    .args(["30", "etcdctl", &format!("--endpoints={endpoints}"), "--command-timeout=5s"])
+                    .args(["put", &format!("load{i:05}"), &format!("v{i}")])
+                    .env("ETCDCTL_API", "3")
+                    .output()
+                    .expect("run etcdctl");
+                if out.status.success() {
+                    acked.push(i);
+                }
+            }
+            acked
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    c.kill(1); // mid-write, whatever it was doing
+    std::thread::sleep(Duration::from_millis(1500));
+    c.start_member(1);
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::SeqCst);
+    let acked = writer.join().unwrap();
+    assert!(acked.len() > 10, "the load did little: {} writes", acked.len());
+    std::thread::sleep(Duration::from_secs(2));
+    for m in 0..3 {
+        let out = c.ctl_at(&c.endpoint(m), &["get", "--prefix", "load", "--keys-only"], None);
+        let keys: std::collections::BTreeSet<String> =
+            String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect();
+        for i in &acked {
+            assert!(keys.contains(&format!("load{i:05}")), "member {m} lost acknowledged write {i}");
+        }
+    }
+}
