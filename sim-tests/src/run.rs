@@ -425,12 +425,7 @@ impl Faults {
         let now = Instant::now();
         let at = global_ms(epoch);
         if roll < params.crash_weight {
-            let up: Vec<u64> =
-                ids.iter().copied().filter(|i| !members[i].down && !members[i].paused).collect();
-            if up.is_empty() {
-                return;
-            }
-            let id = up[rng.gen_range(0..up.len())];
+            let Some(id) = pick_running(members, &mut rng) else { return };
             let m = members.get_mut(&id).unwrap();
             handle.kill(m.node.id());
             m.env.disk.lock().unwrap().crash(&mut rng);
@@ -513,12 +508,7 @@ impl Faults {
         }
         roll -= params.partition_weight;
         if roll < params.pause_weight {
-            let up: Vec<u64> =
-                ids.iter().copied().filter(|i| !members[i].down && !members[i].paused).collect();
-            if up.is_empty() {
-                return;
-            }
-            let id = up[rng.gen_range(0..up.len())];
+            let Some(id) = pick_running(members, &mut rng) else { return };
             let m = members.get_mut(&id).unwrap();
             handle.pause(m.node.id());
             m.paused = true;
@@ -533,6 +523,12 @@ impl Faults {
         members[&id].env.clock.lock().unwrap().add_step(at, delta);
         trace.record(at, "clock-step", json!({ "member": id, "delta_ms": delta }));
     }
+}
+
+/// A member that is neither crashed nor paused, chosen at random; None if there is none.
+fn pick_running(members: &BTreeMap<u64, Member>, rng: &mut impl Rng) -> Option<u64> {
+    let running: Vec<u64> = members.iter().filter(|(_, m)| !m.down && !m.paused).map(|(&id, _)| id).collect();
+    (!running.is_empty()).then(|| running[rng.gen_range(0..running.len())])
 }
 
 fn unclog_all(members: &BTreeMap<u64, Member>, clients: &[NodeHandle]) {
