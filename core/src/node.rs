@@ -801,7 +801,7 @@ impl Core {
 
     /// Notices role and term changes after anything that may have moved raft-rs.
     ///
-    /// raft-rs draws a new randomized election timeout from `thread_rng` each time it resets
+    /// raft-rs draws a new randomized election timeout from rand's thread-local generator each time it resets
     /// (becoming follower, candidate or leader); no simulator controls that. Every reset changes
     /// the term or the role, so on each change the core overwrites the timeout with one drawn
     /// from its own seeded generator before the next tick can read it.
