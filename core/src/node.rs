@@ -400,6 +400,9 @@ impl Core {
                 self.propose(id, Command::LeaseGrant { id: lease, ttl_secs })
             }
             Request::LeaseRevoke { id: lease } => self.propose(id, Command::LeaseRevoke { id: lease }),
+            Request::PublishMember { member, name, client_urls } => {
+                self.propose(id, Command::PublishMember { member, name, client_urls })
+            }
             Request::LeaseKeepAlive { id: lease } => {
                 self.check_lease_primary()?;
                 let ttl_secs = self.lessor.renew(self.sm.leases(), lease, self.now_ms)?;

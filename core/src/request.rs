@@ -38,6 +38,13 @@ pub enum Request {
         keys: bool,
     },
     LeaseLeases,
+    /// A member announces its name and client URLs to the cluster, through the log (etcd's
+    /// "publish"), so every member can list every member's client URLs.
+    PublishMember {
+        member: u64,
+        name: String,
+        client_urls: Vec<String>,
+    },
 }
 
 /// etcd's `ResponseHeader`, minus the ids the front end adds.
@@ -60,6 +67,7 @@ pub enum ResponseBody {
     LeaseKeepAlive { id: i64, ttl_secs: i64 },
     LeaseTimeToLive { id: i64, ttl_secs: i64, granted_ttl_secs: i64, keys: Vec<bytes::Bytes> },
     LeaseLeases { ids: Vec<i64> },
+    Published,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -83,6 +91,11 @@ pub enum Command {
     /// Client revoke, or the leader's revoke of an expired lease.
     LeaseRevoke {
         id: i64,
+    },
+    PublishMember {
+        member: u64,
+        name: String,
+        client_urls: Vec<String>,
     },
 }
 

@@ -18,6 +18,8 @@ pub struct StateMachine {
     leases: Leases,
     /// Which proposals were applied, so each applies at most once (see `first_application`).
     proposals: AppliedProposals,
+    /// What each member published about itself (see `Request::PublishMember`).
+    members: BTreeMap<u64, MemberAttributes>,
     /// Raft index and term of the last entry applied.
     applied_index: u64,
     applied_term: u64,
@@ -25,6 +27,13 @@ pub struct StateMachine {
     /// applied index have the same digest exactly when they applied the same entries. The
     /// simulator checks Raft's state machine safety with it.
     applied_digest: u64,
+}
+
+/// A member's published attributes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberAttributes {
+    pub name: String,
+    pub client_urls: Vec<String>,
 }
 
 /// What applying one command did.
@@ -56,6 +65,7 @@ impl StateMachine {
             mvcc: Mvcc::new(),
             leases: Leases::default(),
             proposals: AppliedProposals::default(),
+            members: BTreeMap::new(),
             applied_index: 0,
             applied_term: 0,
             applied_digest: 0,
@@ -76,6 +86,11 @@ impl StateMachine {
 
     pub fn applied_term(&self) -> u64 {
         self.applied_term
+    }
+
+    /// Every member's published name and client URLs.
+    pub fn members(&self) -> &BTreeMap<u64, MemberAttributes> {
+        &self.members
     }
 
     pub fn applied_digest(&self) -> u64 {
@@ -144,6 +159,11 @@ impl StateMachine {
                     }
                     Err(e) => (Err(e), vec![]),
                 }
+            }
+            Command::PublishMember { member, name, client_urls } => {
+                let attrs = MemberAttributes { name: name.clone(), client_urls: client_urls.clone() };
+                self.members.insert(*member, attrs);
+                (Ok(ResponseBody::Published), vec![])
             }
             Command::LeaseRevoke { id } => match self.leases.revoke(*id) {
                 Ok(keys) => {

@@ -41,6 +41,8 @@ pub struct NodeStatus {
     pub revision: i64,
     pub compacted_revision: i64,
     pub voters: Vec<u64>,
+    /// Each member's published name and client URLs, as applied here.
+    pub members: BTreeMap<u64, cairn_core::state_machine::MemberAttributes>,
 }
 
 /// A watch's stream of updates, in order. The stream ends if the member drops the watcher
@@ -203,6 +205,7 @@ async fn run(
             revision: st.mvcc().current_revision(),
             compacted_revision: st.mvcc().compacted_revision(),
             voters: voters.clone(),
+            members: st.members().clone(),
         });
 
         let wait = core.poll_timeout().saturating_sub(now_ms());

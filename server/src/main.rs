@@ -202,6 +202,25 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
         etcd_version: ETCD_VERSION.to_string(),
         max_request_bytes: flags.max_request_bytes,
     });
+    // Tell the cluster this member's name and client URLs, through the log (etcd's "publish"),
+    // so every member's MemberList shows them. Retried until it commits.
+    {
+        let node = node.clone();
+        let request = cairn_core::Request::PublishMember {
+            member: member_id,
+            name: flags.name.clone(),
+            client_urls: split_urls(&flags.advertise_client_urls),
+        };
+        tokio::spawn(async move {
+            loop {
+                match node.request(request.clone()).await {
+                    Ok(_) => break,
+                    Err(e) if e.is_fatal() => break,
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+                }
+            }
+        });
+    }
     tracing::info!(name = %flags.name, member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"),
         data_dir = %flags.data_dir.display(), "cairn member starting");
 

@@ -118,6 +118,21 @@ fn member_list_and_endpoint_status() {
         assert!(list.contains(&m.name), "{list}");
         assert!(list.contains(&format!("http://127.0.0.1:{}", m.peer)), "{list}");
     }
+    // Each member published its client URLs through the log: every member lists them all.
+    for i in 0..3 {
+        let mut listed = String::new();
+        for _ in 0..50 {
+            listed = String::from_utf8_lossy(&c.ctl_at(&c.endpoint(i), &["member", "list"], None).stdout)
+                .into_owned();
+            if c.members.iter().all(|m| listed.contains(&format!("http://127.0.0.1:{}", m.client))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for m in &c.members {
+            assert!(listed.contains(&format!("http://127.0.0.1:{}", m.client)), "member {i} lists: {listed}");
+        }
+    }
     let status = c.ok(&["endpoint", "status", "-w", "table"]);
     assert_eq!(status.matches("127.0.0.1").count(), 3, "{status}");
     assert_eq!(status.matches("true").count(), 1, "exactly one leader: {status}");

@@ -50,7 +50,13 @@ impl pb::cluster_server::Cluster for ClusterService {
     ) -> Result<GrpcResponse<pb::MemberListResponse>, Status> {
         Ok(GrpcResponse::new(pb::MemberListResponse {
             header: self.ctx.header(None),
-            members: self.ctx.info.members.iter().map(member_to_pb).collect(),
+            members: self
+                .ctx
+                .info
+                .members
+                .iter()
+                .map(|m| member_to_pb(&self.ctx.with_published(m)))
+                .collect(),
         }))
     }
 

@@ -79,6 +79,17 @@ impl Ctx {
         Some(convert::header(&self.info, &self.node.status(), header))
     }
 
+    /// `m` as configured, with the name and client URLs it published through the log, once
+    /// this member has applied that.
+    pub(crate) fn with_published(&self, m: &crate::info::MemberInfo) -> crate::info::MemberInfo {
+        let mut m = m.clone();
+        if let Some(p) = self.node.status().members.get(&m.id) {
+            m.name = p.name.clone();
+            m.client_urls = p.client_urls.clone();
+        }
+        m
+    }
+
     /// Sends a request through the member; a failure becomes etcd's status for it.
     pub(crate) async fn request(&self, request: Request) -> Result<Response, Status> {
         self.node.request(request).await.map_err(|e| error::status(&e))
