@@ -241,6 +241,11 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
             .await
             .map_err(|e| StartError::Config(format!("cannot listen for clients on {addr}: {e}")))?;
         tracing::info!(%addr, "serving clients (etcd v3 gRPC, /health, /version)");
+        // No Nagle: small gRPC frames would otherwise wait out the peer's delayed ACK (~40 ms).
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let router = router.clone();
         servers.push(tokio::spawn(async move {
             axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await
