@@ -144,22 +144,39 @@ async fn run(
     let mut forwarded: BTreeMap<u64, (oneshot::Sender<Result<Response, Error>>, Instant)> = BTreeMap::new();
     let mut next_watch: WatchId = 1;
     let mut watchers: BTreeMap<WatchId, mpsc::Sender<WatchUpdate>> = BTreeMap::new();
+    // Messages that may go only once the writes before them are durable, and the last ready
+    // number those writes cover.
+    let mut after_sync: Vec<cairn_core::eraftpb::Message> = Vec::new();
+    let mut ack: Option<u64> = None;
     loop {
+        // Act on everything the core wants done. Writes go to storage as they come; one fsync
+        // covers them all once the core has nothing more, then what waited for it is released
+        // (acknowledging one ready number acknowledges every earlier one).
+        let mut unsynced = false;
         loop {
             let out = core.advance()?;
             if out.is_empty() {
-                break;
+                if !unsynced {
+                    break;
+                }
+                // A storage or fsync failure stops the member: never carry on with state that
+                // may not be on disk (fsyncgate).
+                storage.sync().map_err(|e| Error::Corrupt(format!("fsync failed: {e}")))?;
+                unsynced = false;
+                transport.send(after_sync.drain(..));
+                if let Some(n) = ack.take() {
+                    core.on_persisted(n);
+                }
+                continue;
             }
             transport.send(out.messages.iter().cloned());
             if out.persist.is_some() || out.snapshot.is_some() || out.conf_state.is_some() {
-                // A storage or fsync failure stops the member: never carry on with state that
-                // may not be on disk (fsyncgate).
                 storage.write(&out).map_err(|e| Error::Corrupt(format!("storage write failed: {e}")))?;
-                storage.sync().map_err(|e| Error::Corrupt(format!("fsync failed: {e}")))?;
+                unsynced = true;
             }
             if let Some(p) = &out.persist {
-                transport.send(p.messages.iter().cloned());
-                core.on_persisted(p.number);
+                after_sync.extend(p.messages.iter().cloned());
+                ack = Some(p.number);
             }
             for (id, result) in out.responses {
                 match pending.remove(&id) {
@@ -209,47 +226,30 @@ async fn run(
         });
 
         let wait = core.poll_timeout().saturating_sub(now_ms());
+        let mut s = LoopState { next_request, next_watch, pending, watchers, forwarded };
         tokio::select! {
             input = rx.recv() => match input {
                 None => return Ok(()),
-                Some(Input::Submit { request, reply }) => {
-                    let id = next_request;
-                    next_request += 1;
-                    let forwardable = matches!(request, Request::LeaseKeepAlive { .. } | Request::LeaseTimeToLive { .. });
-                    pending.insert(id, Pending::Local { request: forwardable.then(|| request.clone()), reply });
-                    core.submit(id, request);
-                }
-                Some(Input::Watch { req, reply }) => {
-                    let id = next_watch;
-                    next_watch += 1;
-                    let result = core.watch(id, req).map(|history| {
-                        let (wtx, wrx) = mpsc::channel(WATCH_BUFFER_MAX);
-                        watchers.insert(id, wtx);
-                        (id, history, wrx)
-                    });
-                    let _ = reply.send(result);
-                }
-                Some(Input::CancelWatch { id }) => {
-                    watchers.remove(&id);
-                    core.cancel_watch(id);
-                }
+                Some(input) => s.on_input(&mut core, input),
             },
-            Some(frame) = transport.recv() => match frame {
-                PeerFrame::Raft(msg) => core.step(msg),
-                PeerFrame::Request { from, id, request } => {
-                    let rid = next_request;
-                    next_request += 1;
-                    pending.insert(rid, Pending::Remote { from, id });
-                    core.submit(rid, request);
-                }
-                PeerFrame::Reply { id, result } => {
-                    if let Some((reply, _)) = forwarded.remove(&id) {
-                        let _ = reply.send(result);
-                    }
-                }
-            },
+            Some(frame) = transport.recv() => s.on_frame(&mut core, frame),
             _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
         }
+        // Take whatever else is already waiting, so that one ready (and one fsync) covers many
+        // requests. Bounded, so the loop still gets back to its timers.
+        for _ in 0..INPUT_BATCH_MAX {
+            match rx.try_recv() {
+                Ok(input) => s.on_input(&mut core, input),
+                Err(_) => break,
+            }
+        }
+        for _ in 0..INPUT_BATCH_MAX {
+            match transport.try_recv() {
+                Some(frame) => s.on_frame(&mut core, frame),
+                None => break,
+            }
+        }
+        LoopState { next_request, next_watch, pending, watchers, forwarded } = s;
         core.handle_timeout(now_ms());
         // A forwarded request whose reply never came: its outcome is unknown to us, but lease
         // renewals and time-to-live change nothing durable, so "timed out" is exact.
@@ -258,6 +258,65 @@ async fn run(
         for id in late {
             if let Some((reply, _)) = forwarded.remove(&id) {
                 let _ = reply.send(Err(Error::TimedOut));
+            }
+        }
+    }
+}
+
+/// Most inputs (and, separately, peer frames) taken in one turn of the loop.
+const INPUT_BATCH_MAX: usize = 1024;
+
+/// The loop's bookkeeping of requests, forwards and watchers.
+struct LoopState {
+    next_request: RequestId,
+    next_watch: WatchId,
+    pending: BTreeMap<RequestId, Pending>,
+    watchers: BTreeMap<WatchId, mpsc::Sender<WatchUpdate>>,
+    forwarded: BTreeMap<u64, (oneshot::Sender<Result<Response, Error>>, Instant)>,
+}
+
+impl LoopState {
+    fn on_input(&mut self, core: &mut Core, input: Input) {
+        match input {
+            Input::Submit { request, reply } => {
+                let id = self.next_request;
+                self.next_request += 1;
+                let forwardable =
+                    matches!(request, Request::LeaseKeepAlive { .. } | Request::LeaseTimeToLive { .. });
+                self.pending
+                    .insert(id, Pending::Local { request: forwardable.then(|| request.clone()), reply });
+                core.submit(id, request);
+            }
+            Input::Watch { req, reply } => {
+                let id = self.next_watch;
+                self.next_watch += 1;
+                let result = core.watch(id, req).map(|history| {
+                    let (wtx, wrx) = mpsc::channel(WATCH_BUFFER_MAX);
+                    self.watchers.insert(id, wtx);
+                    (id, history, wrx)
+                });
+                let _ = reply.send(result);
+            }
+            Input::CancelWatch { id } => {
+                self.watchers.remove(&id);
+                core.cancel_watch(id);
+            }
+        }
+    }
+
+    fn on_frame(&mut self, core: &mut Core, frame: PeerFrame) {
+        match frame {
+            PeerFrame::Raft(msg) => core.step(msg),
+            PeerFrame::Request { from, id, request } => {
+                let rid = self.next_request;
+                self.next_request += 1;
+                self.pending.insert(rid, Pending::Remote { from, id });
+                core.submit(rid, request);
+            }
+            PeerFrame::Reply { id, result } => {
+                if let Some((reply, _)) = self.forwarded.remove(&id) {
+                    let _ = reply.send(result);
+                }
             }
         }
     }

@@ -154,6 +154,11 @@ impl Transport {
     pub async fn recv(&mut self) -> Option<PeerFrame> {
         self.inbound.recv().await
     }
+
+    /// A frame already received, if any; never waits.
+    pub fn try_recv(&mut self) -> Option<PeerFrame> {
+        self.inbound.try_recv().ok()
+    }
 }
 
 async fn accept_loop(listener: TcpListener, inbound: mpsc::Sender<PeerFrame>) {
