@@ -107,24 +107,27 @@ pub async fn run(env: Arc<MemberEnv>) {
     let mut watch_owners: BTreeMap<WatchId, (SocketAddr, u64, u64)> = BTreeMap::new();
 
     core.handle_timeout(env.local_ms());
+    // Messages that may go only once the writes before them are durable, and the last ready
+    // number those writes cover: as the real driver does, several readies share one fsync.
+    let mut after_sync: Vec<cairn_core::eraftpb::Message> = Vec::new();
+    let mut ack: Option<u64> = None;
     loop {
-        // Act on everything the core wants done.
+        // Act on everything the core wants done; fsync once when it has nothing more.
+        let mut unsynced = false;
         loop {
             let out = match core.advance() {
                 Ok(out) => out,
                 Err(e) => return env.observer.stopped(env.id, &format!("fatal: {e}")),
             };
             if out.is_empty() {
-                break;
-            }
-            env.observer.advanced(env.id, &core, &out);
-            send_all(&env, &ep, out.messages.iter().cloned().map(Wire::Raft)).await;
-            let persisted_number =
-                if out.persist.is_some() || out.snapshot.is_some() || out.conf_state.is_some() {
-                    env.disk.lock().unwrap().write_output(&out);
-                    // fsync: takes a little simulated time, then everything written is durable.
-                    let us = madsim::rand::thread_rng().gen_range(0..=env.fsync_us_max);
-                    madsim::time::sleep(Duration::from_micros(us)).await;
+                if !unsynced {
+                    break;
+                }
+                // fsync: takes a little simulated time (a crash meanwhile loses the writes),
+                // then everything written is durable.
+                let us = madsim::rand::thread_rng().gen_range(0..=env.fsync_us_max);
+                madsim::time::sleep(Duration::from_micros(us)).await;
+                {
                     let mut disk = env.disk.lock().unwrap();
                     disk.sync();
                     env.observer.synced(env.id);
@@ -134,15 +137,23 @@ pub async fn run(env: Arc<MemberEnv>) {
                             return env.observer.stopped(env.id, &format!("disk compaction failed: {e}"));
                         }
                     }
-                    out.persist.as_ref().map(|p| p.number)
-                } else {
-                    None
-                };
-            if let Some(p) = &out.persist {
-                send_all(&env, &ep, p.messages.iter().cloned().map(Wire::Raft)).await;
+                }
+                unsynced = false;
+                send_all(&env, &ep, after_sync.drain(..).map(Wire::Raft)).await;
+                if let Some(n) = ack.take() {
+                    core.on_persisted(n);
+                }
+                continue;
             }
-            if let Some(n) = persisted_number {
-                core.on_persisted(n);
+            env.observer.advanced(env.id, &core, &out);
+            send_all(&env, &ep, out.messages.iter().cloned().map(Wire::Raft)).await;
+            if out.persist.is_some() || out.snapshot.is_some() || out.conf_state.is_some() {
+                env.disk.lock().unwrap().write_output(&out);
+                unsynced = true;
+            }
+            if let Some(p) = &out.persist {
+                after_sync.extend(p.messages.iter().cloned());
+                ack = Some(p.number);
             }
             for (rid, result) in out.responses {
                 if let Some((client, client_id)) = requests.remove(&rid) {
