@@ -137,13 +137,14 @@ async fn run(
     voters.sort_unstable();
     let epoch = Instant::now();
     let now_ms = || epoch.elapsed().as_millis() as u64;
-    let mut next_request: RequestId = 1;
-    let mut pending: BTreeMap<RequestId, Pending> = BTreeMap::new();
-    // Requests this member forwarded to the leader, by forwarding id, with their deadlines.
-    let mut next_forward: u64 = 1;
-    let mut forwarded: BTreeMap<u64, (oneshot::Sender<Result<Response, Error>>, Instant)> = BTreeMap::new();
-    let mut next_watch: WatchId = 1;
-    let mut watchers: BTreeMap<WatchId, mpsc::Sender<WatchUpdate>> = BTreeMap::new();
+    let mut s = LoopState {
+        next_request: 1,
+        next_watch: 1,
+        next_forward: 1,
+        pending: BTreeMap::new(),
+        watchers: BTreeMap::new(),
+        forwarded: BTreeMap::new(),
+    };
     // Messages that may go only once the writes before them are durable, and the last ready
     // number those writes cover.
     let mut after_sync: Vec<cairn_core::eraftpb::Message> = Vec::new();
@@ -179,35 +180,13 @@ async fn run(
                 ack = Some(p.number);
             }
             for (id, result) in out.responses {
-                match pending.remove(&id) {
-                    None => {}
-                    Some(Pending::Remote { from, id }) => {
-                        transport.forward(from, PeerFrame::Reply { id, result });
-                    }
-                    Some(Pending::Local { request, reply }) => match (result, request) {
-                        // Only the leader serves this request: pass it on, as etcd does.
-                        (Err(Error::NotLeader { leader }), Some(request)) if leader != 0 => {
-                            let fid = next_forward;
-                            next_forward += 1;
-                            if transport
-                                .forward(leader, PeerFrame::Request { from: core.id(), id: fid, request })
-                            {
-                                forwarded.insert(fid, (reply, Instant::now() + FORWARD_TIMEOUT));
-                            } else {
-                                let _ = reply.send(Err(Error::NotLeader { leader }));
-                            }
-                        }
-                        (result, _) => {
-                            let _ = reply.send(result);
-                        }
-                    },
-                }
+                s.on_response(core.id(), &mut transport, id, result);
             }
             for (id, update) in out.watch_updates {
-                let Some(w) = watchers.get(&id) else { continue };
+                let Some(w) = s.watchers.get(&id) else { continue };
                 if w.try_send(update).is_err() {
                     // Too far behind, or gone: drop it; its stream ends.
-                    watchers.remove(&id);
+                    s.watchers.remove(&id);
                     core.cancel_watch(id);
                 }
             }
@@ -226,7 +205,6 @@ async fn run(
         });
 
         let wait = core.poll_timeout().saturating_sub(now_ms());
-        let mut s = LoopState { next_request, next_watch, pending, watchers, forwarded };
         tokio::select! {
             input = rx.recv() => match input {
                 None => return Ok(()),
@@ -249,17 +227,8 @@ async fn run(
                 None => break,
             }
         }
-        LoopState { next_request, next_watch, pending, watchers, forwarded } = s;
         core.handle_timeout(now_ms());
-        // A forwarded request whose reply never came: its outcome is unknown to us, but lease
-        // renewals and time-to-live change nothing durable, so "timed out" is exact.
-        let now = Instant::now();
-        let late: Vec<u64> = forwarded.iter().filter(|(_, (_, at))| *at <= now).map(|(&id, _)| id).collect();
-        for id in late {
-            if let Some((reply, _)) = forwarded.remove(&id) {
-                let _ = reply.send(Err(Error::TimedOut));
-            }
-        }
+        s.expire_forwards(Instant::now());
     }
 }
 
@@ -270,12 +239,57 @@ const INPUT_BATCH_MAX: usize = 1024;
 struct LoopState {
     next_request: RequestId,
     next_watch: WatchId,
+    next_forward: u64,
     pending: BTreeMap<RequestId, Pending>,
     watchers: BTreeMap<WatchId, mpsc::Sender<WatchUpdate>>,
+    /// Requests this member forwarded to the leader, by forwarding id, with their deadlines.
     forwarded: BTreeMap<u64, (oneshot::Sender<Result<Response, Error>>, Instant)>,
 }
 
 impl LoopState {
+    /// Routes the core's answer to request `id`: back to the front end or the member that
+    /// forwarded it, or on to the leader when only the leader can serve it (as etcd does).
+    fn on_response(
+        &mut self,
+        me: u64,
+        transport: &mut Transport,
+        id: RequestId,
+        result: Result<Response, Error>,
+    ) {
+        match self.pending.remove(&id) {
+            None => {}
+            Some(Pending::Remote { from, id }) => {
+                transport.forward(from, PeerFrame::Reply { id, result });
+            }
+            Some(Pending::Local { request, reply }) => match (result, request) {
+                (Err(Error::NotLeader { leader }), Some(request)) if leader != 0 => {
+                    let fid = self.next_forward;
+                    self.next_forward += 1;
+                    if transport.forward(leader, PeerFrame::Request { from: me, id: fid, request }) {
+                        self.forwarded.insert(fid, (reply, Instant::now() + FORWARD_TIMEOUT));
+                    } else {
+                        let _ = reply.send(Err(Error::NotLeader { leader }));
+                    }
+                }
+                (result, _) => {
+                    let _ = reply.send(result);
+                }
+            },
+        }
+    }
+
+    /// A forwarded request whose reply never came: its outcome is unknown to us, but lease
+    /// renewals and time-to-live change nothing durable, so "timed out" is exact.
+    fn expire_forwards(&mut self, now: Instant) {
+        let late: Vec<u64> =
+            self.forwarded.iter().filter(|(_, (_, at))| *at <= now).map(|(&id, _)| id).collect();
+        for id in late {
+            if let Some((reply, _)) = self.forwarded.remove(&id) {
+                let _ = reply.send(Err(Error::TimedOut));
+            }
+        }
+    }
+
     fn on_input(&mut self, core: &mut Core, input: Input) {
         match input {
             Input::Submit { request, reply } => {
