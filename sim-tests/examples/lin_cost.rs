@@ -103,21 +103,7 @@ fn generate(w: &Workload) -> Vec<Op> {
     let mut model: BTreeMap<Bytes, Bytes> = BTreeMap::new();
     for i in order {
         let g = &mut generated[i];
-        let output = match &g.op.input {
-            Input::Get { key } => Output::Get(model.get(key).cloned()),
-            Input::Put { key, value } => {
-                model.insert(key.clone(), value.clone());
-                Output::Put
-            }
-            Input::Delete { key } => Output::Delete { deleted: model.remove(key).is_some() },
-            Input::Cas { key, expected, value } => {
-                let succeeded = model.get(key) == expected.as_ref();
-                if succeeded {
-                    model.insert(key.clone(), value.clone());
-                }
-                Output::Cas { succeeded }
-            }
-        };
+        let output = cairn_sim_tests::linearizability::sequential_apply(&mut model, &g.op.input);
         if let Outcome::Ok(_) = g.op.outcome {
             g.op.outcome = Outcome::Ok(output);
         }

@@ -1178,3 +1178,24 @@ impl fmt::Display for Verdict {
         }
     }
 }
+
+/// The key-value register applied sequentially: what each operation returns when operations
+/// run one at a time against `model`. For generating histories (tests, cost examples); the
+/// checker has its own representation of the same rules.
+pub fn sequential_apply(model: &mut std::collections::BTreeMap<Bytes, Bytes>, input: &Input) -> Output {
+    match input {
+        Input::Get { key } => Output::Get(model.get(key).cloned()),
+        Input::Put { key, value } => {
+            model.insert(key.clone(), value.clone());
+            Output::Put
+        }
+        Input::Delete { key } => Output::Delete { deleted: model.remove(key).is_some() },
+        Input::Cas { key, expected, value } => {
+            let succeeded = model.get(key) == expected.as_ref();
+            if succeeded {
+                model.insert(key.clone(), value.clone());
+            }
+            Output::Cas { succeeded }
+        }
+    }
+}

@@ -505,21 +505,7 @@ fn input_of(p: &Planned) -> Input {
 
 /// Applies `input` to the model and returns its output.
 fn apply(model: &mut BTreeMap<Bytes, Bytes>, input: &Input) -> Output {
-    match input {
-        Input::Get { key } => Output::Get(model.get(key).cloned()),
-        Input::Put { key, value } => {
-            model.insert(key.clone(), value.clone());
-            Output::Put
-        }
-        Input::Delete { key } => Output::Delete { deleted: model.remove(key).is_some() },
-        Input::Cas { key, expected, value } => {
-            let succeeded = model.get(key) == expected.as_ref();
-            if succeeded {
-                model.insert(key.clone(), value.clone());
-            }
-            Output::Cas { succeeded }
-        }
-    }
+    cairn_sim_tests::linearizability::sequential_apply(model, input)
 }
 
 /// Runs the plan sequentially, op `i` taking effect at time `100 * i` (if its fate lets it)
