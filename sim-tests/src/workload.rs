@@ -111,6 +111,8 @@ pub async fn kv_client(ctx: ClientCtx) {
     let mut leader_hint = ctx.random_member();
     let mut seq = 0u64;
     let mut last_seen: std::collections::BTreeMap<Bytes, Option<Bytes>> = Default::default();
+    // The newest revision this client saw in a response header.
+    let mut revision_seen: i64 = 0;
     while !ctx.stopped() {
         seq += 1;
         let (input, request, serializable) = {
@@ -175,6 +177,7 @@ pub async fn kv_client(ctx: ClientCtx) {
             }
             Some(Ok(resp)) => {
                 let rev = resp.header.revision;
+                revision_seen = revision_seen.max(rev);
                 match (&input, &resp.body) {
                     (Input::Get { key }, ResponseBody::Range(r)) => {
                         let v = r.kvs.first().map(|kv| kv.value.clone());
@@ -216,6 +219,18 @@ pub async fn kv_client(ctx: ClientCtx) {
             ctx.history.count(|c| c.serializable_reads += 1);
         } else {
             ctx.history.record(Op { client: ctx.id, invoke, complete, input, outcome }, acked);
+        }
+        // Now and then, compact a little behind the newest revision seen: watches from older
+        // revisions then end "compacted", and the final checks skip compacted history.
+        if ctx.params.compact && revision_seen > 20 && madsim::rand::thread_rng().gen_ratio(1, 100) {
+            seq += 1;
+            let req = CompactionRequest { revision: revision_seen - 10, physical: false };
+            let result = call(&ep, ctx.member_addr(leader_hint), seq, Request::Compact(req)).await;
+            ctx.trace.record(
+                ctx.now_ms(),
+                "compact",
+                json!({ "client": ctx.id, "revision": revision_seen - 10, "ok": matches!(result, Some(Ok(_))) }),
+            );
         }
         let think = madsim::rand::thread_rng().gen_range(0..15);
         madsim::time::sleep(Duration::from_millis(think)).await;
