@@ -48,6 +48,12 @@ pub enum Error {
     #[error("etcdserver: duplicate request id {0}")]
     DuplicateRequestId(u64),
 
+    // ---- The v2 keys store ----
+    /// An etcd v2 error: `code` is etcd's error code, `cause` what it concerns (a path, a
+    /// failed comparison), `index` the v2 store's index when it happened.
+    #[error("{}", crate::v2::message(*code))]
+    V2 { code: u32, cause: String, index: u64 },
+
     // ---- Fatal: the node must stop ----
     /// A log entry, snapshot or recovered state could not be decoded or is inconsistent.
     #[error("cairn: corrupt state: {0}")]

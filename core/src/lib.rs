@@ -89,6 +89,7 @@ pub mod node;
 pub mod request;
 pub mod state_machine;
 pub mod storage;
+pub mod v2;
 pub mod watch;
 
 pub use config::Config;

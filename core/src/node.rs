@@ -19,6 +19,7 @@ use crate::mvcc;
 use crate::request::{Command, Header, Origin, Proposal, Request, RequestId, Response, ResponseBody};
 use crate::state_machine::StateMachine;
 use crate::storage::LogStore;
+use crate::v2::{V2Event, V2Get, V2WatchId, V2Watchers};
 use crate::watch::{WatchHub, WatchId, WatchRequest, WatchUpdate};
 use crate::{Error, Result};
 
@@ -53,6 +54,9 @@ pub struct Output {
     pub events: Vec<Event>,
     /// What each open watch is owed (see `Core::watch`), in order per watch.
     pub watch_updates: Vec<(WatchId, WatchUpdate)>,
+    /// What open v2 watches (`Core::v2_watch`) fire with: an event, or error 400 when a
+    /// snapshot replaced the store. A one-shot watch is closed once it fired.
+    pub v2_watch_updates: Vec<(V2WatchId, Result<V2Event>)>,
     /// The membership changed (or the member is new): persist it with the hard state.
     pub conf_state: Option<ConfState>,
     /// The member snapshotted its state machine: persist the snapshot durably; after that, log
@@ -89,6 +93,7 @@ impl Output {
             && self.responses.is_empty()
             && self.events.is_empty()
             && self.watch_updates.is_empty()
+            && self.v2_watch_updates.is_empty()
             && self.conf_state.is_none()
             && self.snapshot.is_none()
     }
@@ -113,6 +118,7 @@ struct PendingRead {
 enum ReadKind {
     Range(crate::kv::RangeRequest),
     Txn(TxnRequest),
+    V2Get(V2Get),
 }
 
 pub struct Core {
@@ -143,6 +149,7 @@ pub struct Core {
     read_retry_ms: u64,
     lessor: Lessor,
     watches: WatchHub,
+    v2_watches: V2Watchers,
     last_snapshot_index: u64,
     /// Raft ticks since boot.
     ticks: u64,
@@ -228,6 +235,7 @@ impl Core {
             read_retry_ms: 0,
             lessor: Lessor::default(),
             watches: WatchHub::default(),
+            v2_watches: V2Watchers::default(),
             last_snapshot_index,
             ticks: 0,
             snapshot_sending_since: BTreeMap::new(),
@@ -423,6 +431,17 @@ impl Core {
                 self.respond(id, Ok(self.response(self.sm.mvcc().current_revision(), body)));
                 Ok(())
             }
+            Request::V2Get(g) if !g.quorum => {
+                let body = ResponseBody::V2(Some(self.sm.v2().get(&g.path, g.recursive, g.sorted)?));
+                self.respond(id, Ok(self.response(self.sm.mvcc().current_revision(), body)));
+                Ok(())
+            }
+            Request::V2Get(g) => {
+                self.check_size(&g)?;
+                self.add_read(id, ReadKind::V2Get(g));
+                Ok(())
+            }
+            Request::V2Write(w) => self.propose(id, Command::V2(w)),
             Request::LeaseLeases => {
                 let body = ResponseBody::LeaseLeases { ids: self.sm.leases().ids().collect() };
                 self.respond(id, Ok(self.response(self.sm.mvcc().current_revision(), body)));
@@ -501,6 +520,27 @@ impl Core {
         self.watches.cancel(id)
     }
 
+    /// Opens v2 watch `id` (etcd's `wait=true`) on `key` (its subtree with `recursive`) from
+    /// v2 index `since` (0: the next change). Returns the v2 store's index now and, if its
+    /// history already holds a matching event, that event (the watch is then closed unless
+    /// `stream`). Otherwise the event comes out of `advance` in `Output::v2_watch_updates`.
+    /// Error 401 if `since` is older than the history.
+    pub fn v2_watch(
+        &mut self,
+        id: V2WatchId,
+        key: &str,
+        recursive: bool,
+        stream: bool,
+        since: u64,
+    ) -> Result<(u64, Option<V2Event>)> {
+        self.v2_watches.open(id, self.sm.v2(), key, recursive, stream, since)
+    }
+
+    /// Closes v2 watch `id`; false if it was not open.
+    pub fn cancel_v2_watch(&mut self, id: V2WatchId) -> bool {
+        self.v2_watches.cancel(id)
+    }
+
     /// The driver made durable everything in `Persist`s up to `number`.
     pub fn on_persisted(&mut self, number: u64) {
         self.raw.on_persist_ready(number);
@@ -559,6 +599,8 @@ impl Core {
             self.lessor.demote();
             // The state jumped without events: watchers get what it covered from history.
             self.out.watch_updates.extend(self.watches.catch_up(&self.sm));
+            // v2 watchers cannot be caught up (etcd's answer: error 400, watch again).
+            self.out.v2_watch_updates.extend(self.v2_watches.clear(self.sm.v2().index()));
             persist.snapshot = Some(snap);
         }
 
@@ -656,6 +698,9 @@ impl Core {
         }
         self.out.watch_updates.extend(self.watches.on_events(&applied.events));
         self.out.events.extend(applied.events);
+        for (e, removed) in &applied.v2_events {
+            self.out.v2_watch_updates.extend(self.v2_watches.on_event(e, removed));
+        }
         let Some(origin) = proposal.origin else { return };
         if origin.member != self.config.id || origin.nonce != self.nonce {
             return;
@@ -720,6 +765,9 @@ impl Core {
             let body = match &r.request {
                 ReadKind::Range(req) => self.sm.read_range(req),
                 ReadKind::Txn(req) => self.sm.read_txn(req),
+                ReadKind::V2Get(g) => {
+                    self.sm.v2().get(&g.path, g.recursive, g.sorted).map(|e| ResponseBody::V2(Some(e)))
+                }
             };
             let result = body.map(|b| self.response(self.sm.mvcc().current_revision(), b));
             self.respond(r.id, result);

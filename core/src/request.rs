@@ -6,6 +6,7 @@ use crate::kv::{
     CompactionRequest, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest,
     RangeResponse, TxnRequest, TxnResponse,
 };
+use crate::v2::{V2Event, V2Get, V2Write};
 use crate::{Error, Result};
 
 /// The driver's name for one client request; responses come back under it. Ids must be unique
@@ -45,6 +46,10 @@ pub enum Request {
         name: String,
         client_urls: Vec<String>,
     },
+    /// A read of the etcd v2 keys store.
+    V2Get(V2Get),
+    /// A change to the etcd v2 keys store, through the log.
+    V2Write(V2Write),
 }
 
 /// etcd's `ResponseHeader`, minus the ids the front end adds.
@@ -62,12 +67,27 @@ pub enum ResponseBody {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compact,
-    LeaseGrant { id: i64, ttl_secs: i64 },
+    LeaseGrant {
+        id: i64,
+        ttl_secs: i64,
+    },
     LeaseRevoke,
-    LeaseKeepAlive { id: i64, ttl_secs: i64 },
-    LeaseTimeToLive { id: i64, ttl_secs: i64, granted_ttl_secs: i64, keys: Vec<bytes::Bytes> },
-    LeaseLeases { ids: Vec<i64> },
+    LeaseKeepAlive {
+        id: i64,
+        ttl_secs: i64,
+    },
+    LeaseTimeToLive {
+        id: i64,
+        ttl_secs: i64,
+        granted_ttl_secs: i64,
+        keys: Vec<bytes::Bytes>,
+    },
+    LeaseLeases {
+        ids: Vec<i64>,
+    },
     Published,
+    /// A v2 read or write (for `V2Write::Expire`, the last key it expired, if any).
+    V2(Option<V2Event>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -97,6 +117,7 @@ pub enum Command {
         name: String,
         client_urls: Vec<String>,
     },
+    V2(V2Write),
 }
 
 /// Who proposed an entry, so that exactly that member answers the client when it applies.

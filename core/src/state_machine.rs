@@ -10,6 +10,7 @@ use crate::kv::{Event, RangeRequest, TxnRequest};
 use crate::lease::{Lease, Leases};
 use crate::mvcc::Mvcc;
 use crate::request::{codec, Command, Origin, ResponseBody};
+use crate::v2::{V2Event, V2Store};
 use crate::{Error, Result};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -20,6 +21,8 @@ pub struct StateMachine {
     proposals: AppliedProposals,
     /// What each member published about itself (see `Request::PublishMember`).
     members: BTreeMap<u64, MemberAttributes>,
+    /// The etcd v2 keys store (a separate key space, as in etcd).
+    v2: V2Store,
     /// Raft index and term of the last entry applied.
     applied_index: u64,
     applied_term: u64,
@@ -48,10 +51,12 @@ pub struct Applied {
     pub granted: Option<Lease>,
     /// A lease revoked by this command (the leader stops its expiry clock).
     pub revoked: Option<i64>,
+    /// v2 store events, each with the paths it removed (for v2 watchers).
+    pub v2_events: Vec<(V2Event, Vec<String>)>,
 }
 
 /// Leading byte of an encoded snapshot; bumped when the encoding changes.
-const SNAPSHOT_FORMAT: u8 = 1;
+const SNAPSHOT_FORMAT: u8 = 2;
 
 impl Default for StateMachine {
     fn default() -> Self {
@@ -66,6 +71,7 @@ impl StateMachine {
             leases: Leases::default(),
             proposals: AppliedProposals::default(),
             members: BTreeMap::new(),
+            v2: V2Store::default(),
             applied_index: 0,
             applied_term: 0,
             applied_digest: 0,
@@ -78,6 +84,10 @@ impl StateMachine {
 
     pub fn leases(&self) -> &Leases {
         &self.leases
+    }
+
+    pub fn v2(&self) -> &V2Store {
+        &self.v2
     }
 
     pub fn applied_index(&self) -> u64 {
@@ -128,6 +138,7 @@ impl StateMachine {
         let revision_before = self.mvcc.current_revision();
         let mut granted = None;
         let mut revoked = None;
+        let mut v2_events = vec![];
         let (result, events) = match cmd {
             Command::Put(req) => {
                 let leases = &self.leases;
@@ -165,6 +176,14 @@ impl StateMachine {
                 self.members.insert(*member, attrs);
                 (Ok(ResponseBody::Published), vec![])
             }
+            Command::V2(w) => match self.v2.apply(w) {
+                Ok(applied) => {
+                    let last = applied.events.last().map(|(e, _)| e.clone());
+                    v2_events = applied.events;
+                    (Ok(ResponseBody::V2(last)), vec![])
+                }
+                Err(e) => (Err(e), vec![]),
+            },
             Command::LeaseRevoke { id } => match self.leases.revoke(*id) {
                 Ok(keys) => {
                     revoked = Some(*id);
@@ -181,7 +200,7 @@ impl StateMachine {
             !events.is_empty(),
             "the revision moves exactly when something changed"
         );
-        Applied { result, revision, events, granted, revoked }
+        Applied { result, revision, events, granted, revoked, v2_events }
     }
 
     /// Serves a read (a range, or a txn that cannot write) at the current state.
@@ -244,6 +263,7 @@ impl StateMachine {
                     .map_err(|e| Error::Corrupt(format!("undecodable snapshot: {e}")))?;
                 // Bytes that decode are not yet a state to trust.
                 sm.mvcc.check_invariants()?;
+                sm.v2.check_invariants()?;
                 Ok(sm)
             }
             Some((v, _)) => Err(Error::Corrupt(format!("unknown snapshot format {v}"))),
