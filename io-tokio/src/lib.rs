@@ -8,4 +8,4 @@ pub mod node;
 pub mod storage;
 pub mod transport;
 
-pub use node::{start, NodeConfig, NodeHandle, NodeStatus, WatchStream};
+pub use node::{start, unix_now_ns, NodeConfig, NodeHandle, NodeStatus, V2WatchStream, WatchStream};

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cairn_core::kv::Event;
+use cairn_core::v2::{V2Event, V2WatchId, V2Write};
 use cairn_core::{Config, Core, Error, Request, RequestId, Response, WatchId, WatchRequest, WatchUpdate};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -43,16 +44,67 @@ pub struct NodeStatus {
     pub voters: Vec<u64>,
     /// Each member's published name and client URLs, as applied here.
     pub members: BTreeMap<u64, cairn_core::state_machine::MemberAttributes>,
+    /// The v2 keys store's index (etcd's `X-Etcd-Index`).
+    pub v2_index: u64,
 }
 
 /// A watch's stream of updates, in order. The stream ends if the member drops the watcher
 /// (it fell `WATCH_BUFFER_MAX` behind, or the member stopped).
 pub type WatchStream = mpsc::Receiver<WatchUpdate>;
 
+/// A v2 watch (`wait=true`): the event (or error) it fires with; a one-shot watch gets one.
+/// Dropping it closes the watch on the member.
+pub struct V2WatchStream {
+    id: V2WatchId,
+    rx: mpsc::Receiver<Result<V2Event, Error>>,
+    /// Weak, so that open watches do not keep the loop alive once every handle is gone.
+    tx: mpsc::WeakSender<Input>,
+}
+
+impl V2WatchStream {
+    /// The next event; `None` once the watch is over (fired once, dropped, or the member
+    /// stopped).
+    pub async fn recv(&mut self) -> Option<Result<V2Event, Error>> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for V2WatchStream {
+    fn drop(&mut self) {
+        // Best effort: a full queue means the member is busy; the watch then stays open until
+        // it fires, which costs one event.
+        if let Some(tx) = self.tx.upgrade() {
+            let _ = tx.try_send(Input::CancelV2Watch { id: self.id });
+        }
+    }
+}
+
+/// How often, at most, the leader proposes the expiry of v2 keys whose TTL ran out (etcd
+/// syncs every 500 ms).
+const V2_EXPIRE_INTERVAL: Duration = Duration::from_millis(500);
+
 enum Input {
-    Submit { request: Request, reply: oneshot::Sender<Result<Response, Error>> },
-    Watch { req: WatchRequest, reply: oneshot::Sender<Result<(WatchId, Vec<Event>, WatchStream), Error>> },
-    CancelWatch { id: WatchId },
+    V2Watch {
+        key: String,
+        recursive: bool,
+        stream: bool,
+        since: u64,
+        reply: oneshot::Sender<Result<(u64, V2WatchStream), Error>>,
+    },
+    CancelV2Watch {
+        id: V2WatchId,
+    },
+    Submit {
+        request: Request,
+        reply: oneshot::Sender<Result<Response, Error>>,
+    },
+    Watch {
+        req: WatchRequest,
+        reply: oneshot::Sender<Result<(WatchId, Vec<Event>, WatchStream), Error>>,
+    },
+    CancelWatch {
+        id: WatchId,
+    },
 }
 
 /// A cloneable handle on the member's loop.
@@ -80,6 +132,21 @@ impl NodeHandle {
     pub async fn watch(&self, req: WatchRequest) -> Result<(WatchId, Vec<Event>, WatchStream), Error> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Input::Watch { req, reply }).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Opens a v2 watch on `key` (its subtree with `recursive`) from v2 index `since` (0: the
+    /// next change); returns the v2 index at the start and the watch.
+    pub async fn v2_watch(
+        &self,
+        key: &str,
+        recursive: bool,
+        stream: bool,
+        since: u64,
+    ) -> Result<(u64, V2WatchStream), Error> {
+        let (reply, rx) = oneshot::channel();
+        let input = Input::V2Watch { key: key.to_string(), recursive, stream, since, reply };
+        self.tx.send(input).await.map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
 
@@ -112,7 +179,7 @@ pub async fn start(
     let (tx, rx) = mpsc::channel(INPUTS_QUEUED_MAX);
     let (status_tx, status_rx) = watch::channel(NodeStatus::default());
     let voters: Vec<u64> = std::iter::once(cfg.core.id).chain(cfg.peers.keys().copied()).collect();
-    let task = tokio::spawn(run(core, storage, transport, rx, status_tx, voters));
+    let task = tokio::spawn(run(core, storage, transport, rx, tx.downgrade(), status_tx, voters));
     Ok((NodeHandle { tx, status: status_rx }, task))
 }
 
@@ -131,6 +198,7 @@ async fn run(
     mut storage: Storage,
     mut transport: Transport,
     mut rx: mpsc::Receiver<Input>,
+    tx: mpsc::WeakSender<Input>,
     status: watch::Sender<NodeStatus>,
     mut voters: Vec<u64>,
 ) -> Result<(), Error> {
@@ -143,7 +211,10 @@ async fn run(
         next_forward: 1,
         pending: BTreeMap::new(),
         watchers: BTreeMap::new(),
+        v2_watchers: BTreeMap::new(),
         forwarded: BTreeMap::new(),
+        tx,
+        v2_expire_at: Instant::now(),
     };
     // Messages that may go only once the writes before them are durable, and the last ready
     // number those writes cover.
@@ -190,6 +261,14 @@ async fn run(
                     core.cancel_watch(id);
                 }
             }
+            for (id, update) in out.v2_watch_updates {
+                let Some((w, stream)) = s.v2_watchers.get(&id) else { continue };
+                let last = !*stream || update.is_err();
+                if w.try_send(update).is_err() || last {
+                    s.v2_watchers.remove(&id);
+                    core.cancel_v2_watch(id);
+                }
+            }
         }
         let st = core.state();
         status.send_replace(NodeStatus {
@@ -202,6 +281,7 @@ async fn run(
             compacted_revision: st.mvcc().compacted_revision(),
             voters: voters.clone(),
             members: st.members().clone(),
+            v2_index: st.v2().index(),
         });
 
         let wait = core.poll_timeout().saturating_sub(now_ms());
@@ -229,6 +309,7 @@ async fn run(
         }
         core.handle_timeout(now_ms());
         s.expire_forwards(Instant::now());
+        s.expire_v2(&mut core);
     }
 }
 
@@ -242,6 +323,12 @@ struct LoopState {
     next_forward: u64,
     pending: BTreeMap<RequestId, Pending>,
     watchers: BTreeMap<WatchId, mpsc::Sender<WatchUpdate>>,
+    /// Open v2 watches, and whether each streams (else it ends after one event).
+    v2_watchers: BTreeMap<V2WatchId, (mpsc::Sender<Result<V2Event, Error>>, bool)>,
+    /// The loop's own input queue, for `V2WatchStream`s to cancel through.
+    tx: mpsc::WeakSender<Input>,
+    /// When the leader may next propose the expiry of v2 keys.
+    v2_expire_at: Instant,
     /// Requests this member forwarded to the leader, by forwarding id, with their deadlines.
     forwarded: BTreeMap<u64, (oneshot::Sender<Result<Response, Error>>, Instant)>,
 }
@@ -290,8 +377,50 @@ impl LoopState {
         }
     }
 
+    /// As leader, proposes the expiry of the v2 keys whose time is up, stamped with this
+    /// member's wall clock, so every replica removes the same keys at the same index (etcd's
+    /// SYNC). A lost or repeated proposal is harmless: the next one expires what is due.
+    fn expire_v2(&mut self, core: &mut Core) {
+        let now = Instant::now();
+        if !core.is_leader() || now < self.v2_expire_at {
+            return;
+        }
+        let Some(due) = core.state().v2().next_expiry_ns() else { return };
+        let now_ns = unix_now_ns();
+        if due > now_ns {
+            return;
+        }
+        self.v2_expire_at = now + V2_EXPIRE_INTERVAL;
+        let id = self.next_request;
+        self.next_request += 1;
+        // No one waits for the answer; an unknown id's response is dropped.
+        core.submit(id, Request::V2Write(V2Write::Expire { now_ns }));
+    }
+
     fn on_input(&mut self, core: &mut Core, input: Input) {
         match input {
+            Input::V2Watch { key, recursive, stream, since, reply } => {
+                let id = self.next_watch;
+                self.next_watch += 1;
+                let result = core.v2_watch(id, &key, recursive, stream, since).map(|(index, first)| {
+                    let (wtx, wrx) = mpsc::channel(WATCH_BUFFER_MAX);
+                    match first {
+                        // Answered from history: the watch is already over.
+                        Some(e) => {
+                            let _ = wtx.try_send(Ok(e));
+                        }
+                        None => {
+                            self.v2_watchers.insert(id, (wtx, stream));
+                        }
+                    }
+                    (index, V2WatchStream { id, rx: wrx, tx: self.tx.clone() })
+                });
+                let _ = reply.send(result);
+            }
+            Input::CancelV2Watch { id } => {
+                self.v2_watchers.remove(&id);
+                core.cancel_v2_watch(id);
+            }
             Input::Submit { request, reply } => {
                 let id = self.next_request;
                 self.next_request += 1;
@@ -351,3 +480,11 @@ enum Pending {
 
 /// How long a member waits for the leader to answer a forwarded request.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Wall-clock time as Unix nanoseconds (v2 TTLs are wall-clock deadlines, as in etcd).
+pub fn unix_now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
+        .unwrap_or(0)
+}

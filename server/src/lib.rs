@@ -9,3 +9,4 @@
 
 pub mod grpc;
 pub mod info;
+pub mod v2;

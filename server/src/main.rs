@@ -233,7 +233,8 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
                 move || health(node.clone())
             }),
         )
-        .route("/version", get(|| async { Json(serde_version()) }));
+        .route("/version", get(|| async { Json(serde_version()) }))
+        .merge(cairn_server::v2::router(node.clone(), info.clone()));
     let mut servers = Vec::new();
     for url in split_urls(&flags.listen_client_urls) {
         let addr = url_addr(&url)?;

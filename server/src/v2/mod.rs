@@ -1,0 +1,523 @@
+//! The etcd v2 HTTP+JSON API on the client port: `/v2/keys` (directories, TTLs, compare-and-
+//! swap, in-order keys, `wait` watches), `/v2/members`, `/v2/machines` and `/v2/stats/*`, with
+//! etcd 3.4's JSON shapes, headers, statuses and error codes.
+//!
+//! Requests are parsed as etcd's v2 handler parses them (`parse`), turned into one core
+//! request each (`cairn_core::v2`: reads served locally or, with `quorum=true`, by ReadIndex;
+//! writes through the Raft log), and answered in etcd's JSON (`json`).
+
+pub mod form;
+pub mod json;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
+use axum::routing::{any, get};
+use axum::Router;
+use cairn_core::v2::{V2Action, V2Event, V2Get, V2Write};
+use cairn_core::{Error, Request, ResponseBody};
+use cairn_io_tokio::{unix_now_ns, NodeHandle};
+use serde::Serialize;
+
+use crate::info::ServerInfo;
+use form::Form;
+
+/// How long a `wait=true` request waits for its event (etcd: 5 minutes); then the answer ends
+/// empty and the client waits again.
+const WATCH_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Room above `--max-request-bytes` for the form encoding of a value; larger bodies are
+/// refused before parsing.
+const BODY_OVERHEAD_BYTES: usize = 64 * 1024;
+
+#[derive(Clone)]
+struct V2 {
+    node: NodeHandle,
+    info: Arc<ServerInfo>,
+    stats: Arc<StoreStats>,
+    started: SystemTime,
+}
+
+/// The v2 routes, served from `node`.
+pub fn router(node: NodeHandle, info: Arc<ServerInfo>) -> Router {
+    let limit = info.max_request_bytes.saturating_mul(3).saturating_add(BODY_OVERHEAD_BYTES);
+    let state = V2 { node, info, stats: Arc::new(StoreStats::default()), started: SystemTime::now() };
+    Router::new()
+        .route("/v2/keys", any(keys))
+        .route("/v2/keys/", any(keys))
+        .route("/v2/keys/{*path}", any(keys))
+        .route("/v2/members", get(members))
+        .route("/v2/machines", get(machines))
+        .route("/v2/stats/self", get(stats_self))
+        .route("/v2/stats/leader", get(stats_leader))
+        .route("/v2/stats/store", get(stats_store))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// A parsed `/v2/keys` request.
+enum Op {
+    Get(V2Get),
+    Watch { path: String, recursive: bool, stream: bool, since: u64 },
+    Write(V2Write),
+}
+
+/// A v2 error before it reaches the store (etcd's `NewRequestError`: index 0).
+struct ReqError {
+    code: u32,
+    cause: String,
+}
+
+fn req_err(code: u32, cause: impl Into<String>) -> ReqError {
+    ReqError { code, cause: cause.into() }
+}
+
+/// etcd's HTTP status for a v2 error code.
+fn status_of(code: u32) -> StatusCode {
+    match code {
+        100 => StatusCode::NOT_FOUND,
+        102 | 108 => StatusCode::FORBIDDEN,
+        110 => StatusCode::UNAUTHORIZED,
+        101 | 105 => StatusCode::PRECONDITION_FAILED,
+        300 | 301 => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+impl V2 {
+    fn cluster_id(&self) -> HeaderValue {
+        hv(&format!("{:x}", self.info.cluster_id))
+    }
+
+    fn error_response(&self, code: u32, cause: &str, index: u64) -> Response {
+        let body = json::error(code, cairn_core::v2::message(code), cause, index);
+        let mut r = Response::new(Body::from(body));
+        *r.status_mut() = status_of(code);
+        let h = r.headers_mut();
+        h.insert("X-Etcd-Cluster-Id", self.cluster_id());
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert("X-Etcd-Index", hv(&index.to_string()));
+        r
+    }
+
+    /// A core error as etcd answers it: v2 store errors as they are, anything else (no leader,
+    /// timeouts, a request too large) as error 300 with the reason as its cause.
+    fn core_error(&self, e: &Error) -> Response {
+        match e {
+            Error::V2 { code, cause, index } => self.error_response(*code, cause, *index),
+            e => self.error_response(300, &e.to_string(), 0),
+        }
+    }
+
+    fn raft_headers(&self, h: &mut HeaderMap, etcd_index: u64) {
+        let st = self.node.status();
+        h.insert("X-Etcd-Cluster-Id", self.cluster_id());
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert("X-Etcd-Index", hv(&etcd_index.to_string()));
+        h.insert("X-Raft-Index", hv(&st.commit_index.to_string()));
+        h.insert("X-Raft-Term", hv(&st.term.to_string()));
+    }
+
+    fn event_response(&self, e: &V2Event, no_value: bool) -> Response {
+        let no_value = no_value
+            && matches!(
+                e.action,
+                V2Action::Set | V2Action::CompareAndSwap | V2Action::Create | V2Action::Update
+            );
+        let mut r = Response::new(Body::from(json::event(e, unix_now_ns(), no_value)));
+        if e.is_created() {
+            *r.status_mut() = StatusCode::CREATED;
+        }
+        self.raft_headers(r.headers_mut(), e.etcd_index);
+        r
+    }
+}
+
+fn hv(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+async fn keys(State(v2): State<V2>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    if !matches!(method, Method::GET | Method::HEAD | Method::PUT | Method::POST | Method::DELETE) {
+        let mut r = Response::new(Body::from("Method Not Allowed\n"));
+        *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("HEAD,GET,PUT,POST,DELETE"));
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        return r;
+    }
+    let (op, no_value) = match parse(&method, &uri, &headers, &body) {
+        Ok(x) => x,
+        Err(e) => return v2.error_response(e.code, &e.cause, 0),
+    };
+    match op {
+        Op::Get(g) => {
+            let result = v2.node.request(Request::V2Get(g)).await;
+            v2.stats.count(V2Action::Get, result.is_ok());
+            match result {
+                Ok(resp) => match resp.body {
+                    ResponseBody::V2(Some(e)) => v2.event_response(&e, no_value),
+                    _ => v2.error_response(300, "unexpected response", 0),
+                },
+                Err(e) => v2.core_error(&e),
+            }
+        }
+        Op::Write(w) => {
+            let action = write_action(&w);
+            let result = v2.node.request(Request::V2Write(w)).await;
+            v2.stats.count(action, result.is_ok());
+            match result {
+                Ok(resp) => match resp.body {
+                    ResponseBody::V2(Some(e)) => v2.event_response(&e, no_value),
+                    _ => v2.error_response(300, "unexpected response", 0),
+                },
+                Err(e) => v2.core_error(&e),
+            }
+        }
+        Op::Watch { path, recursive, stream, since } => watch(v2, &path, recursive, stream, since).await,
+    }
+}
+
+/// `wait=true`: the headers go out at once (with the store's index at the start), the event
+/// when it happens; the answer ends after one event (or keeps streaming with `stream=true`),
+/// or empty after `WATCH_TIMEOUT`.
+async fn watch(v2: V2, path: &str, recursive: bool, stream: bool, since: u64) -> Response {
+    let (start, mut w) = match v2.node.v2_watch(path, recursive, stream, since).await {
+        Ok(x) => x,
+        Err(e) => return v2.core_error(&e),
+    };
+    v2.stats.watchers.fetch_add(1, Ordering::Relaxed);
+    let stats = v2.stats.clone();
+    let body = async_stream(move |tx| async move {
+        let deadline = tokio::time::Instant::now() + WATCH_TIMEOUT;
+        loop {
+            let next = tokio::time::timeout_at(deadline, w.recv()).await;
+            match next {
+                Ok(Some(Ok(e))) => {
+                    if tx.send(Bytes::from(json::event(&e, unix_now_ns(), false))).await.is_err() || !stream {
+                        break;
+                    }
+                }
+                Ok(Some(Err(Error::V2 { code, cause, index }))) => {
+                    let _ = tx
+                        .send(Bytes::from(json::error(code, cairn_core::v2::message(code), &cause, index)))
+                        .await;
+                    break;
+                }
+                _ => break,
+            }
+        }
+        stats.watchers.fetch_sub(1, Ordering::Relaxed);
+    });
+    let mut r = Response::new(body);
+    v2.raft_headers(r.headers_mut(), start);
+    r
+}
+
+/// A response body fed by a task; the task's sender fails once the client is gone, and the
+/// task (with what it owns, such as a watch) is dropped with the body.
+fn async_stream<F, Fut>(f: F) -> Body
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Bytes>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let task = tokio::spawn(f(tx));
+    let guard = AbortOnDrop(task);
+    let s = futures::stream::poll_fn(move |cx| {
+        let _ = &guard;
+        rx.poll_recv(cx).map(|b| b.map(Ok::<Bytes, std::convert::Infallible>))
+    });
+    Body::from_stream(s)
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn write_action(w: &V2Write) -> V2Action {
+    match w {
+        V2Write::Set { .. } => V2Action::Set,
+        V2Write::Create { .. } => V2Action::Create,
+        V2Write::Update { .. } => V2Action::Update,
+        V2Write::CompareAndSwap { .. } => V2Action::CompareAndSwap,
+        V2Write::Delete { .. } => V2Action::Delete,
+        V2Write::CompareAndDelete { .. } => V2Action::CompareAndDelete,
+        V2Write::Expire { .. } => V2Action::Expire,
+    }
+}
+
+/// etcd's `parseKeyRequest` and its v2 applier's choice of operation. Returns the operation and
+/// `noValueOnSuccess`.
+fn parse(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<(Op, bool), ReqError> {
+    let form_body = matches!(*method, Method::PUT | Method::POST)
+        && headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    let (f, parse_err) = Form::parse(form_body.then_some(body), uri.query().unwrap_or(""));
+    if let Some(e) = parse_err {
+        return Err(req_err(210, e));
+    }
+    let raw = uri.path();
+    let Some(rest) = raw.strip_prefix("/v2/keys") else {
+        return Err(req_err(210, "incorrect key prefix"));
+    };
+    let path = cairn_core::v2::clean(&form::unescape(rest, false).map_err(|e| req_err(210, e))?);
+
+    let prev_index = f.u64("prevIndex").map_err(|_| req_err(203, "invalid value for \"prevIndex\""))?;
+    let wait_index = f.u64("waitIndex").map_err(|_| req_err(203, "invalid value for \"waitIndex\""))?;
+    let flag = |k: &str| f.bool(k).map_err(|_| req_err(209, format!("invalid value for \"{k}\"")));
+    let recursive = flag("recursive")?;
+    let sorted = flag("sorted")?;
+    let wait = flag("wait")?;
+    let dir = flag("dir")?;
+    let quorum = flag("quorum")?;
+    let stream = flag("stream")?;
+    if wait && *method != Method::GET {
+        return Err(req_err(209, "\"wait\" can only be used with GET requests"));
+    }
+    let prev_value = f.value("prevValue").to_string();
+    if f.has("prevValue") && prev_value.is_empty() {
+        return Err(req_err(201, "\"prevValue\" cannot be empty"));
+    }
+    let no_value = flag("noValueOnSuccess")?;
+    let ttl = match f.value("ttl") {
+        "" => None,
+        v => Some(form::parse_u64(v).map_err(|_| req_err(202, "invalid value for \"ttl\""))?),
+    };
+    let prev_exist = match f.get("prevExist") {
+        None => None,
+        Some(v) => Some(form::parse_bool(v).map_err(|_| req_err(209, "invalid value for prevExist"))?),
+    };
+    let refresh = match f.get("refresh") {
+        None => false,
+        Some(v) => {
+            let r = form::parse_bool(v).map_err(|_| req_err(209, "invalid value for refresh"))?;
+            if r {
+                if f.has("value") && !f.value("value").is_empty() {
+                    return Err(req_err(211, "A value was provided on a refresh"));
+                }
+                if ttl.is_none() {
+                    return Err(req_err(212, "No TTL value set"));
+                }
+            }
+            r
+        }
+    };
+    let value = f.value("value").to_string();
+    let expire_ns = ttl.map(|t| {
+        let ns = (t as i128) * 1_000_000_000 + unix_now_ns() as i128;
+        ns.min(i64::MAX as i128) as i64
+    });
+
+    let op = match *method {
+        Method::GET | Method::HEAD if wait => Op::Watch { path, recursive, stream, since: wait_index },
+        Method::GET | Method::HEAD => Op::Get(V2Get { path, recursive, sorted, quorum }),
+        Method::POST => Op::Write(V2Write::Create { path, dir, value, unique: true, expire_ns }),
+        Method::PUT => Op::Write(match prev_exist {
+            Some(true) if prev_index == 0 && prev_value.is_empty() => {
+                V2Write::Update { path, value, expire_ns, refresh }
+            }
+            Some(true) => V2Write::CompareAndSwap { path, prev_value, prev_index, value, expire_ns, refresh },
+            Some(false) => V2Write::Create { path, dir, value, unique: false, expire_ns },
+            None if prev_index > 0 || !prev_value.is_empty() => {
+                V2Write::CompareAndSwap { path, prev_value, prev_index, value, expire_ns, refresh }
+            }
+            None => V2Write::Set { path, dir, value, expire_ns, refresh },
+        }),
+        _ => Op::Write(if prev_index > 0 || !prev_value.is_empty() {
+            V2Write::CompareAndDelete { path, prev_value, prev_index }
+        } else {
+            V2Write::Delete { path, dir, recursive }
+        }),
+    };
+    Ok((op, no_value))
+}
+
+// ---- /v2/members, /v2/machines, /v2/stats ----
+
+#[derive(Serialize)]
+struct MemberJson {
+    id: String,
+    name: String,
+    #[serde(rename = "peerURLs")]
+    peer_urls: Vec<String>,
+    #[serde(rename = "clientURLs")]
+    client_urls: Vec<String>,
+}
+
+fn member_list(v2: &V2) -> Vec<MemberJson> {
+    let published = v2.node.status().members;
+    v2.info
+        .members
+        .iter()
+        .map(|m| {
+            let p = published.get(&m.id);
+            MemberJson {
+                id: format!("{:x}", m.id),
+                name: p.map_or_else(|| m.name.clone(), |p| p.name.clone()),
+                peer_urls: m.peer_urls.clone(),
+                client_urls: p.map_or_else(|| m.client_urls.clone(), |p| p.client_urls.clone()),
+            }
+        })
+        .collect()
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>, v2: &V2) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert("X-Etcd-Cluster-Id", v2.cluster_id());
+    r
+}
+
+async fn members(State(v2): State<V2>) -> Response {
+    #[derive(Serialize)]
+    struct Members {
+        members: Vec<MemberJson>,
+    }
+    json_response(StatusCode::OK, json::encode(&Members { members: member_list(&v2) }), &v2)
+}
+
+async fn machines(State(v2): State<V2>) -> Response {
+    let urls: Vec<String> = member_list(&v2).into_iter().flat_map(|m| m.client_urls).collect();
+    let mut r = Response::new(Body::from(urls.join(", ")));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+async fn stats_self(State(v2): State<V2>) -> Response {
+    #[derive(Serialize)]
+    struct LeaderInfo {
+        leader: String,
+        uptime: String,
+        #[serde(rename = "startTime")]
+        start_time: String,
+    }
+    #[derive(Serialize)]
+    struct SelfStats {
+        name: String,
+        id: String,
+        state: &'static str,
+        #[serde(rename = "startTime")]
+        start_time: String,
+        #[serde(rename = "leaderInfo")]
+        leader_info: LeaderInfo,
+        #[serde(rename = "recvAppendRequestCnt")]
+        recv_append_request_cnt: u64,
+        #[serde(rename = "sendAppendRequestCnt")]
+        send_append_request_cnt: u64,
+    }
+    let st = v2.node.status();
+    let me = v2.info.members.iter().find(|m| m.id == v2.info.member_id);
+    let started = v2.started.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+    let uptime = SystemTime::now().duration_since(v2.started).unwrap_or_default();
+    let s = SelfStats {
+        name: me.map(|m| m.name.clone()).unwrap_or_default(),
+        id: format!("{:x}", v2.info.member_id),
+        state: if st.leader == st.id && st.leader != 0 { "StateLeader" } else { "StateFollower" },
+        start_time: json::rfc3339_nano(started),
+        leader_info: LeaderInfo {
+            leader: format!("{:x}", st.leader),
+            uptime: format!("{:.9}s", uptime.as_secs_f64()),
+            start_time: json::rfc3339_nano(started),
+        },
+        recv_append_request_cnt: 0,
+        send_append_request_cnt: 0,
+    };
+    json_response(StatusCode::OK, json::encode(&s), &v2)
+}
+
+async fn stats_leader(State(v2): State<V2>) -> Response {
+    let st = v2.node.status();
+    if st.leader != st.id || st.leader == 0 {
+        #[derive(Serialize)]
+        struct Msg {
+            message: &'static str,
+        }
+        return json_response(
+            StatusCode::FORBIDDEN,
+            json::encode(&Msg { message: "not current leader" }),
+            &v2,
+        );
+    }
+    #[derive(Serialize)]
+    struct Counts {
+        fail: u64,
+        success: u64,
+    }
+    #[derive(Serialize)]
+    struct Follower {
+        counts: Counts,
+    }
+    #[derive(Serialize)]
+    struct LeaderStats {
+        leader: String,
+        followers: std::collections::BTreeMap<String, Follower>,
+    }
+    let followers = st
+        .voters
+        .iter()
+        .filter(|&&id| id != st.id)
+        .map(|id| (format!("{id:x}"), Follower { counts: Counts { fail: 0, success: 0 } }))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        json::encode(&LeaderStats { leader: format!("{:x}", st.id), followers }),
+        &v2,
+    )
+}
+
+/// Counts of v2 operations this member served (etcd's store statistics).
+#[derive(Default)]
+struct StoreStats {
+    ok: [AtomicU64; 8],
+    fail: [AtomicU64; 8],
+    watchers: AtomicU64,
+}
+
+impl StoreStats {
+    fn count(&self, action: V2Action, ok: bool) {
+        let i = action as usize;
+        if ok { &self.ok[i] } else { &self.fail[i] }.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+async fn stats_store(State(v2): State<V2>) -> Response {
+    let s = &v2.stats;
+    let g = |a: &[AtomicU64; 8], act: V2Action| a[act as usize].load(Ordering::Relaxed);
+    use V2Action::*;
+    let fields: Vec<(&str, u64)> = vec![
+        ("getsSuccess", g(&s.ok, Get)),
+        ("getsFail", g(&s.fail, Get)),
+        ("setsSuccess", g(&s.ok, Set)),
+        ("setsFail", g(&s.fail, Set)),
+        ("deleteSuccess", g(&s.ok, Delete)),
+        ("deleteFail", g(&s.fail, Delete)),
+        ("updateSuccess", g(&s.ok, Update)),
+        ("updateFail", g(&s.fail, Update)),
+        ("createSuccess", g(&s.ok, Create)),
+        ("createFail", g(&s.fail, Create)),
+        ("compareAndSwapSuccess", g(&s.ok, CompareAndSwap)),
+        ("compareAndSwapFail", g(&s.fail, CompareAndSwap)),
+        ("compareAndDeleteSuccess", g(&s.ok, CompareAndDelete)),
+        ("compareAndDeleteFail", g(&s.fail, CompareAndDelete)),
+        ("expireCount", g(&s.ok, Expire)),
+        ("watchers", s.watchers.load(Ordering::Relaxed)),
+    ];
+    let mut out = serde_json::Map::new();
+    for (k, v) in fields {
+        out.insert(k.to_string(), v.into());
+    }
+    json_response(StatusCode::OK, json::encode(&out), &v2)
+}
