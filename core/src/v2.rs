@@ -410,12 +410,13 @@ impl V2Store {
             return Err(err(code::ROOT_READ_ONLY, "/", cur));
         }
         let (parent, _) = split(path);
-        // Walk the parent path: every component must be a directory or missing.
+        // Walk the parent path: every component must be a directory or missing. A file there
+        // is "not a directory" (etcd's `checkDir`), with the file as the cause.
         let mut missing = vec![];
         for p in ancestors(parent) {
             match self.nodes.get(&p) {
                 Some(n) if n.dir => {}
-                Some(_) => return Err(err(code::NOT_FILE, p, cur)),
+                Some(_) => return Err(err(code::NOT_DIR, p, cur)),
                 None => missing.push(p),
             }
         }
