@@ -375,16 +375,16 @@ impl V2Store {
     ) -> Result<(V2Event, Vec<String>)> {
         let prev = match self.lookup(path) {
             Ok(n) => Some(n.clone()),
+            // A refresh needs the key: it fails as the lookup did (cause: the path up to the
+            // first missing component), as etcd's Set returns its getErr.
+            Err(e @ Error::V2 { code: code::KEY_NOT_FOUND, .. }) if refresh => return Err(e),
             Err(Error::V2 { code: code::KEY_NOT_FOUND, .. }) => None,
             Err(e) => return Err(e),
         };
-        let mut value = value.to_string();
-        if refresh {
-            match &prev {
-                Some(p) => value = p.value.clone(),
-                None => return Err(err(code::KEY_NOT_FOUND, path, self.index)),
-            }
-        }
+        let value = match &prev {
+            Some(p) if refresh => p.value.clone(),
+            _ => value.to_string(),
+        };
         let prev_node = prev.as_ref().map(|p| self.repr(path, p, false, false, false));
         let (mut event, removed) = self.create(path, dir, &value, true, V2Action::Set, expire_ns)?;
         event.prev_node = prev_node;
