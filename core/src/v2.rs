@@ -375,16 +375,16 @@ impl V2Store {
     ) -> Result<(V2Event, Vec<String>)> {
         let prev = match self.lookup(path) {
             Ok(n) => Some(n.clone()),
+            // A refresh needs the key: it fails as the lookup did (cause: the path up to the
+            // first missing component), as etcd's Set returns its getErr.
+            Err(e @ Error::V2 { code: code::KEY_NOT_FOUND, .. }) if refresh => return Err(e),
             Err(Error::V2 { code: code::KEY_NOT_FOUND, .. }) => None,
             Err(e) => return Err(e),
         };
-        let mut value = value.to_string();
-        if refresh {
-            match &prev {
-                Some(p) => value = p.value.clone(),
-                None => return Err(err(code::KEY_NOT_FOUND, path, self.index)),
-            }
-        }
+        let value = match &prev {
+            Some(p) if refresh => p.value.clone(),
+            _ => value.to_string(),
+        };
         let prev_node = prev.as_ref().map(|p| self.repr(path, p, false, false, false));
         let (mut event, removed) = self.create(path, dir, &value, true, V2Action::Set, expire_ns)?;
         event.prev_node = prev_node;
@@ -410,12 +410,13 @@ impl V2Store {
             return Err(err(code::ROOT_READ_ONLY, "/", cur));
         }
         let (parent, _) = split(path);
-        // Walk the parent path: every component must be a directory or missing.
+        // Walk the parent path: every component must be a directory or missing. A file there
+        // is "not a directory" (etcd's `checkDir`), with the file as the cause.
         let mut missing = vec![];
         for p in ancestors(parent) {
             match self.nodes.get(&p) {
                 Some(n) if n.dir => {}
-                Some(_) => return Err(err(code::NOT_FILE, p, cur)),
+                Some(_) => return Err(err(code::NOT_DIR, p, cur)),
                 None => missing.push(p),
             }
         }
