@@ -125,6 +125,25 @@ pub fn rfc3339_nano(ns: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z", sod / 3600, sod % 3600 / 60, sod % 60)
 }
 
+/// Go's `time.Duration.String` for durations of a second or more ("1h2m3.5s"); shorter ones
+/// in milliseconds.
+pub fn go_duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    let nanos = d.subsec_nanos();
+    if secs == 0 {
+        let ms = format!("{:.6}", d.as_secs_f64() * 1000.0);
+        return format!("{}ms", ms.trim_end_matches('0').trim_end_matches('.'));
+    }
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let frac =
+        if nanos == 0 { String::new() } else { format!(".{nanos:09}").trim_end_matches('0').to_string() };
+    match (h, m) {
+        (0, 0) => format!("{s}{frac}s"),
+        (0, m) => format!("{m}m{s}{frac}s"),
+        (h, m) => format!("{h}h{m}m{s}{frac}s"),
+    }
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -148,8 +167,17 @@ mod tests {
         assert_eq!(rfc3339_nano(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339_nano(1_500_000_000), "1970-01-01T00:00:01.5Z");
         // 2026-11-21T07:20:05.000123Z
-        assert_eq!(rfc3339_nano(1_795_764_005_000_123_000), "2026-11-21T07:20:05.000123Z");
+        assert_eq!(rfc3339_nano(1_795_245_605_000_123_000), "2026-11-21T07:20:05.000123Z");
         assert_eq!(rfc3339_nano(951_782_400_000_000_000), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn durations_format_like_go() {
+        use std::time::Duration;
+        assert_eq!(go_duration(Duration::from_millis(320_500)), "5m20.5s");
+        assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");
+        assert_eq!(go_duration(Duration::from_secs(7)), "7s");
+        assert_eq!(go_duration(Duration::from_micros(1500)), "1.5ms");
     }
 
     #[test]

@@ -429,7 +429,7 @@ async fn stats_self(State(v2): State<V2>) -> Response {
         start_time: json::rfc3339_nano(started),
         leader_info: LeaderInfo {
             leader: format!("{:x}", st.leader),
-            uptime: format!("{:.9}s", uptime.as_secs_f64()),
+            uptime: json::go_duration(uptime),
             start_time: json::rfc3339_nano(started),
         },
         recv_append_request_cnt: 0,
