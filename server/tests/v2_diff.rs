@@ -10,7 +10,7 @@
 #[path = "support/v2.rs"]
 mod v2;
 
-use v2::{burst, delete, finish, get, post, put, req, run, sleep_ms, start_step};
+use v2::{burst, delete, finish, get, post, put, req, run, sleep_ms, start_step, Step};
 
 // ---------------------------------------------------------------------------------------------
 // Reads and writes
@@ -742,4 +742,65 @@ fn version_and_health() {
         "version_and_health",
         vec![get("/version").shape().into(), get("/health").into(), get("/health?serializable=true").into()],
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The harness's own check: etcd against etcd, with one request changed on one side, must fail
+// and say where.
+
+fn difference_found(name: &str, steps: Vec<Step>) -> String {
+    let result = std::panic::catch_unwind(|| v2::run_etcd_pair(name, steps));
+    let err = result.expect_err("a scenario with a diverging step passed");
+    err.downcast_ref::<String>().cloned().unwrap_or_default()
+}
+
+#[test]
+fn harness_catches_differences() {
+    let msg = difference_found(
+        "different value",
+        vec![
+            put("/v2/keys/k", "value=one").into(),
+            Step::Diverge(get("/v2/keys/k"), get("/v2/keys/k?quorum=true")),
+            Step::Diverge(put("/v2/keys/k", "value=two"), put("/v2/keys/k", "value=TWO")),
+        ],
+    );
+    assert!(msg.contains("step 2") && msg.contains("body.node.value: \"two\" vs \"TWO\""), "{msg}");
+
+    let msg = difference_found(
+        "different status",
+        vec![put("/v2/keys/k", "value=one").into(), Step::Diverge(get("/v2/keys/k"), get("/v2/keys/other"))],
+    );
+    assert!(msg.contains("status: 200 vs 404") && msg.contains("header x-raft-index"), "{msg}");
+
+    // One extra write on one side shifts every later index: normalisation must not hide it.
+    let msg = difference_found(
+        "shifted index",
+        vec![
+            put("/v2/keys/k", "value=one").into(),
+            Step::TestedOnly(put("/v2/keys/other", "value=x")),
+            put("/v2/keys/k", "value=two").into(),
+        ],
+    );
+    assert!(
+        msg.contains("step 2") && msg.contains("header x-etcd-index: Some(\"i+2\") vs Some(\"i+3\")"),
+        "{msg}"
+    );
+
+    let msg = difference_found(
+        "ttl",
+        vec![Step::Diverge(put("/v2/keys/k", "value=one&ttl=100"), put("/v2/keys/k", "value=one&ttl=103"))],
+    );
+    assert!(msg.contains("body.node.ttl: 100 vs 103"), "{msg}");
+
+    let msg = difference_found(
+        "error cause index",
+        vec![
+            put("/v2/keys/k", "value=one").into(),
+            Step::Diverge(
+                put("/v2/keys/k?prevIndex={base}", "value=x"),
+                put("/v2/keys/k?prevIndex={base+2}", "value=x"),
+            ),
+        ],
+    );
+    assert!(msg.contains("body.cause: \"[i+0 != i+1]\" vs \"[i+2 != i+1]\""), "{msg}");
 }
