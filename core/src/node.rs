@@ -483,8 +483,13 @@ impl Core {
     fn propose(&mut self, id: RequestId, command: Command) -> Result<()> {
         let seq = self.next_seq;
         let origin = Origin { member: self.config.id, nonce: self.nonce, seq };
+        // etcd bounds v2 writes only by its HTTP form limit (10 MiB), not --max-request-bytes.
+        let max = match command {
+            Command::V2(_) => crate::v2::REQUEST_BYTES_MAX,
+            _ => self.config.request_bytes_max,
+        };
         let data = Proposal { origin: Some(origin), command }.encode();
-        if data.len() > self.config.request_bytes_max {
+        if data.len() > max {
             return Err(Error::RequestTooLarge);
         }
         if let Err(e) = self.raw.propose(vec![], data) {

@@ -21,6 +21,10 @@ use crate::{Error, Result};
 /// kept event answers error 401.
 pub const HISTORY_EVENTS: usize = 1000;
 
+/// Largest v2 write accepted, encoded: etcd's v2 API is bounded by Go's 10 MiB form limit
+/// rather than `--max-request-bytes`; this leaves room for a 10 MiB value and its key.
+pub const REQUEST_BYTES_MAX: usize = 11 << 20;
+
 /// Expiry times before 2000-01-01 count as "no TTL", as in etcd (times that far in the past
 /// come from clients that serialised a zero time).
 const MIN_EXPIRE_NS: i64 = 946_684_800_000_000_000;

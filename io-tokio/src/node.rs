@@ -381,8 +381,14 @@ impl LoopState {
     /// member's wall clock, so every replica removes the same keys at the same index (etcd's
     /// SYNC). A lost or repeated proposal is harmless: the next one expires what is due.
     fn expire_v2(&mut self, core: &mut Core) {
+        // On a fixed beat, as etcd's sync ticker: a key is removed within one interval of
+        // its expiry, not the instant it expires.
         let now = Instant::now();
-        if !core.is_leader() || now < self.v2_expire_at {
+        if now < self.v2_expire_at {
+            return;
+        }
+        self.v2_expire_at = now + V2_EXPIRE_INTERVAL;
+        if !core.is_leader() {
             return;
         }
         let Some(due) = core.state().v2().next_expiry_ns() else { return };
@@ -390,7 +396,6 @@ impl LoopState {
         if due > now_ns {
             return;
         }
-        self.v2_expire_at = now + V2_EXPIRE_INTERVAL;
         let id = self.next_request;
         self.next_request += 1;
         // No one waits for the answer; an unknown id's response is dropped.

@@ -274,11 +274,13 @@ fn serde_version() -> std::collections::BTreeMap<&'static str, &'static str> {
 }
 
 /// etcd's /health: healthy when the member knows a leader.
-async fn health(node: NodeHandle) -> (axum::http::StatusCode, Json<BTreeMap<&'static str, &'static str>>) {
+/// etcd's /health: healthy when the member knows a leader (etcd answers it as text/plain).
+async fn health(node: NodeHandle) -> impl axum::response::IntoResponse {
+    let ct = [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")];
     if node.status().leader != 0 {
-        (axum::http::StatusCode::OK, Json(BTreeMap::from([("health", "true")])))
+        (axum::http::StatusCode::OK, ct, "{\"health\":\"true\"}")
     } else {
-        (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(BTreeMap::from([("health", "false")])))
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, ct, "{\"health\":\"false\"}")
     }
 }
 

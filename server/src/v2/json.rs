@@ -60,7 +60,8 @@ fn node_json(n: &V2Node, now_ns: i64) -> NodeJson<'_> {
         value: n.value.as_deref(),
         dir: n.dir,
         expiration: n.expiration_ns.map(rfc3339_nano),
-        ttl: n.expiration_ns.map_or(0, |t| ttl_secs(t, now_ns)),
+        // A node past its expiry but not yet removed shows no TTL rather than a negative one.
+        ttl: n.expiration_ns.map_or(0, |t| ttl_secs(t, now_ns).max(0)),
         nodes: n.nodes.iter().map(|c| node_json(c, now_ns)).collect(),
         modified_index: n.modified_index,
         created_index: n.created_index,

@@ -31,9 +31,9 @@ use form::Form;
 /// empty and the client waits again.
 const WATCH_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Room above `--max-request-bytes` for the form encoding of a value; larger bodies are
-/// refused before parsing.
-const BODY_OVERHEAD_BYTES: usize = 64 * 1024;
+/// Go's limit on a form body (`http: POST too large` beyond it), which is what bounds etcd's v2
+/// values.
+const FORM_BYTES_MAX: usize = 10 << 20;
 
 #[derive(Clone)]
 struct V2 {
@@ -45,18 +45,20 @@ struct V2 {
 
 /// The v2 routes, served from `node`.
 pub fn router(node: NodeHandle, info: Arc<ServerInfo>) -> Router {
-    let limit = info.max_request_bytes.saturating_mul(3).saturating_add(BODY_OVERHEAD_BYTES);
     let state = V2 { node, info, stats: Arc::new(StoreStats::default()), started: SystemTime::now() };
     Router::new()
         .route("/v2/keys", any(keys))
         .route("/v2/keys/", any(keys))
         .route("/v2/keys/{*path}", any(keys))
         .route("/v2/members", get(members))
+        .route("/v2/members/", get(members))
+        .route("/v2/members/{id}", get(member))
         .route("/v2/machines", get(machines))
         .route("/v2/stats/self", get(stats_self))
         .route("/v2/stats/leader", get(stats_leader))
         .route("/v2/stats/store", get(stats_store))
-        .layer(DefaultBodyLimit::max(limit))
+        // Bodies are read with Go's form limit in `keys`.
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
@@ -142,7 +144,14 @@ fn hv(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-async fn keys(State(v2): State<V2>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn keys(State(v2): State<V2>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    if method == Method::OPTIONS {
+        // etcd answers OPTIONS (its CORS preflight) with an empty 200.
+        return Response::new(Body::empty());
+    }
+    if let Some(r) = redirect_unclean(&method, &uri) {
+        return r;
+    }
     if !matches!(method, Method::GET | Method::HEAD | Method::PUT | Method::POST | Method::DELETE) {
         let mut r = Response::new(Body::from("Method Not Allowed\n"));
         *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
@@ -150,6 +159,10 @@ async fn keys(State(v2): State<V2>, method: Method, uri: Uri, headers: HeaderMap
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
         return r;
     }
+    let body = match axum::body::to_bytes(body, FORM_BYTES_MAX + 1).await {
+        Ok(b) if b.len() <= FORM_BYTES_MAX => b,
+        Ok(_) | Err(_) => return v2.error_response(210, "http: POST too large", 0),
+    };
     let (op, no_value) = match parse(&method, &uri, &headers, &body) {
         Ok(x) => x,
         Err(e) => return v2.error_response(e.code, &e.cause, 0),
@@ -241,6 +254,31 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// Go's `ServeMux` answers a path with empty, "." or ".." segments with a redirect to its
+/// clean form (a trailing slash kept).
+fn redirect_unclean(method: &Method, uri: &Uri) -> Option<Response> {
+    let p = uri.path();
+    let mut clean = cairn_core::v2::clean(p);
+    if p.ends_with('/') && clean != "/" {
+        clean.push('/');
+    }
+    if clean == p {
+        return None;
+    }
+    let location = match uri.query() {
+        Some(q) => format!("{clean}?{q}"),
+        None => clean.clone(),
+    };
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    r.headers_mut().insert(header::LOCATION, hv(&location));
+    if *method == Method::GET || *method == Method::HEAD {
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        *r.body_mut() = Body::from(format!("<a href=\"{location}\">Moved Permanently</a>.\n\n"));
+    }
+    Some(r)
 }
 
 fn write_action(w: &V2Write) -> V2Action {
@@ -389,6 +427,28 @@ async fn members(State(v2): State<V2>) -> Response {
     json_response(StatusCode::OK, json::encode(&Members { members: member_list(&v2) }), &v2)
 }
 
+/// `/v2/members/leader`: the leader's entry; any other name is not found.
+async fn member(State(v2): State<V2>, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+    #[derive(Serialize)]
+    struct Msg {
+        message: &'static str,
+    }
+    let leader = format!("{:x}", v2.node.status().leader);
+    if id == "leader" {
+        if let Some(m) = member_list(&v2).into_iter().find(|m| m.id == leader) {
+            return json_response(StatusCode::OK, json::encode(&m), &v2);
+        }
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json::encode(&Msg { message: "During election" }),
+            &v2,
+        );
+    }
+    let mut body = json::encode(&Msg { message: "Not found" });
+    body.pop(); // etcd writes this one without a newline
+    json_response(StatusCode::NOT_FOUND, body, &v2)
+}
+
 async fn machines(State(v2): State<V2>) -> Response {
     let urls: Vec<String> = member_list(&v2).into_iter().flat_map(|m| m.client_urls).collect();
     let mut r = Response::new(Body::from(urls.join(", ")));
@@ -435,7 +495,17 @@ async fn stats_self(State(v2): State<V2>) -> Response {
         recv_append_request_cnt: 0,
         send_append_request_cnt: 0,
     };
-    json_response(StatusCode::OK, json::encode(&s), &v2)
+    stats_response(StatusCode::OK, &s)
+}
+
+/// Stats answers: JSON without a trailing newline and without etcd's headers.
+fn stats_response<T: Serialize>(status: StatusCode, v: &T) -> Response {
+    let mut body = json::encode(v);
+    body.pop();
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
 }
 
 async fn stats_leader(State(v2): State<V2>) -> Response {
@@ -445,11 +515,7 @@ async fn stats_leader(State(v2): State<V2>) -> Response {
         struct Msg {
             message: &'static str,
         }
-        return json_response(
-            StatusCode::FORBIDDEN,
-            json::encode(&Msg { message: "not current leader" }),
-            &v2,
-        );
+        return stats_response(StatusCode::FORBIDDEN, &Msg { message: "not current leader" });
     }
     #[derive(Serialize)]
     struct Counts {
@@ -471,11 +537,7 @@ async fn stats_leader(State(v2): State<V2>) -> Response {
         .filter(|&&id| id != st.id)
         .map(|id| (format!("{id:x}"), Follower { counts: Counts { fail: 0, success: 0 } }))
         .collect();
-    json_response(
-        StatusCode::OK,
-        json::encode(&LeaderStats { leader: format!("{:x}", st.id), followers }),
-        &v2,
-    )
+    stats_response(StatusCode::OK, &LeaderStats { leader: format!("{:x}", st.id), followers })
 }
 
 /// Counts of v2 operations this member served (etcd's store statistics).
@@ -515,9 +577,9 @@ async fn stats_store(State(v2): State<V2>) -> Response {
         ("expireCount", g(&s.ok, Expire)),
         ("watchers", s.watchers.load(Ordering::Relaxed)),
     ];
-    let mut out = serde_json::Map::new();
-    for (k, v) in fields {
-        out.insert(k.to_string(), v.into());
-    }
-    json_response(StatusCode::OK, json::encode(&out), &v2)
+    // In etcd's field order.
+    let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+    let mut r = Response::new(Body::from(format!("{{{}}}", body.join(","))));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
 }
