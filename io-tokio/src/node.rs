@@ -83,6 +83,9 @@ impl Drop for V2WatchStream {
 /// syncs every 500 ms).
 const V2_EXPIRE_INTERVAL: Duration = Duration::from_millis(500);
 
+/// A watch as opened: its id, the history it is owed, and the stream of what follows.
+type OpenedWatch = (WatchId, Vec<Event>, WatchStream);
+
 enum Input {
     V2Watch {
         key: String,
@@ -100,7 +103,7 @@ enum Input {
     },
     Watch {
         req: WatchRequest,
-        reply: oneshot::Sender<Result<(WatchId, Vec<Event>, WatchStream), Error>>,
+        reply: oneshot::Sender<Result<OpenedWatch, Error>>,
     },
     CancelWatch {
         id: WatchId,

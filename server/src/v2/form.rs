@@ -41,7 +41,7 @@ impl Form {
     }
 
     /// Go's `strconv.ParseBool` of the first value, if present.
-    pub fn bool(&self, key: &str) -> Result<bool, ()> {
+    pub fn bool(&self, key: &str) -> Result<bool, Invalid> {
         match self.get(key) {
             None => Ok(false),
             Some(v) => parse_bool(v),
@@ -49,7 +49,7 @@ impl Form {
     }
 
     /// Go's `strconv.ParseUint(v, 10, 64)` of the first value, if present (0 when absent).
-    pub fn u64(&self, key: &str) -> Result<u64, ()> {
+    pub fn u64(&self, key: &str) -> Result<u64, Invalid> {
         match self.get(key) {
             None => Ok(0),
             Some(v) => parse_u64(v),
@@ -57,19 +57,23 @@ impl Form {
     }
 }
 
-pub fn parse_bool(v: &str) -> Result<bool, ()> {
+/// A parameter value that is not what its name asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Invalid;
+
+pub fn parse_bool(v: &str) -> Result<bool, Invalid> {
     match v {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-        _ => Err(()),
+        _ => Err(Invalid),
     }
 }
 
-pub fn parse_u64(v: &str) -> Result<u64, ()> {
+pub fn parse_u64(v: &str) -> Result<u64, Invalid> {
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(());
+        return Err(Invalid);
     }
-    v.parse().map_err(|_| ())
+    v.parse().map_err(|_| Invalid)
 }
 
 /// Go's `url.parseQuery`.
