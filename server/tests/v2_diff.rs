@@ -338,9 +338,11 @@ fn ttl_and_expiry() {
             put("/v2/keys/long", "value=x&ttl=100").into(),
             get("/v2/keys/long").into(),
             put("/v2/keys/short", "value=x&ttl=1").into(),
-            put("/v2/keys/zero", "value=x&ttl=0").into(),
             put("/v2/keys/dir/child", "value=x&ttl=1").into(),
             get("/v2/keys/?recursive=true").into(),
+            // ttl=0 expires at the next sweep, which each side runs on its own clock: written
+            // last, and nothing is read until both have surely swept.
+            put("/v2/keys/zero", "value=x&ttl=0").into(),
             sleep_ms(2500),
             get("/v2/keys/short").into(),
             get("/v2/keys/zero").into(),
@@ -387,6 +389,11 @@ fn ttl_refresh() {
             put("/v2/keys/d", "dir=true&ttl=100").into(),
             put("/v2/keys/d", "dir=true&refresh=true&ttl=200&prevExist=true").into(),
             get("/v2/keys/d").into(),
+            // A refresh wakes no wait: the event the wait gets is the next real change.
+            start_step(get("/v2/keys/k?wait=true")),
+            put("/v2/keys/k", "refresh=true&ttl=100").into(),
+            put("/v2/keys/k", "value=woken").into(),
+            finish(18),
         ],
     );
 }

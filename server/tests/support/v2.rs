@@ -201,7 +201,8 @@ impl Request {
         }
     }
 
-    /// A query parameter's value as written (last one wins), for the listing order rule.
+    /// Whether the query or form sets this boolean true anywhere: decides whether a listing is
+    /// compared in order (`sorted=true`) or as a set.
     fn query_flag(&self, name: &str) -> bool {
         let query = self.target.split_once('?').map(|(_, q)| q).unwrap_or("");
         let form = self.form.as_deref().unwrap_or("");
