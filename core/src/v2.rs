@@ -582,7 +582,9 @@ impl V2Store {
         let cur = self.index;
         let n = self.lookup(path)?.clone();
         if n.dir {
-            return Err(err(code::NOT_FILE, path, cur));
+            // etcd names the root by its internal path, which it trims to nothing.
+            let cause = if path == "/" { "" } else { path };
+            return Err(err(code::NOT_FILE, cause, cur));
         }
         compare(&n, prev_value, prev_index, cur)?;
         Ok(self.remove_with_event(path, &n, V2Action::CompareAndDelete))

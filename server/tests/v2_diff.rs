@@ -146,14 +146,14 @@ fn compare_and_swap() {
             put("/v2/keys/k?prevIndex={3/node/modifiedIndex}&prevValue=three", "value=five").into(),
             put("/v2/keys/k?prevIndex={3/node/modifiedIndex}&prevValue=three", "value=six").into(),
             put("/v2/keys/k?prevIndex={5/node/modifiedIndex}&prevValue=wrong", "value=six").into(),
-            put("/v2/keys/k?prevIndex={base}&prevValue=five", "value=six").into(),
+            put("/v2/keys/k?prevIndex={base+100}&prevValue=five", "value=six").into(),
             // prevIndex=0 means no condition: a plain set.
             put("/v2/keys/k?prevIndex=0", "value=seven").into(),
             put("/v2/keys/k", "prevValue=seven&value=eight").into(),
             put("/v2/keys/k?prevExist=true&prevValue=eight", "value=nine").into(),
             put("/v2/keys/k?prevExist=false&prevValue=nine", "value=ten").into(),
             put("/v2/keys/missing?prevValue=x", "value=y").into(),
-            put("/v2/keys/missing?prevIndex={base}", "value=y").into(),
+            put("/v2/keys/missing?prevIndex={base+100}", "value=y").into(),
             put("/v2/keys/dir/f", "value=x").into(),
             put("/v2/keys/dir?prevValue=x", "value=y").into(),
             put("/v2/keys/dir?prevIndex={15/node/modifiedIndex}", "value=y").into(),
@@ -173,7 +173,7 @@ fn compare_and_delete() {
         vec![
             put("/v2/keys/k", "value=one").into(),
             delete("/v2/keys/k?prevValue=two").into(),
-            delete("/v2/keys/k?prevIndex={0/node/modifiedIndex-1}").into(),
+            delete("/v2/keys/k?prevIndex={0/node/modifiedIndex+100}").into(),
             delete("/v2/keys/k?prevIndex={0/node/modifiedIndex}&prevValue=two").into(),
             delete("/v2/keys/k?prevValue=one").into(),
             delete("/v2/keys/k?prevValue=one").into(),
@@ -503,7 +503,7 @@ fn wait_index_replays_history() {
             get("/v2/keys/h?wait=true&waitIndex={0/node/modifiedIndex}").into(),
             get("/v2/keys/h?wait=true&waitIndex={1/node/modifiedIndex}").into(),
             get("/v2/keys/h?wait=true&waitIndex={2/node/modifiedIndex}").into(),
-            get("/v2/keys/h?wait=true&waitIndex={base}").into(),
+            get("/v2/keys/h?wait=true&waitIndex={base+1}").into(),
             get("/v2/keys/?wait=true&recursive=true&waitIndex={2/node/modifiedIndex}").into(),
             // waitIndex=0 is no waitIndex.
             start_step(get("/v2/keys/h?wait=true&waitIndex=0")),
@@ -594,9 +594,9 @@ fn store_errors() {
             // 101 Compare failed.
             put("/v2/keys/f", "value=one").into(),
             put("/v2/keys/f?prevValue=two", "value=x").into(),
-            put("/v2/keys/f?prevIndex={base}", "value=x").into(),
-            put("/v2/keys/f?prevIndex={base}&prevValue=two", "value=x").into(),
-            delete("/v2/keys/f?prevIndex={base}&prevValue=two").into(),
+            put("/v2/keys/f?prevIndex={base+100}", "value=x").into(),
+            put("/v2/keys/f?prevIndex={base+100}&prevValue=two", "value=x").into(),
+            delete("/v2/keys/f?prevIndex={base+100}&prevValue=two").into(),
             // 102 Not a file.
             put("/v2/keys/d/x", "value=x").into(),
             put("/v2/keys/d", "value=x").into(),

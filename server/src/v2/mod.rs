@@ -17,7 +17,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
-use axum::routing::{any, get};
+use axum::routing::any;
 use axum::Router;
 use cairn_core::v2::{V2Action, V2Event, V2Get, V2Write};
 use cairn_core::{Error, Request, ResponseBody};
@@ -50,13 +50,14 @@ pub fn router(node: NodeHandle, info: Arc<ServerInfo>) -> Router {
         .route("/v2/keys", any(keys))
         .route("/v2/keys/", any(keys))
         .route("/v2/keys/{*path}", any(keys))
-        .route("/v2/members", get(members))
-        .route("/v2/members/", get(members))
-        .route("/v2/members/{id}", get(member))
-        .route("/v2/machines", get(machines))
-        .route("/v2/stats/self", get(stats_self))
-        .route("/v2/stats/leader", get(stats_leader))
-        .route("/v2/stats/store", get(stats_store))
+        .route("/v2/members", any(members))
+        .route("/v2/members/", any(members))
+        .route("/v2/members/{id}", any(member))
+        .route("/v2/machines", any(machines))
+        .route("/v2/stats/self", any(stats_self))
+        .route("/v2/stats/leader", any(stats_leader))
+        .route("/v2/stats/store", any(stats_store))
+        .route("/v2/{*rest}", any(not_found))
         // Bodies are read with Go's form limit in `keys`.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
@@ -419,7 +420,56 @@ fn json_response(status: StatusCode, body: Vec<u8>, v2: &V2) -> Response {
     r
 }
 
-async fn members(State(v2): State<V2>) -> Response {
+/// Go's answer to a method a handler does not take.
+fn method_not_allowed(allow: &'static str) -> Response {
+    let mut r = Response::new(Body::from("Method Not Allowed\n"));
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    let h = r.headers_mut();
+    h.insert(header::ALLOW, HeaderValue::from_static(allow));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert("X-Content-Type-Options", HeaderValue::from_static("nosniff"));
+    r
+}
+
+fn is_read(m: &Method) -> bool {
+    *m == Method::GET || *m == Method::HEAD
+}
+
+/// Membership changes are not served: a form body gets etcd's content-type error, JSON an
+/// error saying so.
+fn members_write(v2: &V2, headers: &HeaderMap) -> Response {
+    #[derive(Serialize)]
+    struct Msg {
+        message: String,
+    }
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let (status, message) = if ct.split(';').next().is_some_and(|c| c.trim() == "application/json") {
+        (StatusCode::NOT_IMPLEMENTED, "membership changes are not supported by this member".to_string())
+    } else {
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Bad Content-Type {ct}, accept application/json"))
+    };
+    let mut body = json::encode(&Msg { message });
+    body.pop(); // without a newline, as etcd writes it
+    json_response(status, body, v2)
+}
+
+/// Go's answer for a path no handler serves.
+async fn not_found() -> Response {
+    let mut r = Response::new(Body::from("404 page not found\n"));
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert("X-Content-Type-Options", HeaderValue::from_static("nosniff"));
+    r
+}
+
+async fn members(State(v2): State<V2>, method: Method, headers: HeaderMap) -> Response {
+    if !is_read(&method) {
+        if matches!(method, Method::POST | Method::PUT | Method::DELETE) {
+            return members_write(&v2, &headers);
+        }
+        return method_not_allowed("GET,POST,DELETE,PUT");
+    }
     #[derive(Serialize)]
     struct Members {
         members: Vec<MemberJson>,
@@ -428,7 +478,18 @@ async fn members(State(v2): State<V2>) -> Response {
 }
 
 /// `/v2/members/leader`: the leader's entry; any other name is not found.
-async fn member(State(v2): State<V2>, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+async fn member(
+    State(v2): State<V2>,
+    method: Method,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    if !is_read(&method) {
+        if matches!(method, Method::POST | Method::PUT | Method::DELETE) {
+            return members_write(&v2, &headers);
+        }
+        return method_not_allowed("GET,POST,DELETE,PUT");
+    }
     #[derive(Serialize)]
     struct Msg {
         message: &'static str,
@@ -449,14 +510,20 @@ async fn member(State(v2): State<V2>, axum::extract::Path(id): axum::extract::Pa
     json_response(StatusCode::NOT_FOUND, body, &v2)
 }
 
-async fn machines(State(v2): State<V2>) -> Response {
+async fn machines(State(v2): State<V2>, method: Method) -> Response {
+    if !is_read(&method) {
+        return method_not_allowed("GET,HEAD");
+    }
     let urls: Vec<String> = member_list(&v2).into_iter().flat_map(|m| m.client_urls).collect();
     let mut r = Response::new(Body::from(urls.join(", ")));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     r
 }
 
-async fn stats_self(State(v2): State<V2>) -> Response {
+async fn stats_self(State(v2): State<V2>, method: Method) -> Response {
+    if method != Method::GET {
+        return method_not_allowed("GET");
+    }
     #[derive(Serialize)]
     struct LeaderInfo {
         leader: String,
@@ -508,7 +575,10 @@ fn stats_response<T: Serialize>(status: StatusCode, v: &T) -> Response {
     r
 }
 
-async fn stats_leader(State(v2): State<V2>) -> Response {
+async fn stats_leader(State(v2): State<V2>, method: Method) -> Response {
+    if method != Method::GET {
+        return method_not_allowed("GET");
+    }
     let st = v2.node.status();
     if st.leader != st.id || st.leader == 0 {
         #[derive(Serialize)]
@@ -555,7 +625,10 @@ impl StoreStats {
     }
 }
 
-async fn stats_store(State(v2): State<V2>) -> Response {
+async fn stats_store(State(v2): State<V2>, method: Method) -> Response {
+    if method != Method::GET {
+        return method_not_allowed("GET");
+    }
     let s = &v2.stats;
     let g = |a: &[AtomicU64; 8], act: V2Action| a[act as usize].load(Ordering::Relaxed);
     use V2Action::*;

@@ -11,7 +11,7 @@
 //!   the 20-digit names POST creates, the indexes in the causes of errors 101 and 401) become
 //!   `i+K`, relative to the `X-Etcd-Index` the side had when the scenario started: etcd writes
 //!   its own membership into the store first, Cairn starts elsewhere. Index 0 (etcd's answer to
-//!   a request it rejects before reading the store) stays 0.
+//!   a request it rejects before reading the store, error codes 2xx) stays as it is.
 //! - `expiration` must be RFC 3339 with fractional seconds in UTC, then is masked; `ttl` may
 //!   differ by one second.
 //! - cluster ids and raft index/term headers: present or absent, never values.
@@ -643,12 +643,20 @@ struct Observed {
     escapes: Vec<String>,
 }
 
+/// An index relative to the side's index at the start. Stores may start anywhere, at 0
+/// included, so 0 is mapped like any other index; only the index of an error given before the
+/// store is read (codes 2xx, see `request_error`) is compared as it is.
 fn map_index(n: u64, base: u64) -> String {
-    match n {
-        0 => "0".into(),
-        n if n >= base => format!("i+{}", n - base),
-        n => format!("i-{}", base - n),
+    if n >= base {
+        format!("i+{}", n - base)
+    } else {
+        format!("i-{}", base - n)
     }
+}
+
+/// Errors etcd gives before reading the store (bad parameters), with index 0.
+fn request_error(code: Option<u64>) -> bool {
+    matches!(code, Some(200..=299))
 }
 
 /// Replaces each run of exactly 20 digits (a POST-created key name) with its mapped index.
@@ -738,7 +746,12 @@ fn normalise(v: &mut Value, base: u64, unsorted: bool, error_code: Option<u64>) 
                     ("modifiedIndex" | "createdIndex" | "index", Value::Number(n))
                         if n.as_u64().is_some() =>
                     {
-                        *child = Value::String(map_index(n.as_u64().unwrap(), base));
+                        let n = n.as_u64().unwrap();
+                        *child = Value::String(if request_error(error_code) {
+                            n.to_string()
+                        } else {
+                            map_index(n, base)
+                        });
                     }
                     ("expiration", Value::String(s)) => {
                         *child = Value::String(if is_rfc3339_nano_utc(s) {
@@ -796,6 +809,8 @@ fn mask_urls(s: &str) -> String {
 }
 
 fn observe(r: &Response, request: &Request, base: u64) -> Observed {
+    let error_code =
+        serde_json::from_str::<Value>(&r.body).ok().and_then(|v| v.get("errorCode").and_then(Value::as_u64));
     let mut headers = BTreeMap::new();
     for (name, masked) in [
         ("content-type", false),
@@ -808,7 +823,11 @@ fn observe(r: &Response, request: &Request, base: u64) -> Observed {
     ] {
         if let Some(v) = r.header(name) {
             let v = if name == "x-etcd-index" {
-                v.parse().map(|n| map_index(n, base)).unwrap_or_else(|_| format!("<not a number: {v}>"))
+                match v.parse::<u64>() {
+                    Ok(n) if request_error(error_code) => n.to_string(),
+                    Ok(n) => map_index(n, base),
+                    Err(_) => format!("<not a number: {v}>"),
+                }
             } else if masked {
                 let ok = if name == "x-etcd-cluster-id" {
                     !v.is_empty() && v.chars().all(|c| c.is_ascii_hexdigit())
