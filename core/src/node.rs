@@ -27,6 +27,10 @@ use crate::{Error, Result};
 /// it takes the snapshot as lost and sends it again.
 const SNAPSHOT_RETRY_ELECTIONS: u64 = 2;
 
+/// How often, at most, the leader proposes the expiry of v2 keys whose time is up: on a fixed
+/// beat, as etcd's 500 ms sync ticker, so a key goes within one beat of its expiry time.
+const V2_EXPIRE_BEAT_MS: u64 = 500;
+
 /// What a member recovered from its durable storage at boot.
 #[derive(Clone, Debug, Default)]
 pub struct Recovered {
@@ -131,6 +135,10 @@ pub struct Core {
     next_seq: u64,
     now_ms: u64,
     next_tick_ms: u64,
+    /// Wall-clock time (Unix nanoseconds) as the driver last gave it; 0 until then.
+    wall_ns: i64,
+    /// When the next v2 expiry beat is due (`now_ms` scale).
+    v2_expire_beat_ms: u64,
 
     /// Role and term as last seen, to notice elections (see `sync_role`).
     role: StateRole,
@@ -224,6 +232,8 @@ impl Core {
             next_seq: 1,
             now_ms: 0,
             next_tick_ms: config.tick_ms,
+            wall_ns: 0,
+            v2_expire_beat_ms: 0,
             role: StateRole::Follower,
             term: u64::MAX,
             election_timeout_ticks: 0,
@@ -348,6 +358,7 @@ impl Core {
         }
         self.expire_requests();
         self.expire_leases();
+        self.expire_v2();
         if self.read_retry_ms != 0 && self.now_ms >= self.read_retry_ms {
             // Unresolved reads start a new round: the old one may have died with a leader.
             for r in self.reads.values_mut().filter(|r| r.index.is_none()) {
@@ -817,6 +828,35 @@ impl Core {
             sending.remove(&id);
         }
         self.snapshot_sending_since = sending;
+    }
+
+    /// The wall clock, in Unix nanoseconds. v2 TTLs are wall-clock deadlines (as in etcd): the
+    /// leader proposes their expiry stamped with this time, so every replica removes the same
+    /// keys at the same index whatever its own clock says. Drivers call it before
+    /// `handle_timeout`; a member never told the time expires nothing.
+    pub fn set_wall_clock(&mut self, unix_ns: i64) {
+        self.wall_ns = unix_ns;
+    }
+
+    /// As leader (with every earlier term applied), on each beat, proposes the expiry of the v2
+    /// keys whose time is up. A lost or repeated proposal is harmless: the next one expires
+    /// what is due, and one that finds nothing due changes nothing.
+    fn expire_v2(&mut self) {
+        if self.now_ms < self.v2_expire_beat_ms {
+            return;
+        }
+        self.v2_expire_beat_ms = self.now_ms + V2_EXPIRE_BEAT_MS;
+        if !self.lessor.is_primary() || self.wall_ns == 0 {
+            return;
+        }
+        let Some(due) = self.sm.v2().next_expiry_ns() else { return };
+        if due > self.wall_ns {
+            return;
+        }
+        let command = Command::V2(crate::v2::V2Write::Expire { now_ns: self.wall_ns });
+        let data = Proposal { origin: None, command }.encode();
+        let _ = self.raw.propose(vec![], data);
+        self.sync_role();
     }
 
     /// As leader, proposes a revoke for each lease whose TTL ran out on this member's clock.

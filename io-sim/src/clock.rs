@@ -229,3 +229,11 @@ impl ClockModel {
         }
     }
 }
+
+/// Wall-clock time a member reads at local time `local_ms`, in Unix nanoseconds: simulated
+/// runs start at 2026-01-01T00:00:00Z by every member's clock (skew included), so v2 TTL
+/// deadlines are ordinary wall-clock times.
+pub fn wall_ns(local_ms: u64) -> i64 {
+    const EPOCH_NS: i64 = 1_767_225_600_000_000_000;
+    EPOCH_NS.saturating_add((local_ms as i64).saturating_mul(1_000_000))
+}

@@ -106,6 +106,7 @@ pub async fn run(env: Arc<MemberEnv>) {
     let mut watch_ids: BTreeMap<(SocketAddr, u64), WatchId> = BTreeMap::new();
     let mut watch_owners: BTreeMap<WatchId, (SocketAddr, u64, u64)> = BTreeMap::new();
 
+    core.set_wall_clock(crate::clock::wall_ns(env.local_ms()));
     core.handle_timeout(env.local_ms());
     // Messages that may go only once the writes before them are durable, and the last ready
     // number those writes cover: as the real driver does, several readies share one fsync.
@@ -221,6 +222,7 @@ pub async fn run(env: Arc<MemberEnv>) {
             },
             _ = madsim::time::sleep_until(deadline).fuse() => {}
         }
+        core.set_wall_clock(crate::clock::wall_ns(env.local_ms()));
         core.handle_timeout(env.local_ms());
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cairn_core::kv::Event;
-use cairn_core::v2::{V2Event, V2WatchId, V2Write};
+use cairn_core::v2::{V2Event, V2WatchId};
 use cairn_core::{Config, Core, Error, Request, RequestId, Response, WatchId, WatchRequest, WatchUpdate};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -78,10 +78,6 @@ impl Drop for V2WatchStream {
         }
     }
 }
-
-/// How often, at most, the leader proposes the expiry of v2 keys whose TTL ran out (etcd
-/// syncs every 500 ms).
-const V2_EXPIRE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// A watch as opened: its id, the history it is owed, and the stream of what follows.
 type OpenedWatch = (WatchId, Vec<Event>, WatchStream);
@@ -217,7 +213,6 @@ async fn run(
         v2_watchers: BTreeMap::new(),
         forwarded: BTreeMap::new(),
         tx,
-        v2_expire_at: Instant::now(),
     };
     // Messages that may go only once the writes before them are durable, and the last ready
     // number those writes cover.
@@ -310,9 +305,9 @@ async fn run(
                 None => break,
             }
         }
+        core.set_wall_clock(unix_now_ns());
         core.handle_timeout(now_ms());
         s.expire_forwards(Instant::now());
-        s.expire_v2(&mut core);
     }
 }
 
@@ -330,8 +325,6 @@ struct LoopState {
     v2_watchers: BTreeMap<V2WatchId, (mpsc::Sender<Result<V2Event, Error>>, bool)>,
     /// The loop's own input queue, for `V2WatchStream`s to cancel through.
     tx: mpsc::WeakSender<Input>,
-    /// When the leader may next propose the expiry of v2 keys.
-    v2_expire_at: Instant,
     /// Requests this member forwarded to the leader, by forwarding id, with their deadlines.
     forwarded: BTreeMap<u64, (oneshot::Sender<Result<Response, Error>>, Instant)>,
 }
@@ -378,31 +371,6 @@ impl LoopState {
                 let _ = reply.send(Err(Error::TimedOut));
             }
         }
-    }
-
-    /// As leader, proposes the expiry of the v2 keys whose time is up, stamped with this
-    /// member's wall clock, so every replica removes the same keys at the same index (etcd's
-    /// SYNC). A lost or repeated proposal is harmless: the next one expires what is due.
-    fn expire_v2(&mut self, core: &mut Core) {
-        // On a fixed beat, as etcd's sync ticker: a key is removed within one interval of
-        // its expiry, not the instant it expires.
-        let now = Instant::now();
-        if now < self.v2_expire_at {
-            return;
-        }
-        self.v2_expire_at = now + V2_EXPIRE_INTERVAL;
-        if !core.is_leader() {
-            return;
-        }
-        let Some(due) = core.state().v2().next_expiry_ns() else { return };
-        let now_ns = unix_now_ns();
-        if due > now_ns {
-            return;
-        }
-        let id = self.next_request;
-        self.next_request += 1;
-        // No one waits for the answer; an unknown id's response is dropped.
-        core.submit(id, Request::V2Write(V2Write::Expire { now_ns }));
     }
 
     fn on_input(&mut self, core: &mut Core, input: Input) {

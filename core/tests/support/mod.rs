@@ -66,6 +66,8 @@ pub struct Member {
     pub events: Vec<Event>,
     /// Every watch update this member emitted, in order, since its last boot.
     pub watch_updates: Vec<(cairn_core::WatchId, cairn_core::WatchUpdate)>,
+    /// Every v2 watch update this member emitted, in order, since its last boot.
+    pub v2_watch_updates: Vec<(cairn_core::v2::V2WatchId, Result<cairn_core::v2::V2Event, Error>)>,
     pub boots: u64,
 }
 
@@ -106,6 +108,7 @@ impl Cluster {
                     config,
                     events: vec![],
                     watch_updates: vec![],
+                    v2_watch_updates: vec![],
                     boots: 1,
                 },
             );
@@ -183,6 +186,7 @@ impl Cluster {
             member.disk.write(&out);
             member.events.extend(out.events.iter().cloned());
             member.watch_updates.extend(out.watch_updates.iter().cloned());
+            member.v2_watch_updates.extend(out.v2_watch_updates.iter().cloned());
             self.net.extend(out.messages);
             if let Some(p) = out.persist {
                 self.net.extend(p.messages);
@@ -227,6 +231,7 @@ impl Cluster {
                     continue;
                 }
                 if let Some(c) = m.core.as_mut() {
+                    c.set_wall_clock(wall_ns(now));
                     c.handle_timeout(now);
                 }
             }
@@ -357,6 +362,7 @@ impl Cluster {
         m.core = Some(Core::new(config, Some(m.disk.recovered())).expect("restart from disk"));
         m.events.clear();
         m.watch_updates.clear();
+        m.v2_watch_updates.clear();
         let now = self.now_ms;
         m.core.as_mut().unwrap().handle_timeout(now);
         self.stabilize();
@@ -406,6 +412,11 @@ fn render(out: &Output) -> String {
         s += &format!("event {e:?};");
     }
     s
+}
+
+/// The wall clock every member reads at harness time `now_ms` (Unix ns; from 2026-01-01).
+pub fn wall_ns(now_ms: u64) -> i64 {
+    1_767_225_600_000_000_000 + now_ms as i64 * 1_000_000
 }
 
 pub fn b(s: &str) -> bytes::Bytes {

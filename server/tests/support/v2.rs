@@ -191,7 +191,7 @@ impl Request {
         self
     }
 
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         match &self.form {
             Some(f) if f.len() > 200 => {
                 format!("{} {} form ({} bytes) {:?}...", self.method, self.target, f.len(), &f[..60])

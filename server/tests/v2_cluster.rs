@@ -1,0 +1,159 @@
+//! The v2 keys API on a 3-member Cairn cluster: one replicated store, whichever member a
+//! client talks to. Writes on any member, linearizable reads (`quorum=true`) everywhere, waits
+//! on one member woken by writes made on another, TTL expiry decided once for all replicas,
+//! compare-and-swap under contention from every member, and v2 data surviving kill -9.
+
+mod support;
+#[path = "support/v2.rs"]
+mod v2;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::Cluster;
+use v2::{get, put, Response};
+
+fn url(c: &Cluster, i: usize) -> String {
+    format!("http://{}", c.endpoint(i))
+}
+
+fn send(c: &Cluster, i: usize, r: &v2::Request) -> Response {
+    v2::send(&url(c, i), r)
+}
+
+/// Retries `r` on member `i` until `ok` holds (a member may still be catching up after a
+/// restart), or fails after 20 s.
+fn eventually(c: &Cluster, i: usize, r: &v2::Request, ok: impl Fn(&Response) -> bool) -> Response {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(resp) = v2::try_send(&url(c, i), r) {
+            if ok(&resp) {
+                return resp;
+            }
+            if Instant::now() > deadline {
+                panic!("member {i}: {} never satisfied the check; last answer {resp:?}", r.describe());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn one_store_whichever_member_is_asked() {
+    let c = Cluster::start(3);
+    // A write on each member; every member reads all three, linearizably.
+    for i in 0..3 {
+        let r = send(&c, i, &put(&format!("/v2/keys/svc/m{i}"), &format!("value=v{i}")));
+        assert_eq!(r.status, 201, "{r:?}");
+    }
+    let mut indexes = vec![];
+    for i in 0..3 {
+        let r = send(&c, i, &get("/v2/keys/svc?quorum=true&sorted=true"));
+        assert_eq!(r.status, 200, "{r:?}");
+        let nodes = r.json()["node"]["nodes"].clone();
+        let values: Vec<&str> =
+            nodes.as_array().unwrap().iter().map(|n| n["value"].as_str().unwrap()).collect();
+        assert_eq!(values, ["v0", "v1", "v2"], "member {i}");
+        indexes.push(r.etcd_index());
+    }
+    assert!(indexes.windows(2).all(|w| w[0] == w[1]), "one index on every member: {indexes:?}");
+
+    // A wait on member 0 is woken by a write through member 2.
+    let pending = v2::start(&url(&c, 0), &get("/v2/keys/svc?wait=true&recursive=true"));
+    let w = send(&c, 2, &put("/v2/keys/svc/m9", "value=late"));
+    assert_eq!(w.status, 201);
+    let event = pending.finish();
+    assert_eq!(event.status, 200);
+    let e = event.json();
+    assert_eq!(e["action"], "set");
+    assert_eq!(e["node"]["key"], "/svc/m9");
+    assert_eq!(e["node"]["modifiedIndex"], w.json()["node"]["modifiedIndex"]);
+
+    // The same history on every member: a waitIndex replay answers the same event.
+    let at = w.json()["node"]["modifiedIndex"].as_u64().unwrap();
+    let replays: Vec<Value> = (0..3)
+        .map(|i| send(&c, i, &get(&format!("/v2/keys/svc/m9?wait=true&waitIndex={at}"))).json())
+        .collect();
+    assert!(replays.iter().all(|r| r["node"] == e["node"]), "{replays:?}");
+}
+
+#[test]
+fn a_ttl_key_expires_once_for_every_replica() {
+    let c = Cluster::start(3);
+    let r = send(&c, 1, &put("/v2/keys/lease?ttl=1", "value=held"));
+    assert_eq!(r.status, 201, "{r:?}");
+    let created = r.json()["node"]["modifiedIndex"].as_u64().unwrap();
+    // Expiry is one replicated change: each member ends up without the key, at the same index,
+    // with the same `expire` event in its history.
+    for i in 0..3 {
+        eventually(&c, i, &get("/v2/keys/lease?quorum=true"), |r| r.status == 404);
+    }
+    let events: Vec<Value> = (0..3)
+        .map(|i| send(&c, i, &get(&format!("/v2/keys/lease?wait=true&waitIndex={}", created + 1))).json())
+        .collect();
+    for e in &events {
+        assert_eq!(e["action"], "expire", "{events:?}");
+        assert_eq!(e["node"]["modifiedIndex"], created + 1, "{events:?}");
+        assert_eq!(e["prevNode"]["value"], "held");
+    }
+}
+
+#[test]
+fn compare_and_swap_from_every_member_loses_no_increment() {
+    let c = Cluster::start(3);
+    assert_eq!(send(&c, 0, &put("/v2/keys/counter", "value=0")).status, 201);
+    let per_client = 15;
+    let urls: Vec<String> = (0..3).map(|i| url(&c, i)).collect();
+    let handles: Vec<_> = urls
+        .into_iter()
+        .map(|base| {
+            std::thread::spawn(move || {
+                let mut done = 0;
+                while done < per_client {
+                    let cur = v2::send(&base, &get("/v2/keys/counter?quorum=true"));
+                    let n: u64 = cur.json()["node"]["value"].as_str().unwrap().parse().unwrap();
+                    let idx = cur.json()["node"]["modifiedIndex"].as_u64().unwrap();
+                    let r = v2::send(
+                        &base,
+                        &put(&format!("/v2/keys/counter?prevIndex={idx}"), &format!("value={}", n + 1)),
+                    );
+                    match r.status {
+                        200 => done += 1,
+                        412 => assert_eq!(r.json()["errorCode"], 101, "{r:?}"),
+                        s => panic!("unexpected {s}: {r:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("client thread");
+    }
+    for i in 0..3 {
+        let r = send(&c, i, &get("/v2/keys/counter?quorum=true"));
+        assert_eq!(r.json()["node"]["value"], (3 * per_client).to_string(), "member {i}");
+    }
+}
+
+#[test]
+fn v2_data_survives_kill_9() {
+    let mut c = Cluster::start(3);
+    for k in 0..20 {
+        let r = send(&c, k % 3, &put(&format!("/v2/keys/dir/k{k:02}"), &format!("value={k}")));
+        assert_eq!(r.status, 201);
+    }
+    let before = send(&c, 0, &get("/v2/keys/dir?quorum=true&recursive=true&sorted=true")).json();
+    for i in 0..3 {
+        c.kill(i);
+    }
+    for i in 0..3 {
+        c.start_member(i);
+    }
+    c.wait_healthy();
+    for i in 0..3 {
+        let after = eventually(&c, i, &get("/v2/keys/dir?quorum=true&recursive=true&sorted=true"), |r| {
+            r.status == 200
+        });
+        assert_eq!(after.json()["node"], before["node"], "member {i} after restart");
+    }
+}
