@@ -163,7 +163,10 @@ pub(crate) fn router(ctx: Ctx) -> Router {
         .route("/maintenance/defragment", unary!(s, maintenance.defragment))
         .route("/maintenance/hash", unary!(s, maintenance.hash))
         .route("/maintenance/snapshot", server_streaming!(s, maintenance.snapshot))
-        .route("/maintenance/transfer-leadership", unary!(s, maintenance.move_leader));
+        .route("/maintenance/transfer-leadership", unary!(s, maintenance.move_leader))
+        // The client port's other fallback is tonic's, which answers gRPC's UNIMPLEMENTED
+        // with HTTP 200.
+        .fallback(|| async { plain_text(StatusCode::NOT_FOUND) });
     Router::new()
         .nest("/v3", api.clone())
         .nest("/v3beta", api)
@@ -389,9 +392,21 @@ async fn with_cors_headers(mut resp: Response) -> Response {
     resp
 }
 
-/// A CORS preflight (OPTIONS) answers 200 with nothing but the CORS headers, as etcd does.
+/// A CORS preflight (OPTIONS) answers 200 with nothing but the CORS headers, as etcd does;
+/// other methods than POST answer 405 with grpc-gateway's text.
 fn with_preflight(route: MethodRouter) -> MethodRouter {
-    route.options(|| async { StatusCode::OK })
+    route
+        .options(|| async { StatusCode::OK })
+        .fallback(|| async { plain_text(StatusCode::METHOD_NOT_ALLOWED) })
+}
+
+/// Go's `http.Error` with the status's own text, as grpc-gateway answers a path or method it
+/// does not serve.
+fn plain_text(status: StatusCode) -> Response {
+    let mut resp = Response::new(Body::from(format!("{}\n", status.canonical_reason().map_or("", |r| r))));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
 }
 
 /// The JSON values of a request body, read as the body arrives (Go's `json.Decoder` over it).
