@@ -11,12 +11,14 @@
 //!   (`create_revision`, `ID`, `TTL`, `dbSize`), bytes as base64, 64-bit integers as strings,
 //!   enums by name, zero values left out. Requests may use either the original or the
 //!   camelCase name, give 64-bit integers as numbers or strings, and enums by name or number;
-//!   unknown fields are ignored. An empty body or `null` is the empty request.
+//!   unknown fields are ignored, `null` is the default, and of a field given twice the last
+//!   counts. An empty body or `null` is the empty request.
 //! - Only the first JSON value of a unary request's body is read (Go's `json.Decoder`), so
 //!   anything after it is ignored.
 //! - A failed call answers `{"error": msg, "message": msg, "code": grpc_code}` with the HTTP
 //!   status grpc-gateway v1 gives the code (`http_status`); a body that does not decode
-//!   answers the same with INVALID_ARGUMENT.
+//!   answers the same with INVALID_ARGUMENT, and a request larger than the gRPC services
+//!   accept with RESOURCE_EXHAUSTED (HTTP 429), as etcd's gRPC server refuses it.
 //! - Watch and LeaseKeepAlive read any number of requests from the body as it arrives and
 //!   answer each response as one line, `{"result": {...}}\n`. The first request is read
 //!   before the call: if it does not decode, the answer is an error with UNKNOWN (HTTP 500),
@@ -28,8 +30,9 @@
 //!   headers, as etcd sends them for any origin.
 //!
 //! Where it differs: error messages for JSON that does not decode are serde's, not Go's
-//! (except "unexpected EOF" for a truncated body); a duplicated field is an error (Go keeps
-//! the last); an enum number that names no value is an error (Go keeps the number).
+//! (except "unexpected EOF" for a truncated body); an enum number that names no value is an
+//! error (Go keeps the number); the paths of etcd's Auth service are not served (Cairn has
+//! no authentication).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -44,6 +47,7 @@ use futures::{Stream, StreamExt};
 use prost::Message;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status, Streaming};
@@ -71,11 +75,19 @@ struct Services {
     lease: LeaseService,
     cluster: ClusterService,
     maintenance: MaintenanceService,
-    /// The largest request message the gRPC services decode.
+    limits: Limits,
+}
+
+/// How large a request may be.
+#[derive(Clone, Copy)]
+struct Limits {
+    /// The largest request message the gRPC services decode (`--max-request-bytes` and
+    /// `GRPC_OVERHEAD_BYTES`). A larger one is refused with RESOURCE_EXHAUSTED and grpc-go's
+    /// message, as etcd's gRPC server refuses what its gateway forwards.
     message_bytes_max: usize,
     /// The JSON for a request message of `message_bytes_max`: base64 makes bytes 4/3 as long,
     /// and field names and escapes add some more. A body still without a complete JSON value
-    /// at this size is refused.
+    /// at this size is refused the same way, without reading further.
     json_bytes_max: usize,
 }
 
@@ -84,13 +96,8 @@ macro_rules! unary {
     ($s:ident, $service:ident . $method:ident) => {{
         let s = Arc::clone(&$s);
         with_preflight(post(move |body: Body| async move {
-            let json_bytes_max = s.json_bytes_max;
-            unary(
-                body,
-                json_bytes_max,
-                |req| async move { s.$service.$method(tonic::Request::new(req)).await },
-            )
-            .await
+            let limits = s.limits;
+            unary(body, limits, |req| async move { s.$service.$method(tonic::Request::new(req)).await }).await
         }))
     }};
 }
@@ -100,10 +107,12 @@ macro_rules! server_streaming {
     ($s:ident, $service:ident . $method:ident) => {{
         let s = Arc::clone(&$s);
         with_preflight(post(move |body: Body| async move {
-            let json_bytes_max = s.json_bytes_max;
-            server_streaming(body, json_bytes_max, |req| async move {
-                s.$service.$method(tonic::Request::new(req)).await
-            })
+            let limits = s.limits;
+            server_streaming(
+                body,
+                limits,
+                |req| async move { s.$service.$method(tonic::Request::new(req)).await },
+            )
             .await
         }))
     }};
@@ -114,10 +123,12 @@ macro_rules! bidi {
     ($s:ident, $service:ident . $method:ident) => {{
         let s = Arc::clone(&$s);
         with_preflight(post(move |body: Body| async move {
-            let (json_bytes_max, message_bytes_max) = (s.json_bytes_max, s.message_bytes_max);
-            bidi(body, json_bytes_max, message_bytes_max, |inbound| async move {
-                s.$service.$method(tonic::Request::new(inbound)).await
-            })
+            let limits = s.limits;
+            bidi(
+                body,
+                limits,
+                |inbound| async move { s.$service.$method(tonic::Request::new(inbound)).await },
+            )
             .await
         }))
     }};
@@ -132,8 +143,7 @@ pub(crate) fn router(ctx: Ctx) -> Router {
         lease: LeaseService::new(ctx.clone()),
         cluster: ClusterService::new(ctx.clone()),
         maintenance: MaintenanceService::new(ctx),
-        message_bytes_max,
-        json_bytes_max: message_bytes_max.saturating_mul(2),
+        limits: Limits { message_bytes_max, json_bytes_max: message_bytes_max.saturating_mul(2) },
     });
 
     // etcd 3.4's paths (the `google.api.http` options of its rpc.proto). HashKV shares
@@ -173,17 +183,17 @@ pub(crate) fn router(ctx: Ctx) -> Router {
         .layer(axum::middleware::map_response(with_cors_headers))
 }
 
-async fn unary<Req, Resp, F, Fut>(body: Body, json_bytes_max: usize, call: F) -> Response
+async fn unary<Req, Resp, F, Fut>(body: Body, limits: Limits, call: F) -> Response
 where
-    Req: DeserializeOwned + Default,
+    Req: DeserializeOwned + Default + Message,
     Resp: Serialize,
     F: FnOnce(Req) -> Fut,
     Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
 {
-    let req = match JsonValues::new(body, json_bytes_max).next::<Req>().await {
+    let req = match JsonValues::new(body, limits).next::<Req>().await {
         None => Req::default(),
         Some(Ok(req)) => req,
-        Some(Err(message)) => return error_response(&Status::invalid_argument(message)),
+        Some(Err(status)) => return error_response(&status),
     };
     match call(req).await {
         Ok(resp) => match serde_json::to_vec(resp.get_ref()) {
@@ -194,18 +204,18 @@ where
     }
 }
 
-async fn server_streaming<Req, Resp, F, Fut, S>(body: Body, json_bytes_max: usize, call: F) -> Response
+async fn server_streaming<Req, Resp, F, Fut, S>(body: Body, limits: Limits, call: F) -> Response
 where
-    Req: DeserializeOwned + Default,
+    Req: DeserializeOwned + Default + Message,
     Resp: Serialize + Send + 'static,
     F: FnOnce(Req) -> Fut,
     Fut: Future<Output = Result<tonic::Response<S>, Status>>,
     S: Stream<Item = Result<Resp, Status>> + Send + 'static,
 {
-    let req = match JsonValues::new(body, json_bytes_max).next::<Req>().await {
+    let req = match JsonValues::new(body, limits).next::<Req>().await {
         None => Req::default(),
         Some(Ok(req)) => req,
-        Some(Err(message)) => return error_response(&Status::invalid_argument(message)),
+        Some(Err(status)) => return error_response(&status),
     };
     match call(req).await {
         Ok(responses) => streamed(responses.into_inner()).await,
@@ -216,12 +226,7 @@ where
 /// Feeds the JSON requests of `body` to `call` as the gRPC request stream it serves, as they
 /// arrive. They travel as gRPC frames so that the service is handed the very `Streaming` a
 /// gRPC client's requests would be; it is the one type tonic lets a stream handler take.
-async fn bidi<Req, Resp, F, Fut, S>(
-    body: Body,
-    json_bytes_max: usize,
-    message_bytes_max: usize,
-    call: F,
-) -> Response
+async fn bidi<Req, Resp, F, Fut, S>(body: Body, limits: Limits, call: F) -> Response
 where
     Req: DeserializeOwned + Default + Message + Send + 'static,
     Resp: Serialize + Send + 'static,
@@ -229,11 +234,16 @@ where
     Fut: Future<Output = Result<tonic::Response<S>, Status>>,
     S: Stream<Item = Result<Resp, Status>> + Send + 'static,
 {
-    let mut requests = JsonValues::new(body, json_bytes_max);
+    let mut requests = JsonValues::new(body, limits);
     let first = match requests.next::<Req>().await {
         None => None,
         Some(Ok(req)) => Some(req),
-        Some(Err(message)) => return error_response(&Status::unknown(message)),
+        // grpc-gateway returns the decoding error itself here, not wrapped in a status, so
+        // it reaches the client as UNKNOWN.
+        Some(Err(status)) if status.code() == Code::InvalidArgument => {
+            return error_response(&Status::unknown(status.message()))
+        }
+        Some(Err(status)) => return error_response(&status),
     };
     let (frames, frames_rx) = mpsc::channel::<Bytes>(INBOUND_QUEUED_MAX);
     match first {
@@ -260,7 +270,7 @@ where
         tonic_prost::ProstDecoder::<Req>::default(),
         Body::from_stream(ReceiverStream::new(frames_rx).map(Ok::<Bytes, Infallible>)),
         None,
-        Some(message_bytes_max),
+        Some(limits.message_bytes_max),
     );
     match call(inbound).await {
         Ok(responses) => streamed(responses.into_inner()).await,
@@ -273,8 +283,8 @@ fn grpc_frame(msg: &impl Message) -> Bytes {
     let len = msg.encoded_len();
     let mut frame = Vec::with_capacity(5 + len);
     frame.push(0);
-    // The JSON the message came from is bounded well below 4 GiB (`json_bytes_max`); were it
-    // not, the length saturates and the decoder refuses the frame as too large.
+    // The message is at most `message_bytes_max` (`JsonValues::next`); were it longer than
+    // 4 GiB, the length would saturate and the decoder refuse the frame as too large.
     frame.extend_from_slice(&u32::try_from(len).map_or(u32::MAX, |len| len).to_be_bytes());
     msg.encode_raw(&mut frame);
     Bytes::from(frame)
@@ -409,20 +419,21 @@ fn plain_text(status: StatusCode) -> Response {
     resp
 }
 
-/// The JSON values of a request body, read as the body arrives (Go's `json.Decoder` over it).
+/// The JSON values of a request body, read as the body arrives (Go's `json.Decoder` over it),
+/// each decoded as jsonpb does.
 struct JsonValues {
     body: BodyDataStream,
-    /// Body bytes not yet decoded; at most `bytes_max`.
+    /// Body bytes not yet decoded; at most `limits.json_bytes_max`.
     buf: Vec<u8>,
-    bytes_max: usize,
+    limits: Limits,
     /// The body has ended.
     ended: bool,
     /// A value did not decode: nothing further is read.
     failed: bool,
 }
 
-enum Decoded<T> {
-    Value(T),
+enum Decoded {
+    Value(Value),
     /// Only whitespace so far.
     Nothing,
     /// The start of a value, not yet complete.
@@ -431,13 +442,32 @@ enum Decoded<T> {
 }
 
 impl JsonValues {
-    fn new(body: Body, bytes_max: usize) -> JsonValues {
-        JsonValues { body: body.into_data_stream(), buf: Vec::new(), bytes_max, ended: false, failed: false }
+    fn new(body: Body, limits: Limits) -> JsonValues {
+        JsonValues { body: body.into_data_stream(), buf: Vec::new(), limits, ended: false, failed: false }
     }
 
-    /// The next value, `None` at the end of the body, or why it does not decode (after which
-    /// there are no more). `null` is the empty request, as for jsonpb.
-    async fn next<T: DeserializeOwned + Default>(&mut self) -> Option<Result<T, String>> {
+    /// The next request, `None` at the end of the body, or why it cannot be had (after which
+    /// there are no more): INVALID_ARGUMENT for JSON that does not decode into a `T`,
+    /// RESOURCE_EXHAUSTED for one too large.
+    async fn next<T: DeserializeOwned + Default + Message>(&mut self) -> Option<Result<T, Status>> {
+        let value = match self.next_value().await? {
+            Ok(value) => value,
+            Err(status) => return Some(Err(status)),
+        };
+        let req = match request::<T>(value) {
+            Ok(req) => req,
+            Err(message) => return Some(Err(self.fail(Status::invalid_argument(message)))),
+        };
+        let len = req.encoded_len();
+        if len > self.limits.message_bytes_max {
+            let max = self.limits.message_bytes_max;
+            let message = format!("grpc: received message larger than max ({len} vs. {max})");
+            return Some(Err(self.fail(Status::resource_exhausted(message))));
+        }
+        Some(Ok(req))
+    }
+
+    async fn next_value(&mut self) -> Option<Result<Value, Status>> {
         if self.failed {
             return None;
         }
@@ -447,38 +477,41 @@ impl JsonValues {
         let mut may_end = !self.buf.is_empty();
         loop {
             if may_end || self.ended {
-                match self.decode::<T>() {
+                match self.decode() {
                     Decoded::Value(v) => return Some(Ok(v)),
                     Decoded::Nothing if self.ended => return None,
                     Decoded::Incomplete if self.ended => {
-                        return Some(Err(self.fail("unexpected EOF".into())))
+                        return Some(Err(self.fail(Status::invalid_argument("unexpected EOF"))))
                     }
                     Decoded::Nothing | Decoded::Incomplete => {}
-                    Decoded::Invalid(message) => return Some(Err(self.fail(message))),
+                    Decoded::Invalid(message) => {
+                        return Some(Err(self.fail(Status::invalid_argument(message))))
+                    }
                 }
             }
-            if self.buf.len() > self.bytes_max {
-                let message = format!("cairn: request exceeds {} bytes of JSON", self.bytes_max);
-                return Some(Err(self.fail(message)));
+            if self.buf.len() > self.limits.json_bytes_max {
+                let (json, max) = (self.limits.json_bytes_max, self.limits.message_bytes_max);
+                let message =
+                    format!("grpc: received message larger than max (over {json} bytes of JSON vs. {max})");
+                return Some(Err(self.fail(Status::resource_exhausted(message))));
             }
             match self.body.next().await {
                 Some(Ok(chunk)) => {
                     may_end = chunk.iter().any(|&b| b == b'}' || b == b'l');
                     self.buf.extend_from_slice(&chunk);
                 }
-                Some(Err(e)) => return Some(Err(self.fail(e.to_string()))),
+                Some(Err(e)) => return Some(Err(self.fail(Status::invalid_argument(e.to_string())))),
                 None => self.ended = true,
             }
         }
     }
 
-    fn decode<T: DeserializeOwned + Default>(&mut self) -> Decoded<T> {
-        let mut values = serde_json::Deserializer::from_slice(&self.buf).into_iter::<Option<T>>();
+    fn decode(&mut self) -> Decoded {
+        let mut values = serde_json::Deserializer::from_slice(&self.buf).into_iter::<Value>();
         match values.next() {
             Some(Ok(v)) => {
                 let used = values.byte_offset();
                 self.buf.drain(..used);
-                let Some(v) = v else { return Decoded::Value(T::default()) };
                 Decoded::Value(v)
             }
             None => {
@@ -490,9 +523,30 @@ impl JsonValues {
         }
     }
 
-    fn fail(&mut self, message: String) -> String {
+    fn fail(&mut self, status: Status) -> Status {
         self.failed = true;
         self.buf = Vec::new();
-        message
+        status
     }
+}
+
+/// A request from its JSON, as jsonpb reads it: `null`, for the whole request or for a field,
+/// is the default, and of a field given twice the last counts (both are what decoding into a
+/// `Value` first gives).
+fn request<T: DeserializeOwned + Default>(mut value: Value) -> Result<T, String> {
+    fn drop_nulls(v: &mut Value) {
+        match v {
+            Value::Object(fields) => {
+                fields.retain(|_, field| !field.is_null());
+                fields.values_mut().for_each(drop_nulls);
+            }
+            Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+            _ => {}
+        }
+    }
+    drop_nulls(&mut value);
+    if value.is_null() {
+        return Ok(T::default());
+    }
+    serde_json::from_value(value).map_err(|e| e.to_string())
 }

@@ -282,6 +282,9 @@ fn gateway_answers_as_etcd_does() {
     p.same("/v3/kv/range", &format!(r#"{{"key":"{foo}","sort_order":1,"count_only":true}}"#));
     p.same("/v3/kv/range", &format!(r#"{{"key":"{}"}}"#, b64("none")));
     p.same("/v3beta/kv/range", &format!(r#"{{"key":"{foo}"}}"#));
+    // jsonpb: null is the default, and of a field given twice the last counts.
+    p.same("/v3/kv/range", &format!(r#"{{"key":"{foo}","range_end":null,"limit":null}}"#));
+    p.same("/v3/kv/range", &format!(r#"{{"key":"{}","key":"{foo}"}}"#, b64("none")));
 
     // Errors: etcd's message, gRPC code and grpc-gateway's HTTP status.
     let future = p.same("/v3/kv/range", &format!(r#"{{"key":"{foo}","revision":100}}"#));
@@ -296,6 +299,12 @@ fn gateway_answers_as_etcd_does() {
     p.same_error_code("/v3/kv/range", r#"{"key":"!!"}"#);
     p.same_error_code("/v3/kv/range", r#"{"key":"Zm9v","limit":"abc"}"#);
     p.same_error_code("/v3/kv/range", r#"{"key":"Zm9v","sort_order":"BOGUS"}"#);
+    // Beyond --max-request-bytes (1.5 MiB) the member refuses the request; beyond 2 MiB the
+    // gRPC server does, with RESOURCE_EXHAUSTED (HTTP 429) and grpc-go's message.
+    for value_bytes in [1_700_000, 2_500_000] {
+        let big = format!(r#"{{"key":"{}","value":"{}"}}"#, b64("big"), b64(&"x".repeat(value_bytes)));
+        p.same("/v3/kv/put", &big);
+    }
 
     // Txn, with nested responses and their partial headers.
     let txn = format!(
