@@ -101,6 +101,57 @@ impl Server {
     }
 }
 
+/// A stream whose requests are sent one at a time, in a chunked HTTP/1.1 body, while its
+/// answers are read: the way a client adds and cancels watches on an open watch stream.
+struct Upload {
+    conn: TcpStream,
+    answers: BufReader<TcpStream>,
+    /// Answer text read but not yet taken (chunks need not end at a newline).
+    pending: String,
+}
+
+impl Upload {
+    /// Opens the stream with its first request (etcd sends no status line before it answers
+    /// one).
+    fn open(server: &Server, path: &str, first: &str) -> Upload {
+        let mut conn = TcpStream::connect(("127.0.0.1", server.client_port)).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(5))).expect("read timeout");
+        write!(
+            conn,
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let answers = BufReader::new(conn.try_clone().expect("clone"));
+        let mut upload = Upload { conn, answers, pending: String::new() };
+        upload.send(first);
+        let (status, _) = read_head(&mut upload.answers).expect("a status line");
+        assert_eq!(status, 200, "POST {path} {first}");
+        upload
+    }
+
+    fn send(&mut self, request: &str) {
+        write!(self.conn, "{:x}\r\n{request}\r\n", request.len()).expect("send a request");
+    }
+
+    /// The next answer line, read from the chunked body.
+    fn next(&mut self) -> Value {
+        loop {
+            if let Some(end) = self.pending.find('\n') {
+                let line: String = self.pending.drain(..=end).collect();
+                return serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+            }
+            let mut size = String::new();
+            self.answers.read_line(&mut size).expect("a chunk within 5 s");
+            let size =
+                usize::from_str_radix(size.trim(), 16).unwrap_or_else(|e| panic!("chunk size {size:?}: {e}"));
+            assert!(size > 0, "the stream ended");
+            let mut chunk = vec![0; size + 2];
+            self.answers.read_exact(&mut chunk).expect("a whole chunk");
+            self.pending.push_str(std::str::from_utf8(&chunk[..size]).expect("UTF-8"));
+        }
+    }
+}
+
 /// Reads the status line and headers; returns the status and the content type.
 fn read_head(conn: &mut BufReader<TcpStream>) -> std::io::Result<(u16, String)> {
     let mut line = String::new();
@@ -427,6 +478,25 @@ fn gateway_answers_as_etcd_does() {
             .collect();
         assert_eq!(answers[1], answers[0], "watch {body}");
     }
+    // Requests that arrive while the stream is open: a create, then, after an event, a cancel.
+    let z = b64("z");
+    let mut uploads: Vec<Upload> = [&p.etcd, &p.cairn]
+        .iter()
+        .map(|s| {
+            Upload::open(s, "/v3/watch", &format!(r#"{{"create_request":{{"key":"{z}","watch_id":7}}}}"#))
+        })
+        .collect();
+    let mut answers = vec![uploads.iter_mut().map(|u| normalised(u.next())).collect::<Vec<_>>()];
+    p.same("/v3/kv/put", &format!(r#"{{"key":"{z}","value":"{}"}}"#, b64("1")));
+    answers.push(uploads.iter_mut().map(|u| normalised(u.next())).collect());
+    uploads.iter_mut().for_each(|u| u.send(r#"{"cancel_request":{"watch_id":7}}"#));
+    answers.push(uploads.iter_mut().map(|u| normalised(u.next())).collect());
+    for a in &answers {
+        assert_eq!(a[1], a[0], "watch with requests arriving");
+    }
+    assert_eq!(answers[2][0]["result"]["canceled"], true);
+    drop(uploads);
+
     // A first request that does not decode is the answer.
     p.same("/v3/watch", "{");
 
