@@ -25,7 +25,9 @@
 //!   as grpc-gateway does; a later one that does not decode just ends the requests (the
 //!   client's side of the stream is closed, and an open watch carries on). The HTTP status is
 //!   sent with the first response; a stream that fails mid-way ends with
-//!   `{"error": {"grpc_code", "http_code", "message", "http_status"}}`, without a newline.
+//!   `{"error": {"grpc_code", "http_code", "message", "http_status"}}`, without a newline
+//!   (grpc-gateway v1's `errorChunk`, taken from its source: a single etcd member offers no
+//!   way to fail a stream mid-way and see it).
 //! - Paths under `/v3/` and, as etcd 3.4 also serves them, `/v3beta/`; with etcd's CORS
 //!   headers, as etcd sends them for any origin.
 //!
