@@ -1,12 +1,14 @@
 //! # cairn-server
 //!
 //! The front ends of a Cairn member: the etcd v3 gRPC API (`grpc`) over a running member's
-//! `cairn_io_tokio::NodeHandle`, and what the member reports about itself (`info`). The
-//! `cairn` binary (`main.rs`) parses flags, starts the member and serves these.
+//! `cairn_io_tokio::NodeHandle`, etcd's v3 JSON gateway over the same services (`gateway`),
+//! and what the member reports about itself (`info`). The `cairn` binary (`main.rs`) parses
+//! flags, starts the member and serves these.
 //!
 //! It holds no consensus or storage logic: every request becomes a `cairn_core::Request`, and
 //! every answer is translated back into etcd's wire types.
 
+pub mod gateway;
 pub mod grpc;
 pub mod info;
 pub mod v2;

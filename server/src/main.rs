@@ -226,6 +226,7 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
 
     let router = grpc::routes(node.clone(), info.clone())
         .into_axum_router()
+        .merge(grpc::gateway_routes(node.clone(), info.clone()))
         .route(
             "/health",
             get({

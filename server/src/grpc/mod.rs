@@ -18,18 +18,21 @@ pub mod convert;
 pub mod error;
 pub mod watch;
 
-mod cluster;
-mod kv;
-mod lease;
-mod maintenance;
+pub(crate) mod cluster;
+pub(crate) mod kv;
+pub(crate) mod lease;
+pub(crate) mod maintenance;
 
-/// The code generated from `proto/etcd` (Cairn's own definition of etcd's wire format).
+/// The code generated from `proto/etcd` (Cairn's own definition of etcd's wire format), with
+/// serde impls in protobuf's JSON mapping for the v3 JSON gateway (`crate::gateway`).
 pub mod pb {
     pub mod mvccpb {
         tonic::include_proto!("mvccpb");
+        include!(concat!(env!("OUT_DIR"), "/mvccpb.serde.rs"));
     }
     pub mod etcdserverpb {
         tonic::include_proto!("etcdserverpb");
+        include!(concat!(env!("OUT_DIR"), "/etcdserverpb.serde.rs"));
     }
 }
 
@@ -63,6 +66,12 @@ pub fn routes(node: NodeHandle, info: Arc<ServerInfo>) -> tonic::service::Routes
     .add_service(
         MaintenanceServer::new(maintenance::MaintenanceService::new(ctx)).max_decoding_message_size(limit),
     )
+}
+
+/// The etcd v3 JSON gateway (`/v3/kv/range`, ...) over the same services as `routes`; see
+/// `crate::gateway`.
+pub fn gateway_routes(node: NodeHandle, info: Arc<ServerInfo>) -> axum::Router {
+    crate::gateway::router(Ctx { node, info })
 }
 
 /// What every service needs: the member, and who it is.
