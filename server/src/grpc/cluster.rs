@@ -49,7 +49,8 @@ impl pb::cluster_server::Cluster for ClusterService {
         _req: GrpcRequest<pb::MemberListRequest>,
     ) -> Result<GrpcResponse<pb::MemberListResponse>, Status> {
         Ok(GrpcResponse::new(pb::MemberListResponse {
-            header: self.ctx.header(None),
+            // etcd's cluster service fills ids and term, not a revision.
+            header: self.ctx.header(None).map(|h| pb::ResponseHeader { revision: 0, ..h }),
             members: self
                 .ctx
                 .info

@@ -441,6 +441,8 @@ fn refused(header: Option<pb::ResponseHeader>, reason: &str) -> pb::WatchRespons
 }
 
 fn compacted(header: Option<pb::ResponseHeader>, id: i64, compact_revision: i64) -> pb::WatchResponse {
+    // etcd's cancel for compaction carries no revision in its header.
+    let header = header.map(|h| pb::ResponseHeader { revision: 0, ..h });
     pb::WatchResponse { header, watch_id: id, canceled: true, compact_revision, ..Default::default() }
 }
 
