@@ -838,6 +838,11 @@ impl Core {
         self.wall_ns = unix_ns;
     }
 
+    /// The wall clock as last given (`set_wall_clock`); 0 if never.
+    pub fn wall_clock(&self) -> i64 {
+        self.wall_ns
+    }
+
     /// As leader (with every earlier term applied), on each beat, proposes the expiry of the v2
     /// keys whose time is up. A lost or repeated proposal is harmless: the next one expires
     /// what is due, and one that finds nothing due changes nothing.

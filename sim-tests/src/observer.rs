@@ -24,7 +24,13 @@ struct Seen {
     applied: u64,
     digest: u64,
     revision: i64,
+    /// Some v2 key is more than `V2_EXPIRY_SLACK_NS` past its expiry by this member's clock.
+    v2_overdue: bool,
 }
+
+/// How late past its expiry time (by the leader's clock) a v2 key may still be there: one
+/// 500 ms expiry beat, plus the time to commit and apply the expiry.
+const V2_EXPIRY_SLACK_NS: i64 = 2_000_000_000;
 
 pub struct SimObserver {
     epoch: Instant,
@@ -93,7 +99,11 @@ impl SimObserver {
         }
         let first = s.seen.values().next().copied().unwrap();
         let leaders = s.seen.values().filter(|x| x.role == Some(Role::Leader)).count();
+        // A healed cluster removes v2 keys whose time is up: the leader proposes their expiry
+        // by its own clock.
+        let expired = s.seen.values().filter(|x| x.role == Some(Role::Leader)).all(|x| !x.v2_overdue);
         leaders == 1
+            && expired
             && s.seen.values().all(|x| {
                 x.leader == first.leader
                     && x.leader != 0
@@ -241,6 +251,10 @@ impl Observer for SimObserver {
             );
         }
         self.observe_role(member, core);
+        let overdue = core.state().v2().next_expiry_ns().is_some_and(|t| {
+            core.wall_clock() != 0 && t.saturating_add(V2_EXPIRY_SLACK_NS) < core.wall_clock()
+        });
+        self.state.lock().unwrap().seen.entry(member).or_default().v2_overdue = overdue;
         let applied = core.applied_index();
         let prev = self.state.lock().unwrap().seen.get(&member).map_or(0, |s| s.applied);
         if applied != prev {

@@ -54,6 +54,9 @@ pub struct RunParams {
     /// Compact the store now and then (watches from old revisions then hit compaction).
     pub compact: bool,
     pub fsync_us_max: u64,
+    /// Share of key-value operations made on the v2 keys store instead, per mille (checked for
+    /// linearizability the same way, on keys of their own).
+    pub v2_permille: u32,
     pub planted: PlantedBug,
 }
 
@@ -86,6 +89,8 @@ impl RunParams {
             snapshot_entries: rng.gen_range(30..=300),
             compact: rng.gen_bool(0.3),
             fsync_us_max: *pick(&mut rng, &[100, 2_000, 10_000]),
+            // Drawn last, so every earlier parameter of a seed stays what it was.
+            v2_permille: *pick(&mut rng, &[0, 200, 500]),
             planted,
         }
     }

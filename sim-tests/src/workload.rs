@@ -115,9 +115,16 @@ pub async fn kv_client(ctx: ClientCtx) {
     let mut revision_seen: i64 = 0;
     while !ctx.stopped() {
         seq += 1;
+        let v2 = madsim::rand::thread_rng().gen_range(0..1000) < ctx.params.v2_permille;
+        if v2 && madsim::rand::thread_rng().gen_ratio(1, 20) {
+            // A TTL key now and then, so v2 expiry runs under the faults too.
+            seq += 1;
+            ttl_write(&ctx, &ep, leader_hint, seq).await;
+        }
         let (input, request, serializable) = {
             let mut rng = madsim::rand::thread_rng();
-            let key = b(format!("k{}", rng.gen_range(0..ctx.params.keys)));
+            let n = rng.gen_range(0..ctx.params.keys);
+            let key = b(if v2 { format!("/v2k{n}") } else { format!("k{n}") });
             let value = b(format!("c{}-{seq}", ctx.id));
             if rng.gen_range(0..1000) >= ctx.params.write_permille {
                 let serializable = rng.gen_range(0..1000) < ctx.params.serializable_permille;
@@ -158,11 +165,18 @@ pub async fn kv_client(ctx: ClientCtx) {
                 }
             }
         };
+        let request = if v2 { v2_request(&input, serializable) } else { request };
         let target = if madsim::rand::thread_rng().gen_bool(0.8) { leader_hint } else { ctx.random_member() };
         let invoke = ctx.now_ns();
         let result = call(&ep, ctx.member_addr(target), seq, request).await;
         let complete = ctx.now_ns();
         let (outcome, acked) = match &result {
+            // The v2 store's answers, including the errors that are outcomes (not found, compare
+            // failed, already exists). v2 writes carry no revision: not part of the lost-write
+            // check, which reads the v3 store.
+            Some(r) if v2 && v2_outcome(&input, r).is_some() => {
+                (v2_outcome(&input, r).expect("checked"), None)
+            }
             None | Some(Err(Error::TimedOut)) => {
                 // The member may be down, paused or cut off: try another next time.
                 leader_hint = ctx.random_member();
@@ -235,6 +249,85 @@ pub async fn kv_client(ctx: ClientCtx) {
         let think = madsim::rand::thread_rng().gen_range(0..15);
         madsim::time::sleep(Duration::from_millis(think)).await;
     }
+}
+
+/// The v2 request for a key-value client's `input`: a set, a delete, a compare-and-swap (or a
+/// create, when the key must be absent), a read (linearizable unless `serializable`).
+fn v2_request(input: &Input, serializable: bool) -> Request {
+    use cairn_core::v2::{V2Get, V2Write};
+    let path = |k: &Bytes| String::from_utf8_lossy(k).into_owned();
+    let text = |v: &Bytes| String::from_utf8_lossy(v).into_owned();
+    match input {
+        Input::Get { key } => {
+            Request::V2Get(V2Get { path: path(key), recursive: false, sorted: false, quorum: !serializable })
+        }
+        Input::Put { key, value } => Request::V2Write(V2Write::Set {
+            path: path(key),
+            dir: false,
+            value: text(value),
+            expire_ns: None,
+            refresh: false,
+        }),
+        Input::Delete { key } => {
+            Request::V2Write(V2Write::Delete { path: path(key), dir: false, recursive: false })
+        }
+        Input::Cas { key, expected: Some(old), value } => Request::V2Write(V2Write::CompareAndSwap {
+            path: path(key),
+            prev_value: text(old),
+            prev_index: 0,
+            value: text(value),
+            expire_ns: None,
+            refresh: false,
+        }),
+        Input::Cas { key, expected: None, value } => Request::V2Write(V2Write::Create {
+            path: path(key),
+            dir: false,
+            value: text(value),
+            unique: false,
+            expire_ns: None,
+        }),
+    }
+}
+
+/// What a v2 answer means for `input`; None for answers that are not outcomes (timeouts,
+/// refusals), which the caller treats as it does for v3.
+fn v2_outcome(input: &Input, r: &Result<Response, Error>) -> Option<Outcome> {
+    let output = match (input, r) {
+        (Input::Get { .. }, Ok(Response { body: ResponseBody::V2(Some(e)), .. })) => {
+            Output::Get(e.node.value.clone().map(Bytes::from))
+        }
+        (Input::Get { .. }, Err(Error::V2 { code: 100, .. })) => Output::Get(None),
+        (Input::Put { .. }, Ok(_)) => Output::Put,
+        (Input::Delete { .. }, Ok(_)) => Output::Delete { deleted: true },
+        (Input::Delete { .. }, Err(Error::V2 { code: 100, .. })) => Output::Delete { deleted: false },
+        (Input::Cas { .. }, Ok(_)) => Output::Cas { succeeded: true },
+        (Input::Cas { .. }, Err(Error::V2 { code: 100 | 101 | 105, .. })) => Output::Cas { succeeded: false },
+        _ => return None,
+    };
+    Some(Outcome::Ok(output))
+}
+
+/// Sets a v2 key that expires in 1-3 s (by the client's clock), not recorded in the history.
+async fn ttl_write(ctx: &ClientCtx, ep: &Endpoint, target: u64, id: u64) {
+    use cairn_core::v2::V2Write;
+    let (n, secs) = {
+        let mut rng = madsim::rand::thread_rng();
+        (rng.gen_range(0..3), rng.gen_range(1..=3))
+    };
+    let expire_ns = cairn_io_sim::clock::wall_ns(ctx.now_ms()) + secs * 1_000_000_000;
+    let req = V2Write::Set {
+        path: format!("/ttl/k{n}"),
+        dir: false,
+        value: format!("c{}-{id}", ctx.id),
+        expire_ns: Some(expire_ns),
+        refresh: false,
+    };
+    let result = call(ep, ctx.member_addr(target), id, Request::V2Write(req)).await;
+    ctx.trace.record(
+        ctx.now_ms(),
+        "v2_ttl",
+        json!({ "client": ctx.id, "key": n, "secs": secs, "ok": matches!(result, Some(Ok(_))) }),
+    );
 }
 
 /// A lease holder: grants a lease, attaches keys, keeps it alive for a while, then revokes it
