@@ -227,6 +227,8 @@ pub struct V2Store {
     history: VecDeque<V2Event>,
     /// Nodes with a TTL, by expiry time.
     expiring: BTreeSet<(i64, String)>,
+    /// Nodes removed by expiry so far (etcd's `expireCount`).
+    expired: u64,
 }
 
 /// What a write did: its event, and the paths it removed (a deleted directory's whole
@@ -240,6 +242,11 @@ impl V2Store {
     /// The index of the last change (etcd's `X-Etcd-Index`).
     pub fn index(&self) -> u64 {
         self.index
+    }
+
+    /// How many nodes expired so far.
+    pub fn expired_count(&self) -> u64 {
+        self.expired
     }
 
     /// The earliest expiry time of any node, if any node has a TTL.
@@ -598,6 +605,7 @@ impl V2Store {
             }
             let n = self.nodes.get(&path).cloned().expect("scheduled nodes exist");
             events.push(self.remove_with_event(&path, &n, V2Action::Expire));
+            self.expired += 1;
         }
         V2Applied { events }
     }

@@ -46,6 +46,8 @@ pub struct NodeStatus {
     pub members: BTreeMap<u64, cairn_core::state_machine::MemberAttributes>,
     /// The v2 keys store's index (etcd's `X-Etcd-Index`).
     pub v2_index: u64,
+    /// v2 keys expired so far.
+    pub v2_expired: u64,
 }
 
 /// A watch's stream of updates, in order. The stream ends if the member drops the watcher
@@ -280,6 +282,7 @@ async fn run(
             voters: voters.clone(),
             members: st.members().clone(),
             v2_index: st.v2().index(),
+            v2_expired: st.v2().expired_count(),
         });
 
         let wait = core.poll_timeout().saturating_sub(now_ms());

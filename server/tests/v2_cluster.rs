@@ -96,6 +96,10 @@ fn a_ttl_key_expires_once_for_every_replica() {
         assert_eq!(e["node"]["modifiedIndex"], created + 1, "{events:?}");
         assert_eq!(e["prevNode"]["value"], "held");
     }
+    for i in 0..3 {
+        let stats = send(&c, i, &get("/v2/stats/store")).json();
+        assert_eq!(stats["expireCount"], 1, "member {i}: {stats}");
+    }
 }
 
 #[test]

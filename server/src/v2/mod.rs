@@ -647,7 +647,7 @@ async fn stats_store(State(v2): State<V2>, method: Method) -> Response {
         ("compareAndSwapFail", g(&s.fail, CompareAndSwap)),
         ("compareAndDeleteSuccess", g(&s.ok, CompareAndDelete)),
         ("compareAndDeleteFail", g(&s.fail, CompareAndDelete)),
-        ("expireCount", g(&s.ok, Expire)),
+        ("expireCount", v2.node.status().v2_expired),
         ("watchers", s.watchers.load(Ordering::Relaxed)),
     ];
     // In etcd's field order.
