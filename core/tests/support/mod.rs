@@ -71,6 +71,9 @@ pub struct Member {
     pub boots: u64,
 }
 
+/// Decides, message by message, which to drop.
+pub type DropFilter = Box<dyn FnMut(&Message) -> bool>;
+
 pub struct Cluster {
     pub members: BTreeMap<u64, Member>,
     pub now_ms: u64,
@@ -82,7 +85,7 @@ pub struct Cluster {
     /// Every output of every member, rendered, in order: what determinism tests hash.
     pub trace: Vec<String>,
     /// Drops the messages it returns true for (in addition to cut links).
-    pub drop_if: Option<Box<dyn FnMut(&Message) -> bool>>,
+    pub drop_if: Option<DropFilter>,
     /// Paused members: no time passes for them, and messages to them wait in `held`.
     paused: BTreeSet<u64>,
     held: BTreeMap<u64, Vec<Message>>,
