@@ -160,6 +160,14 @@ async fn keys(State(v2): State<V2>, method: Method, uri: Uri, headers: HeaderMap
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
         return r;
     }
+    if form::unescape(uri.path(), false).is_err() {
+        // Go's HTTP server refuses a path it cannot unescape before any handler runs.
+        let mut r = Response::new(Body::from("400 Bad Request"));
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
     let body = match axum::body::to_bytes(body, FORM_BYTES_MAX + 1).await {
         Ok(b) if b.len() <= FORM_BYTES_MAX => b,
         Ok(_) | Err(_) => return v2.error_response(210, "http: POST too large", 0),
