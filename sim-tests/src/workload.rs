@@ -118,8 +118,10 @@ pub async fn kv_client(ctx: ClientCtx) {
         let v2 = madsim::rand::thread_rng().gen_range(0..1000) < ctx.params.v2_permille;
         if v2 && madsim::rand::thread_rng().gen_ratio(1, 20) {
             // A TTL key now and then, so v2 expiry runs under the faults too.
-            seq += 1;
             ttl_write(&ctx, &ep, leader_hint, seq).await;
+            // The operation below needs an id of its own: a late answer to this write must
+            // not be taken for its answer.
+            seq += 1;
         }
         let (input, request, serializable) = {
             let mut rng = madsim::rand::thread_rng();
