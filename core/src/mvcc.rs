@@ -51,6 +51,14 @@ pub struct Mvcc {
     compacted_revision: i64,
 }
 
+/// What one `Mvcc::encode_keys` call wrote.
+pub(crate) struct KeysEncoded {
+    /// Keys written.
+    pub keys: u64,
+    /// The last key looked at, to continue after; `None` once every key was.
+    pub last: Option<Box<[u8]>>,
+}
+
 /// What a write txn did: its response, its changes for watchers, and the store's revision
 /// after it (the new revision if it changed anything, else the unchanged one).
 #[derive(Clone, Debug, PartialEq)]
@@ -506,6 +514,42 @@ impl Mvcc {
         });
         self.compacted_revision = revision;
         Ok(())
+    }
+
+    /// Encodes keys after `after` (from the first if `None`), in key order, each with its
+    /// changes at or below `revision`, in the layout of `history` in this store's bincode
+    /// encoding; a key with none is skipped. Stops once `bytes_max` bytes are written.
+    ///
+    /// Histories only grow at their end (a change takes a revision above every existing one)
+    /// and shrink only by `compact`, so until the next compaction, successive calls, with
+    /// writes in between, encode exactly the history as it stood at `revision`: a snapshot a
+    /// piece at a time (`SnapshotBuilder`).
+    pub(crate) fn encode_keys(
+        &self,
+        after: Option<&[u8]>,
+        revision: i64,
+        bytes_max: usize,
+        buf: &mut Vec<u8>,
+    ) -> KeysEncoded {
+        use bincode::Options;
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let start = buf.len();
+        let mut out = KeysEncoded { keys: 0, last: None };
+        for (key, history) in self.history.range::<[u8], _>((lower, Bound::Unbounded)) {
+            if buf.len() - start >= bytes_max {
+                return out;
+            }
+            out.last = Some(key.0.clone());
+            let upto = history.partition_point(|e| e.revision.main <= revision);
+            if upto > 0 {
+                crate::request::codec()
+                    .serialize_into(&mut *buf, &(key, &history[..upto]))
+                    .expect("encoding into a Vec cannot fail");
+                out.keys += 1;
+            }
+        }
+        out.last = None;
+        out
     }
 
     /// Checks the store's invariants: run it on a store decoded from a snapshot, before
