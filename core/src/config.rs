@@ -27,6 +27,10 @@ pub struct Config {
     /// Entries kept in the log behind a snapshot, so a follower that is only a little behind
     /// catches up from the log rather than by snapshot (etcd's `SnapshotCatchUpEntries`).
     pub snapshot_catch_up_entries: u64,
+    /// Snapshot bytes encoded per `Core::advance`, about: a large store is snapshotted over
+    /// many calls (see `SnapshotBuilder`), so that no call holds up the member for long
+    /// (encoding runs at several hundred MiB/s).
+    pub snapshot_step_bytes: usize,
     /// Largest encoded request accepted (`Error::RequestTooLarge` above it).
     pub request_bytes_max: usize,
     /// Most operations in one txn's compare, success or failure list (`Error::TooManyOps`),
@@ -65,6 +69,7 @@ impl Config {
             election_ticks: 10,
             snapshot_entries: 100_000,
             snapshot_catch_up_entries: 5_000,
+            snapshot_step_bytes: 4 << 20,
             request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
             txn_ops_max: crate::mvcc::MAX_TXN_OPS,
             append_bytes_max: 1024 * 1024,

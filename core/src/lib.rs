@@ -87,6 +87,7 @@ pub mod lease;
 pub mod mvcc;
 pub mod node;
 pub mod request;
+pub mod snapshot;
 pub mod state_machine;
 pub mod storage;
 pub mod v2;

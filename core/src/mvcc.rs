@@ -45,10 +45,18 @@ pub const MAX_TXN_OPS: usize = 128;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Mvcc {
     /// Per key, its changes in strictly ascending revision order; never an empty `Vec`.
-    history: BTreeMap<Bytes, Vec<Entry>>,
+    history: BTreeMap<Blob, Vec<Entry>>,
     current_revision: i64,
     /// Reads below this revision fail with `Error::Compacted`; 0 before any compaction.
     compacted_revision: i64,
+}
+
+/// What one `Mvcc::encode_keys` call wrote.
+pub(crate) struct KeysEncoded {
+    /// Keys written.
+    pub keys: u64,
+    /// The last key looked at, to continue after; `None` once every key was.
+    pub last: Option<Box<[u8]>>,
 }
 
 /// What a write txn did: its response, its changes for watchers, and the store's revision
@@ -80,18 +88,97 @@ struct Entry {
 struct Record {
     create_revision: i64,
     version: i64,
-    value: Bytes,
+    value: Blob,
     lease: i64,
 }
 
+/// A key or value as the store holds it: one exact-size allocation and a 16-byte handle.
+///
+/// Not `Bytes`, which the requests, responses and events use: a `Bytes` handle is 32 bytes,
+/// and the first clone of one made from a `Vec` (every value, when its event is built)
+/// allocates a 24-byte shared header as well. With a million keys that is 80 bytes a key more
+/// than this. Reads copy out into a fresh `Bytes` instead (`Entry::kv`), a memcpy of what the
+/// response would have to encode anyway. Serialized as bytes, exactly as `Bytes` is.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Blob(Box<[u8]>);
+
+impl Blob {
+    fn of(bytes: &[u8]) -> Blob {
+        Blob(bytes.into())
+    }
+
+    fn to_bytes(&self) -> Bytes {
+        Bytes::copy_from_slice(&self.0)
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Blob {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Blob {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Blob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // As `Bytes` prints: b"..." with escapes.
+        std::fmt::Debug::fmt(&Bytes::copy_from_slice(&self.0), f)
+    }
+}
+
+impl Serialize for Blob {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Blob {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Blob, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Blob;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> std::result::Result<Blob, E> {
+                Ok(Blob::of(v))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> std::result::Result<Blob, E> {
+                Ok(Blob(v.into_boxed_slice()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Blob, A::Error> {
+                let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                while let Some(b) = seq.next_element()? {
+                    v.push(b);
+                }
+                Ok(Blob(v.into_boxed_slice()))
+            }
+        }
+        d.deserialize_bytes(Visitor)
+    }
+}
+
 impl Entry {
-    fn kv(&self, key: &Bytes) -> Option<KeyValue> {
+    fn kv(&self, key: &Blob) -> Option<KeyValue> {
+        self.kv_keyed(key.to_bytes())
+    }
+
+    fn kv_keyed(&self, key: Bytes) -> Option<KeyValue> {
         self.record.as_ref().map(|r| KeyValue {
-            key: key.clone(),
+            key,
             create_revision: r.create_revision,
             mod_revision: self.revision.main,
             version: r.version,
-            value: r.value.clone(),
+            value: r.value.to_bytes(),
             lease: r.lease,
         })
     }
@@ -107,13 +194,13 @@ impl Entry {
 
     /// The watch event for this change, given the key's state just before it. Both the write
     /// path and `Mvcc::events` build events here, so they cannot disagree.
-    fn event(&self, key: &Bytes, prev_kv: Option<KeyValue>) -> Event {
-        match self.kv(key) {
+    fn event(&self, key: Bytes, prev_kv: Option<KeyValue>) -> Event {
+        match self.kv_keyed(key.clone()) {
             Some(kv) => Event { kind: EventKind::Put, kv, prev_kv },
             // etcd's tombstone: only the key and the deletion's revision.
             None => Event {
                 kind: EventKind::Delete,
-                kv: KeyValue { key: key.clone(), mod_revision: self.revision.main, ..KeyValue::default() },
+                kv: KeyValue { key, mod_revision: self.revision.main, ..KeyValue::default() },
                 prev_kv,
             },
         }
@@ -233,7 +320,7 @@ impl Mvcc {
                     "history of {key:?} lacks the state before {:?}",
                     entry.revision
                 );
-                events.push((entry.revision, entry.event(key, prev)));
+                events.push((entry.revision, entry.event(key.to_bytes(), prev)));
             }
         }
         events.sort_by_key(|(revision, _)| *revision);
@@ -419,11 +506,50 @@ impl Mvcc {
                     last
                 };
                 history.drain(..keep_from);
+                if history.capacity() > 2 * history.len() {
+                    history.shrink_to_fit();
+                }
             }
             !history.is_empty()
         });
         self.compacted_revision = revision;
         Ok(())
+    }
+
+    /// Encodes keys after `after` (from the first if `None`), in key order, each with its
+    /// changes at or below `revision`, in the layout of `history` in this store's bincode
+    /// encoding; a key with none is skipped. Stops once `bytes_max` bytes are written.
+    ///
+    /// Histories only grow at their end (a change takes a revision above every existing one)
+    /// and shrink only by `compact`, so until the next compaction, successive calls, with
+    /// writes in between, encode exactly the history as it stood at `revision`: a snapshot a
+    /// piece at a time (`SnapshotBuilder`).
+    pub(crate) fn encode_keys(
+        &self,
+        after: Option<&[u8]>,
+        revision: i64,
+        bytes_max: usize,
+        buf: &mut Vec<u8>,
+    ) -> KeysEncoded {
+        use bincode::Options;
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let start = buf.len();
+        let mut out = KeysEncoded { keys: 0, last: None };
+        for (key, history) in self.history.range::<[u8], _>((lower, Bound::Unbounded)) {
+            if buf.len() - start >= bytes_max {
+                return out;
+            }
+            out.last = Some(key.0.clone());
+            let upto = history.partition_point(|e| e.revision.main <= revision);
+            if upto > 0 {
+                crate::request::codec()
+                    .serialize_into(&mut *buf, &(key, &history[..upto]))
+                    .expect("encoding into a Vec cannot fail");
+                out.keys += 1;
+            }
+        }
+        out.last = None;
+        out
     }
 
     /// Checks the store's invariants: run it on a store decoded from a snapshot, before
@@ -563,13 +689,13 @@ impl Mvcc {
     fn apply_put(&mut self, batch: &mut Batch, req: &PutRequest) -> PutResponse {
         let prev = self.kv_at_revision(&req.key, batch.main);
         let mut record =
-            Record { create_revision: batch.main, version: 1, value: req.value.clone(), lease: req.lease };
+            Record { create_revision: batch.main, version: 1, value: Blob::of(&req.value), lease: req.lease };
         match &prev {
             Some(p) => {
                 record.create_revision = p.create_revision;
                 record.version = p.version + 1;
                 if req.ignore_value {
-                    record.value = p.value.clone();
+                    record.value = Blob::of(&p.value);
                 }
                 if req.ignore_lease {
                     record.lease = p.lease;
@@ -599,11 +725,16 @@ impl Mvcc {
     /// Records one change at the batch's next sub revision. `prev` is the key's state before.
     fn append(&mut self, batch: &mut Batch, key: &Bytes, record: Option<Record>, prev: Option<KeyValue>) {
         let entry = Entry { revision: Revision { main: batch.main, sub: batch.changes() }, record };
-        let history = self.history.entry(key.clone()).or_default();
+        if !self.history.contains_key(&key[..]) {
+            // Most keys are written once between compactions: room for one change, not the
+            // four a `Vec`'s first push reserves.
+            self.history.insert(Blob::of(key), Vec::with_capacity(1));
+        }
+        let history = self.history.get_mut(&key[..]).expect("inserted above");
         let last_main = history.last().map_or(0, |last| last.revision.main);
         assert!(last_main < batch.main, "key {key:?} changed twice in revision {}", batch.main);
         assert!(!key.is_empty(), "empty key written");
-        batch.events.push(entry.event(key, prev));
+        batch.events.push(entry.event(key.clone(), prev));
         history.push(entry);
     }
 
@@ -868,4 +999,43 @@ fn branch_writes(ops: &[RequestOp]) -> Result<Writes> {
     }
     let deletes = merge(per_op.iter_mut().flat_map(|w| std::mem::take(&mut w.deletes)).collect());
     Ok(Writes { puts, deletes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a key costs the store is most of a member's memory (docs/benchmarks.md, "Memory").
+    #[test]
+    fn a_key_written_once_costs_one_exact_allocation_for_its_history() {
+        assert!(std::mem::size_of::<Entry>() <= 56, "Entry is {} bytes", std::mem::size_of::<Entry>());
+        assert_eq!(std::mem::size_of::<Blob>(), 16);
+        let mut store = Mvcc::new();
+        let put = PutRequest {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from(vec![7; 256]),
+            ..Default::default()
+        };
+        store.put(&put, &|_| false).expect("put");
+        let history = &store.history[&b"k"[..]];
+        assert_eq!((history.len(), history.capacity()), (1, 1));
+        assert_eq!(history[0].record.as_ref().expect("a put").value.len(), 256);
+        store.put(&put, &|_| false).expect("put");
+        store.put(&put, &|_| false).expect("put");
+        store.compact(store.current_revision()).expect("compact");
+        let history = &store.history[&b"k"[..]];
+        assert!(history.capacity() <= 2 * history.len(), "compaction left {history:?} oversized");
+    }
+
+    /// The store's snapshot encoding is unchanged by how it holds keys and values: bytes with a
+    /// u64 length, as `Bytes` encodes them.
+    #[test]
+    fn blobs_encode_as_bytes_do() {
+        use bincode::Options;
+        let codec = crate::request::codec;
+        let blob = codec().serialize(&Blob::of(b"abc")).expect("encodes");
+        assert_eq!(blob, codec().serialize(&Bytes::from_static(b"abc")).expect("encodes"));
+        let back: Blob = codec().deserialize(&blob).expect("decodes");
+        assert_eq!(&back[..], b"abc");
+    }
 }

@@ -17,6 +17,7 @@ use crate::kv::{Event, TxnRequest};
 use crate::lease::Lessor;
 use crate::mvcc;
 use crate::request::{Command, Header, Origin, Proposal, Request, RequestId, Response, ResponseBody};
+use crate::snapshot::{SnapshotBuilder, Step};
 use crate::state_machine::StateMachine;
 use crate::storage::LogStore;
 use crate::v2::{V2Event, V2Get, V2WatchId, V2Watchers};
@@ -159,6 +160,10 @@ pub struct Core {
     watches: WatchHub,
     v2_watches: V2Watchers,
     last_snapshot_index: u64,
+    /// The snapshot being encoded, a step per `advance` (see `SnapshotBuilder`).
+    snapshot_building: Option<SnapshotBuilder>,
+    /// The size of the last snapshot built, to size the next one's buffer.
+    snapshot_bytes_last: usize,
     /// Raft ticks since boot.
     ticks: u64,
     /// As leader: peers raft-rs is sending a snapshot to, with the tick it started. A snapshot
@@ -247,6 +252,8 @@ impl Core {
             watches: WatchHub::default(),
             v2_watches: V2Watchers::default(),
             last_snapshot_index,
+            snapshot_building: None,
+            snapshot_bytes_last: 0,
             ticks: 0,
             snapshot_sending_since: BTreeMap::new(),
             snapshot_unpersisted: None,
@@ -305,6 +312,10 @@ impl Core {
     /// When to call `handle_timeout` next, in the driver's milliseconds. A simulator may jump
     /// straight there.
     pub fn poll_timeout(&self) -> u64 {
+        if self.snapshot_building.is_some() {
+            // Work to do at once: the next step of the snapshot.
+            return self.now_ms;
+        }
         self.next_tick_ms
     }
 
@@ -607,6 +618,8 @@ impl Core {
                 .apply_snapshot(snap.clone())
                 .map_err(|e| Error::Raft(format!("installing snapshot: {e}")))?;
             self.sm = sm;
+            // A snapshot of the replaced state would be of the wrong history.
+            self.snapshot_building = None;
             self.last_snapshot_index = index;
             self.snapshot_unpersisted = Some((rd.number(), index));
             self.out.conf_state = Some(snap.get_metadata().get_conf_state().clone());
@@ -810,6 +823,7 @@ impl Core {
     }
 
     fn retry_lost_snapshots(&mut self) {
+        self.release_unneeded_snapshot();
         if !self.is_leader() {
             self.snapshot_sending_since.clear();
             return;
@@ -864,6 +878,24 @@ impl Core {
         self.sync_role();
     }
 
+    /// Drops the latest snapshot's data from memory once no follower needs it: none is being
+    /// sent one, and every one can catch up from the log. A follower that later falls behind
+    /// the log gets a new snapshot built for it.
+    fn release_unneeded_snapshot(&mut self) {
+        if !self.raw.store().holds_snapshot_data() {
+            return;
+        }
+        let first_index = self.raw.raft.raft_log.first_index();
+        let needed = self.is_leader()
+            && self.raw.raft.prs().iter().any(|(&id, pr)| {
+                id != self.config.id
+                    && (pr.state == raft::ProgressState::Snapshot || pr.matched + 1 < first_index)
+            });
+        if !needed {
+            self.raw.mut_store().release_snapshot_data();
+        }
+    }
+
     /// As leader, proposes a revoke for each lease whose TTL ran out on this member's clock.
     fn expire_leases(&mut self) {
         if !self.lessor.is_primary() {
@@ -877,25 +909,46 @@ impl Core {
         self.sync_role();
     }
 
+    /// Snapshots every `snapshot_entries` applied entries, and when raft-rs wants one to send
+    /// to a follower and has none in memory; one `SnapshotBuilder` step per call.
     fn maybe_snapshot(&mut self) -> Result<()> {
-        let applied = self.sm.applied_index();
-        if applied < self.last_snapshot_index + self.config.snapshot_entries
-            || self.snapshot_unpersisted.is_some()
-        {
-            return Ok(());
+        if self.snapshot_building.is_none() {
+            let applied = self.sm.applied_index();
+            let due = applied >= self.last_snapshot_index + self.config.snapshot_entries
+                || (self.raw.store().snapshot_wanted() && applied > 0);
+            if !due || self.snapshot_unpersisted.is_some() {
+                return Ok(());
+            }
+            let conf_state = self.raw.store().conf_state();
+            self.snapshot_building =
+                Some(SnapshotBuilder::start(&self.sm, conf_state, self.snapshot_bytes_last));
         }
+        let building = self.snapshot_building.as_mut().expect("started above");
+        match building.step(&self.sm, self.config.snapshot_step_bytes) {
+            Step::More => return Ok(()),
+            // Started again on the next call, from the compacted store.
+            Step::Abandoned => {
+                self.snapshot_building = None;
+                return Ok(());
+            }
+            Step::Done => {}
+        }
+        let building = self.snapshot_building.take().expect("stepped above");
         let mut snap = Snapshot::default();
-        snap.set_data(self.sm.encode().into());
         let meta = snap.mut_metadata();
-        meta.index = applied;
-        meta.term = self.sm.applied_term();
-        meta.set_conf_state(self.raw.store().conf_state());
-        let log_first_index = applied.saturating_sub(self.config.snapshot_catch_up_entries).max(1);
+        let (index, term) = (building.index(), building.term());
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(building.conf_state().clone());
+        let data = building.finish();
+        self.snapshot_bytes_last = data.len();
+        snap.set_data(data.into());
+        let log_first_index = index.saturating_sub(self.config.snapshot_catch_up_entries).max(1);
         self.raw
             .mut_store()
             .set_snapshot_and_compact(snap.clone(), log_first_index)
             .map_err(|e| Error::Raft(format!("compacting the log: {e}")))?;
-        self.last_snapshot_index = applied;
+        self.last_snapshot_index = index;
         self.out.snapshot = Some(SnapshotMade { snapshot: snap, log_first_index });
         Ok(())
     }

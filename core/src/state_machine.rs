@@ -15,7 +15,9 @@ use crate::{Error, Result};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StateMachine {
-    mvcc: Mvcc,
+    // Field order is the snapshot's layout. The MVCC store goes last, so that
+    // `SnapshotBuilder` can write every other field at once and then the store a piece at a
+    // time (`encode_header`, `Mvcc::encode_keys`).
     leases: Leases,
     /// Which proposals were applied, so each applies at most once (see `first_application`).
     proposals: AppliedProposals,
@@ -30,6 +32,7 @@ pub struct StateMachine {
     /// applied index have the same digest exactly when they applied the same entries. The
     /// simulator checks Raft's state machine safety with it.
     applied_digest: u64,
+    mvcc: Mvcc,
 }
 
 /// A member's published attributes.
@@ -56,7 +59,7 @@ pub struct Applied {
 }
 
 /// Leading byte of an encoded snapshot; bumped when the encoding changes.
-const SNAPSHOT_FORMAT: u8 = 2;
+const SNAPSHOT_FORMAT: u8 = 3;
 
 impl Default for StateMachine {
     fn default() -> Self {
@@ -247,6 +250,36 @@ impl StateMachine {
         self.applied_digest = splitmix64(h ^ payload.len() as u64);
     }
 
+    /// The start of `encode`'s bytes: the format byte and every field before the MVCC store
+    /// (`SnapshotBuilder` writes the store after it).
+    pub(crate) fn encode_header(&self, buf: &mut Vec<u8>) {
+        use bincode::Options;
+        /// `StateMachine`'s fields before `mvcc`, in its order, borrowed.
+        #[derive(Serialize)]
+        struct Header<'a> {
+            leases: &'a Leases,
+            proposals: &'a AppliedProposals,
+            members: &'a BTreeMap<u64, MemberAttributes>,
+            v2: &'a V2Store,
+            applied_index: u64,
+            applied_term: u64,
+            applied_digest: u64,
+        }
+        let header = Header {
+            leases: &self.leases,
+            proposals: &self.proposals,
+            members: &self.members,
+            v2: &self.v2,
+            applied_index: self.applied_index,
+            applied_term: self.applied_term,
+            applied_digest: self.applied_digest,
+        };
+        buf.push(SNAPSHOT_FORMAT);
+        codec().serialize_into(buf, &header).expect("encoding into a Vec cannot fail");
+    }
+
+    /// The whole state at once. A member snapshots with `SnapshotBuilder` instead, which
+    /// produces the same bytes a piece at a time.
     pub fn encode(&self) -> Vec<u8> {
         use bincode::Options;
         let mut buf = vec![SNAPSHOT_FORMAT];

@@ -7,22 +7,34 @@
 //!
 //! raft-rs's `MemStorage` keeps the log but builds snapshots without data; `LogStore` wraps it
 //! and answers `snapshot()` with the state machine snapshot the core made (or received) last.
+//!
+//! A snapshot's data is as large as the store, and is on the driver's disk once made: it is
+//! kept here only while a follower needs it. When raft-rs asks for a snapshot whose data is not
+//! here, `snapshot()` answers "temporarily unavailable" (raft-rs tries again on the follower's
+//! next response) and marks it wanted; the core then builds a new one (`snapshot_wanted`).
 
+use std::cell::Cell;
+
+use bytes::Bytes;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::storage::{MemStorage, RaftState, Storage};
 use raft::{GetEntriesContext, StorageError};
 
 pub struct LogStore {
     mem: MemStorage,
-    /// The latest snapshot with state machine data, index 0 if none was made yet.
+    /// The latest snapshot's metadata (its data always empty), index 0 if none was made yet.
     snapshot: Snapshot,
+    /// The latest snapshot's data, while a follower may need it (see the module docs).
+    data: Option<Bytes>,
+    /// raft-rs asked for a snapshot that `data` could not answer.
+    wanted: Cell<bool>,
 }
 
 impl LogStore {
     /// A log for a member that has never run: empty, with the initial voters.
     pub fn new_bootstrap(voters: &[u64]) -> LogStore {
         let mem = MemStorage::new_with_conf_state(ConfState::from((voters.to_vec(), vec![])));
-        LogStore { mem, snapshot: Snapshot::default() }
+        LogStore { mem, snapshot: Snapshot::default(), data: None, wanted: Cell::new(false) }
     }
 
     /// Rebuilds the log from what the driver recovered: the latest snapshot (if any), the hard
@@ -34,7 +46,7 @@ impl LogStore {
         entries: &[Entry],
     ) -> raft::Result<LogStore> {
         let mem = MemStorage::new();
-        let mut store = LogStore { mem, snapshot: Snapshot::default() };
+        let mut store = LogStore { mem, snapshot: Snapshot::default(), data: None, wanted: Cell::new(false) };
         let snap_index = snapshot.as_ref().map_or(0, |s| s.get_metadata().index);
         if let Some(snap) = snapshot {
             store.apply_snapshot(snap)?;
@@ -92,19 +104,27 @@ impl LogStore {
 
     /// Installs a snapshot received from the leader (or recovered at boot): the log before and
     /// at its index is discarded.
-    pub fn apply_snapshot(&mut self, snap: Snapshot) -> raft::Result<()> {
+    /// Its data is not kept: the driver persists it, and the member rebuilds one if a follower
+    /// needs it.
+    pub fn apply_snapshot(&mut self, mut snap: Snapshot) -> raft::Result<()> {
+        snap.data = Bytes::new();
         self.mem.wl().apply_snapshot(snap.clone())?;
         self.snapshot = snap;
+        self.data = None;
         Ok(())
     }
 
     /// Records a snapshot the state machine made of itself and drops log entries before
     /// `compact_index` (which must not pass the snapshot's index, so that every index raft-rs
     /// may still ask for is either in the log or covered by the snapshot).
-    pub fn set_snapshot_and_compact(&mut self, snap: Snapshot, compact_index: u64) -> raft::Result<()> {
+    ///
+    /// The data is kept only if raft-rs wanted a snapshot since the last one was made.
+    pub fn set_snapshot_and_compact(&mut self, mut snap: Snapshot, compact_index: u64) -> raft::Result<()> {
         let snap_index = snap.get_metadata().index;
         assert!(compact_index <= snap_index + 1, "compacting past the snapshot would lose entries");
         assert!(snap_index >= self.snapshot.get_metadata().index, "snapshots must not go back");
+        let data = std::mem::take(&mut snap.data);
+        self.data = self.wanted.replace(false).then_some(data);
         self.snapshot = snap;
         if compact_index > self.first_index()? {
             self.mem.wl().compact(compact_index)?;
@@ -112,8 +132,24 @@ impl LogStore {
         Ok(())
     }
 
-    pub fn latest_snapshot(&self) -> &Snapshot {
-        &self.snapshot
+    /// The latest snapshot's index, 0 if none.
+    pub fn snapshot_index(&self) -> u64 {
+        self.snapshot.get_metadata().index
+    }
+
+    /// raft-rs asked for a snapshot to send and none is in memory: the core should build one.
+    pub fn snapshot_wanted(&self) -> bool {
+        self.wanted.get()
+    }
+
+    /// Whether the latest snapshot's data is in memory.
+    pub fn holds_snapshot_data(&self) -> bool {
+        self.data.is_some()
+    }
+
+    /// Drops the latest snapshot's data (no follower needs it any more).
+    pub fn release_snapshot_data(&mut self) {
+        self.data = None;
     }
 }
 
@@ -148,14 +184,21 @@ impl Storage for LogStore {
     }
 
     /// raft-rs asks for a snapshot when a follower needs entries the log no longer has. The
-    /// core snapshots before it compacts, so the latest snapshot always covers them; if none
-    /// has been made yet the log was never compacted and this is not reached, but answering
-    /// "temporarily unavailable" lets raft-rs retry rather than fail.
+    /// core snapshots before it compacts, so the latest snapshot always covers them. Without
+    /// its data in memory (or with none made yet), the answer is "temporarily unavailable",
+    /// which raft-rs retries, and the snapshot is marked wanted for the core to build.
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let snap = &self.snapshot;
-        if snap.get_metadata().index == 0 || snap.get_metadata().index < request_index {
-            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+        let index = self.snapshot.get_metadata().index;
+        match &self.data {
+            Some(data) if index != 0 && index >= request_index => {
+                let mut snap = self.snapshot.clone();
+                snap.data = data.clone();
+                Ok(snap)
+            }
+            _ => {
+                self.wanted.set(true);
+                Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
+            }
         }
-        Ok(snap.clone())
     }
 }

@@ -120,6 +120,37 @@ fn lagging_follower_catches_up_by_snapshot() {
 }
 
 #[test]
+fn snapshots_are_built_a_step_at_a_time_and_rebuilt_for_a_lagging_follower() {
+    let mut c = Cluster::with_config(3, 5, |cfg| {
+        cfg.snapshot_entries = 20;
+        cfg.snapshot_catch_up_entries = 5;
+        // About one key per `advance`: a snapshot of this store takes many.
+        cfg.snapshot_step_bytes = 16;
+    });
+    let l = c.wait_for_leader();
+    let lagging = (1..=3).find(|&id| id != l).unwrap();
+    c.isolate(lagging);
+    let mut building_seen = false;
+    for i in 0..60 {
+        c.put(l, &format!("k{i:02}"), &i.to_string()).unwrap();
+        // While a snapshot is being built the member asks to be called again at once.
+        building_seen |= c.core(l).poll_timeout() == c.core(l).now_ms();
+    }
+    assert!(building_seen, "no snapshot was ever in progress between calls");
+    c.run_for(1_000);
+    assert!(c.members[&l].disk.snapshot.is_some(), "the leader snapshotted and compacted its log");
+    c.heal();
+    c.run_for(3_000);
+    // The leader kept no snapshot data after persisting its own; it built one for the follower.
+    assert_eq!(c.members[&lagging].disk.snapshots_installed, 1, "caught up by one snapshot");
+    assert_eq!(value(c.get(lagging, "k59", true).unwrap()), Some("59".into()));
+    c.assert_converged();
+    c.crash(lagging);
+    c.restart(lagging);
+    assert_eq!(value(c.get(lagging, "k00", true).unwrap()), Some("0".into()));
+}
+
+#[test]
 fn a_lost_snapshot_message_is_sent_again() {
     let mut c = Cluster::with_config(3, 13, |cfg| {
         cfg.snapshot_entries = 10;

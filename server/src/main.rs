@@ -16,6 +16,10 @@ use cairn_server::grpc;
 use cairn_server::info::{MemberInfo, ServerInfo};
 use clap::Parser;
 
+/// See server/Cargo.toml for why not the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The etcd API level Cairn implements; etcd clients read it from Status and /version.
 const ETCD_VERSION: &str = "3.4.0";
 
