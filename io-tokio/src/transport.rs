@@ -173,7 +173,10 @@ async fn accept_loop(listener: TcpListener, inbound: mpsc::Sender<PeerFrame>) {
 }
 
 /// Reads frames until the connection ends or sends garbage.
-async fn read_loop(mut stream: TcpStream, inbound: mpsc::Sender<PeerFrame>) {
+async fn read_loop(stream: TcpStream, inbound: mpsc::Sender<PeerFrame>) {
+    // Buffered: a burst of small frames (heartbeats, append acknowledgements) costs one read
+    // call, not two per frame.
+    let mut stream = tokio::io::BufReader::with_capacity(64 * 1024, stream);
     let mut buf = Vec::new();
     loop {
         let Ok(len) = stream.read_u32().await else { return };
