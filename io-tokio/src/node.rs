@@ -226,14 +226,18 @@ async fn run(
         // (acknowledging one ready number acknowledges every earlier one).
         let mut unsynced = false;
         loop {
+            let started = Instant::now();
             let out = core.advance()?;
+            warn_if_slow("advance", started);
             if out.is_empty() {
                 if !unsynced {
                     break;
                 }
                 // A storage or fsync failure stops the member: never carry on with state that
                 // may not be on disk (fsyncgate).
+                let started = Instant::now();
                 storage.sync().map_err(|e| Error::Corrupt(format!("fsync failed: {e}")))?;
+                warn_if_slow("fsync", started);
                 unsynced = false;
                 transport.send(after_sync.drain(..));
                 if let Some(n) = ack.take() {
@@ -241,9 +245,13 @@ async fn run(
                 }
                 continue;
             }
+            let started = Instant::now();
             transport.send(out.messages.iter().cloned());
+            warn_if_slow("sending messages", started);
             if out.persist.is_some() || out.snapshot.is_some() || out.conf_state.is_some() {
+                let started = Instant::now();
                 storage.write(&out).map_err(|e| Error::Corrupt(format!("storage write failed: {e}")))?;
+                warn_if_slow(if out.snapshot.is_some() { "writing a snapshot" } else { "writing" }, started);
                 unsynced = true;
             }
             if let Some(p) = &out.persist {
@@ -311,6 +319,17 @@ async fn run(
         core.set_wall_clock(unix_now_ns());
         core.handle_timeout(now_ms());
         s.expire_forwards(Instant::now());
+    }
+}
+
+/// A step of the loop that holds it longer than this is logged: every request and heartbeat
+/// waits behind it (etcd warns likewise when applying a request takes over 100 ms).
+const STEP_SLOW: Duration = Duration::from_millis(100);
+
+fn warn_if_slow(step: &str, started: Instant) {
+    let took = started.elapsed();
+    if took > STEP_SLOW {
+        tracing::warn!(step, took_ms = took.as_millis() as u64, "member loop step took too long");
     }
 }
 
