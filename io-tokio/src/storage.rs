@@ -83,6 +83,7 @@
 //!   snapshot, so the log holds about their sum plus the entries not yet applied.
 //! - One snapshot is kept; each new one replaces it. Files not recorded (at most the one being
 //!   written, or what a crash left) are deleted by `open`.
+//! - fjall holds at most `MEMTABLE_BYTES_MAX` per keyspace in memory before flushing it.
 //! - `recover` reads the whole state into memory: the log and the snapshot, once, at boot.
 //! - A write batch holds one output: the entries of one Raft ready (bounded by raft-rs's
 //!   message and ready sizes), or, for a snapshot, its record plus one tombstone per entry of
@@ -122,6 +123,12 @@ pub const KEY_FORMAT_VERSION: &[u8] = b"format_version";
 pub const KEY_HARD_STATE: &[u8] = b"hard_state";
 pub const KEY_CONF_STATE: &[u8] = b"conf_state";
 pub const KEY_SNAPSHOT: &[u8] = b"snapshot";
+/// The most each keyspace's fjall memtable holds before fjall flushes it to a table on its
+/// background thread (fjall's default is 64 MiB). What Cairn writes is read back only at boot
+/// (the log lives in the core's memory too), so a memtable is memory held for nothing: with
+/// the default, the two memtables (entries, tombstones and every hard state written) held
+/// ~146 MB of a member's heap after a million puts. Set when a keyspace is created.
+pub const MEMTABLE_BYTES_MAX: u64 = 8 << 20;
 /// The subdirectory of the member's directory that holds snapshot files.
 pub const SNAPSHOT_DIR: &str = "snapshots";
 
@@ -203,8 +210,9 @@ impl Storage {
             std::fs::create_dir_all(&snapshot_dir)?;
             snapshot_file::sync_dir(dir)?;
         }
-        let log = db.keyspace(LOG_KEYSPACE, KeyspaceCreateOptions::default)?;
-        let meta = db.keyspace(META_KEYSPACE, KeyspaceCreateOptions::default)?;
+        let options = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES_MAX);
+        let log = db.keyspace(LOG_KEYSPACE, options)?;
+        let meta = db.keyspace(META_KEYSPACE, options)?;
         let formatted = match meta.get(KEY_FORMAT_VERSION)? {
             None => false,
             Some(v) => {
