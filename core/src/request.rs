@@ -142,9 +142,14 @@ pub struct Proposal {
 const PROPOSAL_FORMAT: u8 = 1;
 
 impl Proposal {
+    /// The entry payload, in a buffer of exactly its size: it stays in the Raft log (in
+    /// memory until the next snapshot, 100,000 entries), where a buffer grown by doubling
+    /// held a 300-byte put in 512 bytes.
     pub fn encode(&self) -> Vec<u8> {
         use bincode::Options;
-        let mut buf = vec![PROPOSAL_FORMAT];
+        let size = codec().serialized_size(self).expect("sizing cannot fail") as usize;
+        let mut buf = Vec::with_capacity(1 + size);
+        buf.push(PROPOSAL_FORMAT);
         codec().serialize_into(&mut buf, self).expect("encoding into a Vec cannot fail");
         buf
     }
@@ -168,4 +173,23 @@ impl Proposal {
 pub(crate) fn codec() -> impl bincode::Options {
     use bincode::Options;
     bincode::DefaultOptions::new().with_fixint_encoding().reject_trailing_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::PutRequest;
+
+    #[test]
+    fn an_encoded_proposal_fills_its_buffer_exactly_and_decodes_back() {
+        let command = Command::Put(PutRequest {
+            key: bytes::Bytes::from_static(b"key00001"),
+            value: vec![7u8; 256].into(),
+            ..PutRequest::default()
+        });
+        let p = Proposal { origin: Some(Origin { member: 1, nonce: 9, seq: 42 }), command };
+        let buf = p.encode();
+        assert_eq!(buf.len(), buf.capacity(), "spare capacity stays allocated in the Raft log");
+        assert_eq!(Proposal::decode(&buf).unwrap(), p);
+    }
 }

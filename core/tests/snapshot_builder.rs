@@ -94,3 +94,16 @@ fn one_step_with_room_for_everything_is_the_whole_snapshot() {
     assert_eq!(b.step(&sm, usize::MAX), Step::Done);
     assert!(b.finish() == sm.encode());
 }
+
+#[test]
+fn a_snapshot_up_to_half_again_its_hint_is_built_without_growing_its_buffer() {
+    let sm = store(300);
+    let size = sm.encode().len();
+    // The previous snapshot was 2/3 of this one: the store grew by half since.
+    let hint = size * 2 / 3 + 1;
+    let mut b = SnapshotBuilder::start(&sm, ConfState::default(), hint);
+    while b.step(&sm, 64) == Step::More {}
+    let data = b.finish();
+    assert!(data == sm.encode());
+    assert_eq!(data.capacity(), hint + hint / 2, "the buffer grew, copying all of it in one step");
+}

@@ -12,6 +12,7 @@ use cairn_core::v2::{V2Event, V2WatchId};
 use cairn_core::{Config, Core, Error, Request, RequestId, Response, WatchId, WatchRequest, WatchUpdate};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::snapshot_file;
 use crate::storage::Storage;
 use crate::transport::{PeerFrame, Transport};
 
@@ -220,20 +221,25 @@ async fn run(
     // number those writes cover.
     let mut after_sync: Vec<cairn_core::eraftpb::Message> = Vec::new();
     let mut ack: Option<u64> = None;
+    let mut unsynced = false;
+    let mut snapshots = SnapshotWrites::new();
     loop {
         // Act on everything the core wants done. Writes go to storage as they come; one fsync
         // covers them all once the core has nothing more, then what waited for it is released
         // (acknowledging one ready number acknowledges every earlier one).
-        let mut unsynced = false;
         loop {
-            let out = core.advance()?;
+            let started = Instant::now();
+            let mut out = core.advance()?;
+            warn_if_slow("advance", started);
             if out.is_empty() {
                 if !unsynced {
                     break;
                 }
                 // A storage or fsync failure stops the member: never carry on with state that
                 // may not be on disk (fsyncgate).
+                let started = Instant::now();
                 storage.sync().map_err(|e| Error::Corrupt(format!("fsync failed: {e}")))?;
+                warn_if_slow("fsync", started);
                 unsynced = false;
                 transport.send(after_sync.drain(..));
                 if let Some(n) = ack.take() {
@@ -241,9 +247,17 @@ async fn run(
                 }
                 continue;
             }
+            let started = Instant::now();
             transport.send(out.messages.iter().cloned());
-            if out.persist.is_some() || out.snapshot.is_some() || out.conf_state.is_some() {
+            warn_if_slow("sending messages", started);
+            // The member's own snapshot is written off the loop (see `SnapshotWrites`).
+            if let Some(made) = out.snapshot.take() {
+                snapshots.start(&storage, made);
+            }
+            if out.persist.is_some() || out.conf_state.is_some() {
+                let started = Instant::now();
                 storage.write(&out).map_err(|e| Error::Corrupt(format!("storage write failed: {e}")))?;
+                warn_if_slow("writing", started);
                 unsynced = true;
             }
             if let Some(p) = &out.persist {
@@ -292,6 +306,15 @@ async fn run(
                 Some(input) => s.on_input(&mut core, input),
             },
             Some(frame) = transport.recv() => s.on_frame(&mut core, frame),
+            Some(written) = snapshots.done.recv() => {
+                // A failed write or fsync stops the member, as on the loop.
+                let (meta, log_first_index) = snapshots.finished(written)
+                    .map_err(|e| Error::Corrupt(format!("writing a snapshot failed: {e}")))?;
+                storage.record_snapshot(&meta, log_first_index)
+                    .map_err(|e| Error::Corrupt(format!("storage write failed: {e}")))?;
+                unsynced = true;
+                snapshots.start_waiting(&storage);
+            }
             _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
         }
         // Take whatever else is already waiting, so that one ready (and one fsync) covers many
@@ -311,6 +334,80 @@ async fn run(
         core.set_wall_clock(unix_now_ns());
         core.handle_timeout(now_ms());
         s.expire_forwards(Instant::now());
+    }
+}
+
+/// The member's own snapshots (`Output::snapshot`) on their way to disk. Each file is written
+/// and fsynced on a blocking thread while the loop goes on, and recorded in `Storage` (with the
+/// log entries it makes unneeded deleted) on the loop once durable: the core's contract asks
+/// only that nothing before `log_first_index` be deleted before the snapshot is durable.
+///
+/// One write at a time; a snapshot made meanwhile waits, and a newer one replaces a waiting
+/// one (the log keeps the entries either would have let go, until the newer is recorded).
+struct SnapshotWrites {
+    /// The snapshot being written: its metadata and `log_first_index`.
+    writing: Option<(cairn_core::eraftpb::SnapshotMetadata, u64)>,
+    waiting: Option<cairn_core::SnapshotMade>,
+    done_tx: mpsc::Sender<std::io::Result<()>>,
+    /// The writing thread's outcome, one per write.
+    done: mpsc::Receiver<std::io::Result<()>>,
+}
+
+impl SnapshotWrites {
+    fn new() -> SnapshotWrites {
+        let (done_tx, done) = mpsc::channel(1);
+        SnapshotWrites { writing: None, waiting: None, done_tx, done }
+    }
+
+    fn start(&mut self, storage: &Storage, made: cairn_core::SnapshotMade) {
+        if self.writing.is_some() {
+            self.waiting = Some(made);
+            return;
+        }
+        let meta = made.snapshot.get_metadata().clone();
+        self.writing = Some((meta, made.log_first_index));
+        let (dir, done) = (storage.snapshot_dir().to_path_buf(), self.done_tx.clone());
+        // The data is shared (`Bytes`), not copied; it is freed when the write is over.
+        let snapshot = made.snapshot;
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let result = snapshot_file::write(&dir, &snapshot).map(|_| ());
+            tracing::debug!(
+                index = snapshot.get_metadata().index,
+                bytes = snapshot.data.len(),
+                took_ms = started.elapsed().as_millis() as u64,
+                "snapshot written"
+            );
+            // One write in flight and room for one outcome: never blocks. Fails only if the
+            // loop is gone.
+            let _ = done.blocking_send(result);
+        });
+    }
+
+    /// The write in flight ended: what to record, or the error that stops the member.
+    fn finished(
+        &mut self,
+        result: std::io::Result<()>,
+    ) -> std::io::Result<(cairn_core::eraftpb::SnapshotMetadata, u64)> {
+        let writing = self.writing.take().expect("an outcome comes only for a write in flight");
+        result.map(|()| writing)
+    }
+
+    fn start_waiting(&mut self, storage: &Storage) {
+        if let Some(made) = self.waiting.take() {
+            self.start(storage, made);
+        }
+    }
+}
+
+/// A step of the loop that holds it longer than this is logged: every request and heartbeat
+/// waits behind it (etcd warns likewise when applying a request takes over 100 ms).
+const STEP_SLOW: Duration = Duration::from_millis(100);
+
+fn warn_if_slow(step: &str, started: Instant) {
+    let took = started.elapsed();
+    if took > STEP_SLOW {
+        tracing::warn!(step, took_ms = took.as_millis() as u64, "member loop step took too long");
     }
 }
 

@@ -8,7 +8,10 @@
 //! `Output` the core hands out:
 //!
 //! 1. `write(&out)` its durable parts (`conf_state`, `persist`, `snapshot`), output by output,
-//!    in the order the core produced them;
+//!    in the order the core produced them. A driver may instead take `out.snapshot` (the
+//!    member's own) and persist it off its loop: `snapshot_file::write` into `snapshot_dir()`,
+//!    then, once that returned, `record_snapshot` on the loop (see "Own snapshots off the
+//!    loop");
 //! 2. `sync()`: one fsync makes every write before it durable, so a driver may write several
 //!    outputs and sync once (group commit);
 //! 3. only after `sync` returns: send each `persist.messages` and call `Core::on_persisted` with
@@ -18,7 +21,8 @@
 //!
 //! ## Layout
 //!
-//! One fjall database in the member's directory, two keyspaces:
+//! One fjall database in the member's directory, two keyspaces, and the snapshot in its own
+//! file in the `snapshots` subdirectory (format in `snapshot_file`):
 //!
 //! | keyspace | key                                  | value                               |
 //! |----------|--------------------------------------|-------------------------------------|
@@ -26,11 +30,13 @@
 //! | `meta`   | `format_version`                     | `FORMAT_VERSION`, u32 big-endian    |
 //! | `meta`   | `hard_state`                         | `HardState`, protobuf               |
 //! | `meta`   | `conf_state`                         | `ConfState`, protobuf               |
-//! | `meta`   | `snapshot`                           | `Snapshot`, protobuf                |
+//! | `meta`   | `snapshot`                           | its `SnapshotMetadata`, protobuf    |
 //!
-//! Big-endian keys sort in index order. The snapshot carries the whole state machine, so its
-//! value is as large as the store (many MiB): fjall takes values up to 4 GiB
-//! (`VALUE_BYTES_MAX`) and compresses large ones in its journal. A key that was never written
+//! Big-endian keys sort in index order. The snapshot carries the whole state machine, so it is
+//! as large as the store (hundreds of MiB): it goes to a file of its own, and fjall holds only
+//! the record of which snapshot is the member's (its metadata, which names the file
+//! `snapshot_file::file_name(index, term)`). A file that is not recorded is not a snapshot: a
+//! crash may leave one behind, and `open` deletes it. A key that was never written
 //! reads as its default (`HardState::default()`, no snapshot), as in `SimDisk`. The format
 //! version is written with the first write that persists anything; a directory without it and
 //! without any other key is fresh.
@@ -38,9 +44,9 @@
 //! ## Semantics
 //!
 //! `write` applies, in this order: `conf_state` (latest wins); `persist.snapshot` (a leader's
-//! snapshot: stored, and the whole log dropped); `persist.entries` (an entry at index i replaces
+//! snapshot: its file written and fsynced first, then recorded, and the whole log dropped); `persist.entries` (an entry at index i replaces
 //! every stored entry at index >= i); `persist.hard_state` (latest wins); `snapshot` (the
-//! member's own: stored, then entries before `log_first_index` dropped). `recover` hands back
+//! member's own: the same, then entries before `log_first_index` dropped). `recover` hands back
 //! the result: the snapshot, and every stored entry in order, including the ones at or below
 //! the snapshot's index that compaction kept for catching followers up.
 //!
@@ -59,6 +65,11 @@
 //!   kernel may have dropped the dirty pages and marked them clean, so a retry that succeeds
 //!   proves nothing (PostgreSQL's "fsyncgate", 2018; Rebello et al., "Can Applications Recover
 //!   from fsync Failures?", ATC '20). The node must stop and restart from what is on disk.
+//! - A snapshot file is durable (fsynced, renamed, directory fsynced) before the batch that
+//!   records it is written, so a record never names a file that a crash could lose. The file
+//!   it replaces is deleted only once the new record is synced. `recover` reads the recorded
+//!   file and checks its CRC: a torn or damaged recorded file is `Corrupt` (the log behind it
+//!   may be gone, so there is nothing consistent to fall back to).
 //! - Limits. fjall checksums journal batches and table blocks, so damaged bytes read back as an
 //!   error rather than as data. What recovery cannot see: a disk that acknowledges an fsync it
 //!   did not do (a volatile write cache), and a directory wiped clean, which reads as a fresh
@@ -70,24 +81,37 @@
 //! - The log is bounded by the core: it snapshots every `Config::snapshot_entries` applied
 //!   entries and then drops all but `Config::snapshot_catch_up_entries` of the log behind the
 //!   snapshot, so the log holds about their sum plus the entries not yet applied.
-//! - One snapshot is kept; each new one replaces it.
+//! - One snapshot is kept; each new one replaces it. Files not recorded (at most the one being
+//!   written, or what a crash left) are deleted by `open`.
+//! - fjall holds at most `MEMTABLE_BYTES_MAX` per keyspace in memory before flushing it.
 //! - `recover` reads the whole state into memory: the log and the snapshot, once, at boot.
 //! - A write batch holds one output: the entries of one Raft ready (bounded by raft-rs's
-//!   message and ready sizes), or, for a leader snapshot, the snapshot plus one tombstone per
-//!   entry of the log it replaces. fjall drops tombstones in compaction.
-//! - A snapshot over `VALUE_BYTES_MAX` cannot be stored: `write` returns `ValueTooLarge` (the
-//!   node stops; the store must be kept smaller, as etcd's backend quota does).
+//!   message and ready sizes), or, for a snapshot, its record plus one tombstone per entry of
+//!   the log it drops. fjall drops tombstones in compaction.
+//!
+//! ## Own snapshots off the loop
+//!
+//! The core's contract on `Output::snapshot`: persist the snapshot durably; after that, log
+//! entries before `log_first_index` may be deleted. So a driver may write the file on another
+//! thread (`snapshot_file::write(storage.snapshot_dir(), ..)`) while the loop goes on, and call
+//! `record_snapshot` once it is durable: the record and the deletion of the entries are one
+//! batch, durable at the next `sync`. Until then the log keeps every entry, and a crash
+//! recovers from the previous snapshot and the whole log. A snapshot older than the one
+//! recorded meanwhile (a leader's) is not recorded, and its file is deleted.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use cairn_core::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use cairn_core::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use cairn_core::{Output, Recovered};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 use protobuf::Message as _;
 
-/// The on-disk format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+use crate::snapshot_file;
+
+/// The on-disk format this build reads and writes. Version 1 kept the snapshot itself in
+/// `meta`; version 2 keeps it in a file and its metadata in `meta`.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The keyspace holding the Raft log.
 pub const LOG_KEYSPACE: &str = "log";
@@ -99,9 +123,14 @@ pub const KEY_FORMAT_VERSION: &[u8] = b"format_version";
 pub const KEY_HARD_STATE: &[u8] = b"hard_state";
 pub const KEY_CONF_STATE: &[u8] = b"conf_state";
 pub const KEY_SNAPSHOT: &[u8] = b"snapshot";
-
-/// fjall's largest value (2^32 - 1 bytes).
-pub const VALUE_BYTES_MAX: usize = u32::MAX as usize;
+/// The most each keyspace's fjall memtable holds before fjall flushes it to a table on its
+/// background thread (fjall's default is 64 MiB). What Cairn writes is read back only at boot
+/// (the log lives in the core's memory too), so a memtable is memory held for nothing: with
+/// the default, the two memtables (entries, tombstones and every hard state written) held
+/// ~146 MB of a member's heap after a million puts. Set when a keyspace is created.
+pub const MEMTABLE_BYTES_MAX: u64 = 8 << 20;
+/// The subdirectory of the member's directory that holds snapshot files.
+pub const SNAPSHOT_DIR: &str = "snapshots";
 
 /// Storage failed; every variant stops the node.
 #[derive(Debug, thiserror::Error)]
@@ -111,15 +140,15 @@ pub enum StorageError {
     /// that its checksums caught, or the directory locked by another process.
     #[error("storage: fjall: {0}")]
     Fjall(#[from] fjall::Error),
+    /// Writing, syncing or reading a snapshot file failed.
+    #[error("storage: snapshot file: {0}")]
+    Io(#[from] std::io::Error),
     /// What fjall holds is intact but not a state Cairn could have written.
     #[error("storage corrupt: {what}")]
     Corrupt { what: String },
     /// Written by another (newer) build: this one must not guess at it.
     #[error("storage format version {found}; this build reads version {FORMAT_VERSION}")]
     UnsupportedVersion { found: u32 },
-    /// A snapshot over `VALUE_BYTES_MAX`: nothing was written.
-    #[error("storage: {what} is {bytes} bytes, over the {VALUE_BYTES_MAX} bytes a value may hold")]
-    ValueTooLarge { what: &'static str, bytes: usize },
     /// An earlier write or sync failed: what is in memory and on disk can no longer be trusted.
     #[error("storage: an earlier write or sync failed; restart the node from disk")]
     Poisoned,
@@ -134,6 +163,10 @@ pub struct Storage {
     db: Database,
     log: Keyspace,
     meta: Keyspace,
+    /// Where snapshot files go.
+    snapshot_dir: PathBuf,
+    /// Files to delete once the next `sync` has made the record that replaced them durable.
+    obsolete: Vec<PathBuf>,
     /// What is stored, in brief: read by `open`, kept up to date by `write`, and asserted
     /// equal to what `recover` reads. Truncation and compaction delete exactly the keys that
     /// exist, without reading, and without scanning over the tombstones of earlier deletions.
@@ -148,8 +181,9 @@ pub struct Storage {
 struct Stored {
     /// Indexes of the first and last entry in the log keyspace; None when it is empty.
     log: Option<(u64, u64)>,
-    /// The stored snapshot's index, 0 without one.
+    /// The recorded snapshot's index and term, 0 without one.
     snapshot_index: u64,
+    snapshot_term: u64,
     /// The format version is written.
     formatted: bool,
 }
@@ -166,12 +200,19 @@ impl Stored {
 }
 
 impl Storage {
-    /// Opens (or creates) the storage in `dir`. Reads the log's bounds, the snapshot's index and
-    /// the format version; `Corrupt` or `UnsupportedVersion` if those cannot be read.
+    /// Opens (or creates) the storage in `dir`. Reads the log's bounds, the snapshot's record and
+    /// the format version; `Corrupt` or `UnsupportedVersion` if those cannot be read. Deletes
+    /// snapshot files that are not recorded (left by a crash).
     pub fn open(dir: &Path) -> Result<Storage, StorageError> {
         let db = Database::builder(dir).open()?;
-        let log = db.keyspace(LOG_KEYSPACE, KeyspaceCreateOptions::default)?;
-        let meta = db.keyspace(META_KEYSPACE, KeyspaceCreateOptions::default)?;
+        let snapshot_dir = dir.join(SNAPSHOT_DIR);
+        if !snapshot_dir.is_dir() {
+            std::fs::create_dir_all(&snapshot_dir)?;
+            snapshot_file::sync_dir(dir)?;
+        }
+        let options = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES_MAX);
+        let log = db.keyspace(LOG_KEYSPACE, options)?;
+        let meta = db.keyspace(META_KEYSPACE, options)?;
         let formatted = match meta.get(KEY_FORMAT_VERSION)? {
             None => false,
             Some(v) => {
@@ -192,10 +233,49 @@ impl Storage {
             (Some(f), Some(l)) => Some((index_of(&f)?, index_of(&l)?)),
             _ => None,
         };
-        let snapshot = decode_opt::<Snapshot>(meta.get(KEY_SNAPSHOT)?, "snapshot")?;
-        let snapshot_index = snapshot.map_or(0, |s| s.get_metadata().index);
-        let stored = Stored { log: bounds, snapshot_index, formatted };
-        Ok(Storage { db, log, meta, stored, dirty: false, poisoned: false })
+        let snapshot = decode_opt::<SnapshotMetadata>(meta.get(KEY_SNAPSHOT)?, "snapshot")?;
+        let (snapshot_index, snapshot_term) = snapshot.map_or((0, 0), |m| (m.index, m.term));
+        let stored = Stored { log: bounds, snapshot_index, snapshot_term, formatted };
+        let storage = Storage {
+            db,
+            log,
+            meta,
+            snapshot_dir,
+            obsolete: Vec::new(),
+            stored,
+            dirty: false,
+            poisoned: false,
+        };
+        storage.delete_unrecorded_files()?;
+        Ok(storage)
+    }
+
+    /// Where snapshot files go (for `snapshot_file::write`).
+    pub fn snapshot_dir(&self) -> &Path {
+        &self.snapshot_dir
+    }
+
+    /// The recorded snapshot's file, if there is a snapshot.
+    fn recorded_file(&self) -> Option<PathBuf> {
+        let Stored { snapshot_index: index, snapshot_term: term, .. } = self.stored;
+        (index > 0).then(|| self.snapshot_dir.join(snapshot_file::file_name(index, term)))
+    }
+
+    fn delete_unrecorded_files(&self) -> Result<(), StorageError> {
+        let recorded = self.recorded_file();
+        let mut deleted = false;
+        for dirent in std::fs::read_dir(&self.snapshot_dir)? {
+            let path = dirent?.path();
+            let ours = path.file_name().and_then(|n| n.to_str()).is_some_and(snapshot_file::is_snapshot_file);
+            if ours && Some(&path) != recorded.as_ref() {
+                std::fs::remove_file(&path)?;
+                deleted = true;
+            }
+        }
+        if deleted {
+            snapshot_file::sync_dir(&self.snapshot_dir)?;
+        }
+        Ok(())
     }
 
     /// Writes what `out` asks to persist (`conf_state`, `persist`, `snapshot`) as one atomic
@@ -207,13 +287,21 @@ impl Storage {
     /// compaction past a snapshot.
     pub fn write(&mut self, out: &Output) -> Result<(), StorageError> {
         self.check_usable()?;
+        // The files first: a record must never name a file that is not durable.
+        let leader = out.persist.as_ref().and_then(|p| p.snapshot.as_ref());
+        for s in leader.into_iter().chain(out.snapshot.as_ref().map(|m| &m.snapshot)) {
+            if let Err(e) = snapshot_file::write(&self.snapshot_dir, s) {
+                self.poisoned = true;
+                return Err(e.into());
+            }
+        }
         let mut plan = Plan { stored: self.stored, log: BTreeMap::new(), meta: BTreeMap::new() };
         if let Some(cs) = &out.conf_state {
             plan.meta.insert(KEY_CONF_STATE, encode(cs));
         }
         if let Some(p) = &out.persist {
             if let Some(s) = &p.snapshot {
-                plan.leader_snapshot(s)?;
+                plan.leader_snapshot(s);
             }
             if !p.entries.is_empty() {
                 plan.append(&p.entries);
@@ -223,8 +311,36 @@ impl Storage {
             }
         }
         if let Some(made) = &out.snapshot {
-            plan.own_snapshot(&made.snapshot, made.log_first_index)?;
+            plan.own_snapshot(made.snapshot.get_metadata(), made.log_first_index);
         }
+        self.commit(plan)
+    }
+
+    /// Records the member's own snapshot, whose file `snapshot_file::write` made durable in
+    /// `snapshot_dir()`, and deletes the log entries before `log_first_index`: one batch, durable
+    /// at the next `sync`, like `write`. Returns false, recording nothing and deleting the
+    /// file, if a snapshot at or past its index was recorded meanwhile (a leader's).
+    pub fn record_snapshot(
+        &mut self,
+        meta: &SnapshotMetadata,
+        log_first_index: u64,
+    ) -> Result<bool, StorageError> {
+        self.check_usable()?;
+        if meta.index <= self.stored.snapshot_index {
+            let path = self.snapshot_dir.join(snapshot_file::file_name(meta.index, meta.term));
+            if Some(&path) != self.recorded_file().as_ref() {
+                // Not yet durable if we crash now: `open` deletes it then.
+                self.obsolete.push(path);
+            }
+            return Ok(false);
+        }
+        let mut plan = Plan { stored: self.stored, log: BTreeMap::new(), meta: BTreeMap::new() };
+        plan.own_snapshot(meta, log_first_index);
+        self.commit(plan)?;
+        Ok(true)
+    }
+
+    fn commit(&mut self, mut plan: Plan) -> Result<(), StorageError> {
         if plan.log.is_empty() && plan.meta.is_empty() {
             return Ok(());
         }
@@ -248,6 +364,10 @@ impl Storage {
             self.poisoned = true;
             return Err(e.into());
         }
+        let recorded = |s: &Stored| (s.snapshot_index, s.snapshot_term);
+        if recorded(&plan.stored) != recorded(&self.stored) {
+            self.obsolete.extend(self.recorded_file());
+        }
         self.stored = plan.stored;
         self.dirty = true;
         Ok(())
@@ -265,6 +385,14 @@ impl Storage {
             return Err(e.into());
         }
         self.dirty = false;
+        // The records that replaced these are durable now. A file left by a failure here is
+        // deleted by the next `open`.
+        if !self.obsolete.is_empty() {
+            for path in self.obsolete.drain(..) {
+                let _ = std::fs::remove_file(path);
+            }
+            let _ = snapshot_file::sync_dir(&self.snapshot_dir);
+        }
         Ok(())
     }
 
@@ -286,13 +414,31 @@ impl Storage {
         }
         let hard_state = decode_opt::<HardState>(view.get(&self.meta, KEY_HARD_STATE)?, "hard state")?;
         let conf_state = decode_opt::<ConfState>(view.get(&self.meta, KEY_CONF_STATE)?, "conf state")?;
-        let snapshot = decode_opt::<Snapshot>(view.get(&self.meta, KEY_SNAPSHOT)?, "snapshot")?;
-        if let Some(s) = &snapshot {
-            let meta = s.get_metadata();
-            if meta.index == 0 || meta.term == 0 {
-                return Err(corrupt(format!("snapshot at index {} term {}", meta.index, meta.term)));
+        let record = decode_opt::<SnapshotMetadata>(view.get(&self.meta, KEY_SNAPSHOT)?, "snapshot")?;
+        let snapshot = match record {
+            None => None,
+            Some(meta) => {
+                if meta.index == 0 || meta.term == 0 {
+                    return Err(corrupt(format!("snapshot at index {} term {}", meta.index, meta.term)));
+                }
+                let path = self.snapshot_dir.join(snapshot_file::file_name(meta.index, meta.term));
+                let s = snapshot_file::read(&path).map_err(|e| match e {
+                    snapshot_file::ReadError::Io(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        corrupt(format!("the recorded snapshot file {} is missing", path.display()))
+                    }
+                    snapshot_file::ReadError::Io(e) => StorageError::Io(e),
+                    snapshot_file::ReadError::Damaged(what) => corrupt(what),
+                })?;
+                if s.get_metadata() != &meta {
+                    return Err(corrupt(format!(
+                        "snapshot file {} holds {:?}, recorded as {meta:?}",
+                        path.display(),
+                        s.get_metadata()
+                    )));
+                }
+                Some(s)
             }
-        }
+        };
         let mut entries: Vec<Entry> = Vec::new();
         for guard in view.iter(&self.log) {
             let (key, value) = guard.into_inner()?;
@@ -341,6 +487,7 @@ impl Storage {
         let read = Stored {
             log: entries.first().zip(entries.last()).map(|(f, l)| (f.index, l.index)),
             snapshot_index,
+            snapshot_term: snapshot.as_ref().map_or(0, |s| s.get_metadata().term),
             formatted: true,
         };
         assert_eq!(read, self.stored, "what was read back differs from what was written");
@@ -376,30 +523,26 @@ impl Plan {
         }
     }
 
-    fn put_snapshot(&mut self, s: &Snapshot) -> Result<(), StorageError> {
-        let index = s.get_metadata().index;
-        assert!(index >= 1 && s.get_metadata().term >= 1, "snapshot at index {index}");
+    /// Records the snapshot `meta` describes; its file must be durable already.
+    fn put_snapshot(&mut self, meta: &SnapshotMetadata) {
+        let index = meta.index;
+        assert!(index >= 1 && meta.term >= 1, "snapshot at index {index}");
         assert!(
             index >= self.stored.snapshot_index,
             "snapshot at {index} older than the stored one at {}",
             self.stored.snapshot_index
         );
-        let bytes = encode(s);
-        if bytes.len() > VALUE_BYTES_MAX {
-            return Err(StorageError::ValueTooLarge { what: "snapshot", bytes: bytes.len() });
-        }
-        self.meta.insert(KEY_SNAPSHOT, bytes);
+        self.meta.insert(KEY_SNAPSHOT, encode(meta));
         self.stored.snapshot_index = index;
-        Ok(())
+        self.stored.snapshot_term = meta.term;
     }
 
     /// A snapshot from the leader replaces the whole log.
-    fn leader_snapshot(&mut self, s: &Snapshot) -> Result<(), StorageError> {
-        self.put_snapshot(s)?;
+    fn leader_snapshot(&mut self, s: &Snapshot) {
+        self.put_snapshot(s.get_metadata());
         if let Some((first, last)) = self.stored.log.take() {
             self.delete_entries(first, last);
         }
-        Ok(())
     }
 
     /// The first entry, at index i, replaces every stored entry at index >= i.
@@ -426,17 +569,16 @@ impl Plan {
     }
 
     /// The member's own snapshot: entries before `log_first_index` are no longer needed.
-    fn own_snapshot(&mut self, s: &Snapshot, log_first_index: u64) -> Result<(), StorageError> {
-        let index = s.get_metadata().index;
+    fn own_snapshot(&mut self, meta: &SnapshotMetadata, log_first_index: u64) {
+        let index = meta.index;
         assert!(log_first_index <= index + 1, "compacting to {log_first_index} past the snapshot at {index}");
-        self.put_snapshot(s)?;
+        self.put_snapshot(meta);
         if let Some((first, last)) = self.stored.log {
             if log_first_index > first {
                 self.delete_entries(first, last.min(log_first_index - 1));
                 self.stored.log = (log_first_index <= last).then_some((log_first_index, last));
             }
         }
-        Ok(())
     }
 }
 
