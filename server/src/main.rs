@@ -246,7 +246,7 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| StartError::Config(format!("cannot listen for clients on {addr}: {e}")))?;
-        tracing::info!(%addr, "serving clients (etcd v3 gRPC, /health, /version)");
+        tracing::info!(%addr, "serving clients (etcd v3 gRPC and JSON gateway, v2 keys API, /health, /version)");
         // No Nagle: small gRPC frames would otherwise wait out the peer's delayed ACK (~40 ms).
         use axum::serve::ListenerExt;
         let listener = listener.tap_io(|tcp| {
