@@ -1,5 +1,7 @@
 //! The Rust `etcd-client` crate, unchanged, against a 3-member Cairn cluster of real processes.
 
+#[path = "support/ports.rs"]
+mod ports;
 mod support;
 
 use etcd_client::{Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};

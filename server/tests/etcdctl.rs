@@ -1,5 +1,7 @@
 //! etcd's own `etcdctl` against a 3-member Cairn cluster of real processes on loopback.
 
+#[path = "support/ports.rs"]
+mod ports;
 mod support;
 
 use std::time::Duration;

@@ -4,8 +4,10 @@
 //!
 //! Needs `/usr/bin/etcd` (Debian's etcd-server, installed by `.ci/run`).
 
+#[path = "support/ports.rs"]
+mod ports;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,21 +30,8 @@ impl Drop for Server {
     }
 }
 
-/// A port for a test server: from a range of its own below Linux's ephemeral ports (so no
-/// outgoing connection can take it between this check and the server's bind), distinct within
-/// this process, offset by the process id so concurrent test processes rarely meet.
 fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    const LANE: u32 = 2; // support/mod.rs 0, support/v2.rs 1, gateway.rs 2: disjoint ranges
-    let offset = std::process::id().wrapping_mul(97) % 6000;
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = (10_000 + LANE * 6000 + (offset + n) % 6000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+    crate::ports::free_port()
 }
 
 /// Starts `program` with etcd's flags for a single member named `name`.

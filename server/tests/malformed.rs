@@ -1,5 +1,7 @@
 //! Malformed protobuf on the gRPC port gets a clear error, and the member keeps serving.
 
+#[path = "support/ports.rs"]
+mod ports;
 mod support;
 
 use bytes::{Buf, BufMut};

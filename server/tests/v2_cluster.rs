@@ -3,6 +3,8 @@
 //! on one member woken by writes made on another, TTL expiry decided once for all replicas,
 //! compare-and-swap under contention from every member, and v2 data surviving kill -9.
 
+#[path = "support/ports.rs"]
+mod ports;
 mod support;
 #[path = "support/v2.rs"]
 mod v2;

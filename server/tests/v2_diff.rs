@@ -7,6 +7,8 @@
 //! Each test starts its own pair of servers, so keys need no per-test prefix. Values compared
 //! by `prevValue` are never numbers: see `map_bracketed_numbers` in support/v2.rs.
 
+#[path = "support/ports.rs"]
+mod ports;
 #[path = "support/v2.rs"]
 mod v2;
 

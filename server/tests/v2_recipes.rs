@@ -3,6 +3,8 @@
 //! Cairn member; `CAIRN_V2_DIFF_AGAINST=etcd` runs them against etcd 3.4, which is how the
 //! recipes themselves are checked.
 
+#[path = "support/ports.rs"]
+mod ports;
 #[path = "support/v2.rs"]
 mod v2;
 

@@ -28,7 +28,6 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -66,21 +65,8 @@ pub fn system_under_test() -> Kind {
     }
 }
 
-/// A port for a test server: from a range of its own below Linux's ephemeral ports (so no
-/// outgoing connection can take it between this check and the server's bind), distinct within
-/// this process, offset by the process id so concurrent test processes rarely meet.
 fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    const LANE: u32 = 1; // support/mod.rs 0, support/v2.rs 1, gateway.rs 2: disjoint ranges
-    let offset = std::process::id().wrapping_mul(97) % 6000;
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = (10_000 + LANE * 6000 + (offset + n) % 6000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+    crate::ports::free_port()
 }
 
 /// One single-member server process on loopback, killed on drop.
