@@ -41,6 +41,9 @@ pub struct Config {
     pub append_bytes_max: u64,
     /// Appends in flight to one follower before the leader waits for acknowledgements.
     pub appends_inflight_max: usize,
+    /// Batches of proposals a leader keeps in flight (appended, not yet committed) before it
+    /// holds new proposals back to go as one batch when one commits (see `node::Held`).
+    pub proposal_batches_max: usize,
     /// Requests a member holds awaiting commit or a read index; more are refused with
     /// `Error::TooManyRequests` rather than queued.
     pub pending_requests_max: usize,
@@ -74,6 +77,7 @@ impl Config {
             txn_ops_max: crate::mvcc::MAX_TXN_OPS,
             append_bytes_max: 1024 * 1024,
             appends_inflight_max: 256,
+            proposal_batches_max: 2,
             pending_requests_max: 10_000,
             request_timeout_ms: 7_000,
             pre_vote: true,

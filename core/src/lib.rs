@@ -15,8 +15,13 @@
 //!
 //! The loop every driver runs: feed inputs, then call `advance` until the output is empty,
 //! acting on each field as its doc says (send `messages` now; make `persist` durable, then send
-//! `persist.messages` and acknowledge with `on_persisted`), then wait until `poll_timeout` or
-//! the next input.
+//! `persist.messages` and acknowledge with `on_persisted`; a `persist` whose `must_sync` is false
+//! needs no fsync of its own), then wait until `poll_timeout` or the next input.
+//!
+//! Writes are proposed in batches: everything submitted (or forwarded by followers) between two
+//! `advance` calls goes to raft-rs as one proposal, and a leader with
+//! `Config::proposal_batches_max` batches in flight holds new writes until one commits, so that
+//! under load one round of appends, acknowledgements and fsyncs carries many writes.
 //!
 //! ```
 //! use cairn_core::kv::{PutRequest, RangeRequest};

@@ -4,7 +4,7 @@
 //! member wants done leaves through `advance` as an `Output` value. See the crate docs for the
 //! driving loop.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, Snapshot};
@@ -83,6 +83,13 @@ pub struct Persist {
     pub hard_state: Option<HardState>,
     /// May only be sent once everything above is durable (votes, append acknowledgements).
     pub messages: Vec<Message>,
+    /// False when nothing here must survive a crash: no snapshot, no entries, and a hard state
+    /// whose term and vote are as last persisted (only the commit index moved, which a
+    /// restarted member learns again from the leader; a snapshot raises it on recovery). The
+    /// driver still writes it, in order, but need not fsync for it: if nothing written before
+    /// it waits for an fsync, it may send `messages` and acknowledge `number` at once. This is
+    /// etcd's `MustSync`; it spares followers and the leader an fsync per commit-index change.
+    pub must_sync: bool,
 }
 
 #[derive(Debug)]
@@ -173,6 +180,10 @@ pub struct Core {
     /// A leader snapshot waiting to be acknowledged as persisted before raft-rs may count it
     /// as applied: (ready number, snapshot index).
     snapshot_unpersisted: Option<(u64, u64)>,
+    /// Term and vote as last handed out to persist (see `Persist::must_sync`).
+    term_vote: (u64, u64),
+    /// Proposals waiting for a batch in flight to commit (see `Held`).
+    held: Held,
     /// Set when the member found its own state untrustworthy; every later `advance` fails.
     fatal: Option<Error>,
     out: Output,
@@ -221,6 +232,7 @@ impl Core {
             pre_vote: config.pre_vote,
             read_only_option: raft::ReadOnlyOption::Safe,
             max_committed_size_per_ready: 4 * config.append_bytes_max,
+            batch_append: true,
             ..Default::default()
         };
         raft_config.validate().map_err(|e| Error::Raft(e.to_string()))?;
@@ -229,6 +241,8 @@ impl Core {
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         let nonce = rng.gen();
         let last_snapshot_index = sm.applied_index();
+        // What recovery read (or a new member's zero state): already durable.
+        let raw_hs = raw.raft.hard_state();
         let mut core = Core {
             raw,
             sm,
@@ -257,6 +271,8 @@ impl Core {
             ticks: 0,
             snapshot_sending_since: BTreeMap::new(),
             snapshot_unpersisted: None,
+            term_vote: (raw_hs.term, raw_hs.vote),
+            held: Held::default(),
             fatal: None,
             out,
             config,
@@ -349,6 +365,11 @@ impl Core {
                  storage lost entries it had acknowledged as persisted",
                 msg.from, msg.commit, last_index
             )));
+            return;
+        }
+        if msg.get_msg_type() == raft::eraftpb::MessageType::MsgPropose && !msg.entries.is_empty() {
+            // Proposals a follower forwarded: batched with this member's own.
+            self.held.push(msg.entries.into(), None);
             return;
         }
         let _ = self.raw.step(msg);
@@ -514,17 +535,67 @@ impl Core {
         if data.len() > max {
             return Err(Error::RequestTooLarge);
         }
-        if let Err(e) = self.raw.propose(vec![], data) {
-            return Err(match e {
-                raft::Error::ProposalDropped if self.leader() == 0 => Error::NoLeader,
-                raft::Error::ProposalDropped => Error::TooManyRequests,
-                e => Error::Raft(e.to_string()),
-            });
-        }
+        self.propose_data(data, Some(seq))?;
         self.next_seq += 1;
         self.writes
             .insert(seq, PendingWrite { id, deadline_ms: self.now_ms + self.config.request_timeout_ms });
         Ok(())
+    }
+
+    /// Holds an entry for the next batch (see `Held`). `seq` names the local write it carries,
+    /// answered with an error should its batch be dropped.
+    fn propose_data(&mut self, data: Vec<u8>, seq: Option<u64>) -> Result<()> {
+        let mut entry = Entry::default();
+        entry.data = data.into();
+        self.held.push(vec![entry], seq);
+        Ok(())
+    }
+
+    /// Hands raft-rs one proposal message (one batch) and, as leader, counts it in flight.
+    fn step_proposal(&mut self, m: Message) -> Result<()> {
+        let result = self.raw.step(m);
+        self.sync_role();
+        match result {
+            Ok(()) => {
+                if self.is_leader() {
+                    self.held.inflight.push_back(self.raw.raft.raft_log.last_index());
+                }
+                Ok(())
+            }
+            Err(raft::Error::ProposalDropped) if self.leader() == 0 => Err(Error::NoLeader),
+            Err(raft::Error::ProposalDropped) => Err(Error::TooManyRequests),
+            Err(e) => Err(Error::Raft(e.to_string())),
+        }
+    }
+
+    /// Proposes what is held, as one batch, unless this member leads with
+    /// `Config::proposal_batches_max` batches in flight and room in the held one. A member that
+    /// does not lead hands raft-rs the batch at once: raft-rs forwards it to the leader as one
+    /// message, or drops it when there is none.
+    fn release_held(&mut self) {
+        let max = self.config.append_bytes_max as usize;
+        while !self.held.entries.is_empty() {
+            self.held.prune(self.is_leader(), self.raw.raft.raft_log.committed);
+            if self.is_leader()
+                && self.held.inflight.len() >= self.config.proposal_batches_max
+                && self.held.bytes < max
+            {
+                return;
+            }
+            // A batch is at most one append message's worth (and at least one entry).
+            let (entries, local) = self.held.take(max);
+            let mut m = Message::default();
+            m.set_msg_type(raft::eraftpb::MessageType::MsgPropose);
+            m.from = self.config.id;
+            m.set_entries(entries.into());
+            if let Err(e) = self.step_proposal(m) {
+                for seq in local {
+                    if let Some(w) = self.writes.remove(&seq) {
+                        self.respond(w.id, Err(e.clone()));
+                    }
+                }
+            }
+        }
     }
 
     fn add_read(&mut self, id: RequestId, request: ReadKind) {
@@ -587,6 +658,7 @@ impl Core {
         if let Some(e) = &self.fatal {
             return Err(e.clone());
         }
+        self.release_held();
         self.start_read_round();
         if self.raw.has_ready() {
             self.handle_ready()?;
@@ -644,7 +716,12 @@ impl Core {
         if let Some(hs) = rd.hs() {
             self.raw.mut_store().set_hard_state(hs.clone());
             persist.hard_state = Some(hs.clone());
+            if (hs.term, hs.vote) != self.term_vote {
+                self.term_vote = (hs.term, hs.vote);
+                persist.must_sync = true;
+            }
         }
+        persist.must_sync |= persist.snapshot.is_some() || !persist.entries.is_empty();
         for rs in rd.take_read_states() {
             self.on_read_state(rs.index, &rs.request_ctx);
         }
@@ -874,8 +951,7 @@ impl Core {
         }
         let command = Command::V2(crate::v2::V2Write::Expire { now_ns: self.wall_ns });
         let data = Proposal { origin: None, command }.encode();
-        let _ = self.raw.propose(vec![], data);
-        self.sync_role();
+        let _ = self.propose_data(data, None);
     }
 
     /// Drops the latest snapshot's data from memory once no follower needs it: none is being
@@ -904,7 +980,7 @@ impl Core {
         for id in self.lessor.take_expired(self.now_ms, self.config.request_timeout_ms) {
             let data = Proposal { origin: None, command: Command::LeaseRevoke { id } }.encode();
             // If dropped (leadership lost meanwhile), the next leader revokes it instead.
-            let _ = self.raw.propose(vec![], data);
+            let _ = self.propose_data(data, None);
         }
         self.sync_role();
     }
@@ -970,6 +1046,8 @@ impl Core {
             self.raw.raft.set_randomized_election_timeout(self.election_timeout_ticks);
         }
         if role != self.role {
+            // Batches in flight are counted per term of leadership.
+            self.held.inflight.clear();
             if role == StateRole::Leader {
                 // raft-rs appended this term's empty entry on becoming leader.
                 self.term_start_index = self.raw.raft.raft_log.last_index();
@@ -1006,4 +1084,57 @@ impl Core {
 fn txn_is_serializable(t: &TxnRequest) -> bool {
     use crate::kv::RequestOp;
     t.success.iter().chain(&t.failure).all(|op| matches!(op, RequestOp::Range(r) if r.serializable))
+}
+
+/// Proposals a leader holds back while `Config::proposal_batches_max` batches are in flight
+/// (appended, not yet committed), to propose them as one batch when one commits. Under load
+/// this trades a little waiting for far fewer rounds: every member's fsync, every append and
+/// acknowledgement, every wakeup is paid per batch, not per request. A lone client never
+/// waits (nothing is in flight when its request comes), and neither does a request while
+/// fewer batches are in flight. Held proposals keep their order, and go as soon as this
+/// member stops leading (raft-rs forwards them to the new leader, or drops them).
+#[derive(Debug, Default)]
+struct Held {
+    /// Each with the local write it carries (a `Core::writes` key), answered with an error if
+    /// its batch is dropped; forwarded and internal proposals carry none.
+    entries: VecDeque<(Entry, Option<u64>)>,
+    bytes: usize,
+    /// Last index of each batch proposed as leader and not yet committed, oldest first.
+    inflight: VecDeque<u64>,
+}
+
+impl Held {
+    fn push(&mut self, entries: Vec<Entry>, seq: Option<u64>) {
+        for e in entries {
+            self.bytes += e.data.len();
+            self.entries.push_back((e, seq));
+        }
+    }
+
+    /// The oldest entries, up to `max` bytes of data (at least one), and the local writes
+    /// among them.
+    fn take(&mut self, max: usize) -> (Vec<Entry>, Vec<u64>) {
+        let (mut entries, mut local, mut bytes) = (Vec::new(), Vec::new(), 0);
+        while let Some((e, _)) = self.entries.front() {
+            if !entries.is_empty() && bytes + e.data.len() > max {
+                break;
+            }
+            let (e, seq) = self.entries.pop_front().expect("checked above");
+            bytes += e.data.len();
+            entries.push(e);
+            local.extend(seq);
+        }
+        self.bytes -= bytes;
+        (entries, local)
+    }
+
+    /// Forgets batches that committed, or all of them when this member does not lead.
+    fn prune(&mut self, leading: bool, committed: u64) {
+        if !leading {
+            self.inflight.clear();
+        }
+        while self.inflight.front().is_some_and(|&last| last <= committed) {
+            self.inflight.pop_front();
+        }
+    }
 }

@@ -150,11 +150,21 @@ pub async fn run(env: Arc<MemberEnv>) {
             send_all(&env, &ep, out.messages.iter().cloned().map(Wire::Raft)).await;
             if out.persist.is_some() || out.snapshot.is_some() || out.conf_state.is_some() {
                 env.disk.lock().unwrap().write_output(&out);
-                unsynced = true;
+                unsynced |= out.snapshot.is_some()
+                    || out.conf_state.is_some()
+                    || out.persist.as_ref().is_some_and(|p| p.must_sync);
             }
             if let Some(p) = &out.persist {
-                after_sync.extend(p.messages.iter().cloned());
-                ack = Some(p.number);
+                if unsynced {
+                    after_sync.extend(p.messages.iter().cloned());
+                    ack = Some(p.number);
+                } else {
+                    // Only a commit index moved, and nothing before it waits for an fsync: as
+                    // the real driver does, its messages go now and the write stays volatile
+                    // (a crash may lose it).
+                    send_all(&env, &ep, p.messages.iter().cloned().map(Wire::Raft)).await;
+                    core.on_persisted(p.number);
+                }
             }
             for (rid, result) in out.responses {
                 if let Some((client, client_id)) = requests.remove(&rid) {

@@ -160,6 +160,7 @@ impl Spec {
                     .unwrap_or_default(),
                 hard_state: self.hard_state.map(|(t, v, c)| hard_state(t, v, c)),
                 messages: vec![],
+                must_sync: true,
             });
         }
         out.snapshot = self.own_snapshot.map(|(index, log_first_index)| SnapshotMade {

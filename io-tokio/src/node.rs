@@ -2,19 +2,22 @@
 //! docs prescribe, with fjall storage, the TCP peer transport and tokio timers. Front ends talk
 //! to it through a cloneable `NodeHandle`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cairn_core::kv::Event;
 use cairn_core::v2::{V2Event, V2WatchId};
-use cairn_core::{Config, Core, Error, Request, RequestId, Response, WatchId, WatchRequest, WatchUpdate};
+use cairn_core::{
+    Config, Core, Error, Output, Request, RequestId, Response, WatchId, WatchRequest, WatchUpdate,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::snapshot_file;
 use crate::storage::Storage;
 use crate::transport::{PeerFrame, Transport};
+use crate::writer::{Job, Writer};
 
 /// Requests from front ends waiting for the loop; past this, callers wait (backpressure).
 const INPUTS_QUEUED_MAX: usize = 4096;
@@ -160,6 +163,12 @@ impl NodeHandle {
     pub fn status(&self) -> NodeStatus {
         self.status.borrow().clone()
     }
+
+    /// `f` of the member's latest status, without copying it (every response header reads
+    /// the revision and term; hold no lock across an await).
+    pub fn with_status<R>(&self, f: impl FnOnce(&NodeStatus) -> R) -> R {
+        f(&self.status.borrow())
+    }
 }
 
 /// Starts the member: recovers from `data_dir`, binds the peer listener, and spawns the loop.
@@ -181,7 +190,16 @@ pub async fn start(
     let (tx, rx) = mpsc::channel(INPUTS_QUEUED_MAX);
     let (status_tx, status_rx) = watch::channel(NodeStatus::default());
     let voters: Vec<u64> = std::iter::once(cfg.core.id).chain(cfg.peers.keys().copied()).collect();
-    let task = tokio::spawn(run(core, storage, transport, rx, tx.downgrade(), status_tx, voters));
+    let (writer, reports) =
+        Writer::start(storage).map_err(|e| Error::Corrupt(format!("starting the storage thread: {e}")))?;
+    let weak = tx.downgrade();
+    let task = tokio::spawn(async move {
+        let result = run(core, &writer, reports, transport, rx, weak, status_tx, voters).await;
+        // Whatever was queued is written before the storage closes (a restart in the same
+        // process can then open it again).
+        writer.close().await;
+        result
+    });
     Ok((NodeHandle { tx, status: status_rx }, task))
 }
 
@@ -195,9 +213,11 @@ fn seed_from_os() -> u64 {
     h.finish()
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     mut core: Core,
-    mut storage: Storage,
+    writer: &Writer,
+    mut reports: mpsc::UnboundedReceiver<crate::writer::Report>,
     mut transport: Transport,
     mut rx: mpsc::Receiver<Input>,
     tx: mpsc::WeakSender<Input>,
@@ -217,52 +237,48 @@ async fn run(
         forwarded: BTreeMap::new(),
         tx,
     };
-    // Messages that may go only once the writes before them are durable, and the last ready
-    // number those writes cover.
-    let mut after_sync: Vec<cairn_core::eraftpb::Message> = Vec::new();
-    let mut ack: Option<u64> = None;
-    let mut unsynced = false;
+    // Persists handed to the storage thread and not yet reported durable, in order, with the
+    // messages that may go only once they are.
+    let mut unacked: VecDeque<(u64, Vec<cairn_core::eraftpb::Message>)> = VecDeque::new();
     let mut snapshots = SnapshotWrites::new();
     loop {
-        // Act on everything the core wants done. Writes go to storage as they come; one fsync
-        // covers them all once the core has nothing more, then what waited for it is released
-        // (acknowledging one ready number acknowledges every earlier one).
+        // Act on everything the core wants done. Writes go to the storage thread as they come
+        // (it fsyncs once for all it has when it gets to them); what waits for them is released
+        // when it reports them durable (acknowledging one ready number acknowledges every
+        // earlier one).
         loop {
             let started = Instant::now();
             let mut out = core.advance()?;
             warn_if_slow("advance", started);
             if out.is_empty() {
-                if !unsynced {
-                    break;
-                }
-                // A storage or fsync failure stops the member: never carry on with state that
-                // may not be on disk (fsyncgate).
-                let started = Instant::now();
-                storage.sync().map_err(|e| Error::Corrupt(format!("fsync failed: {e}")))?;
-                warn_if_slow("fsync", started);
-                unsynced = false;
-                transport.send(after_sync.drain(..));
-                if let Some(n) = ack.take() {
-                    core.on_persisted(n);
-                }
-                continue;
+                break;
             }
             let started = Instant::now();
-            transport.send(out.messages.iter().cloned());
+            transport.send(out.messages.drain(..));
             warn_if_slow("sending messages", started);
             // The member's own snapshot is written off the loop (see `SnapshotWrites`).
             if let Some(made) = out.snapshot.take() {
-                snapshots.start(&storage, made);
+                snapshots.start(&writer.snapshot_dir, made);
             }
-            if out.persist.is_some() || out.conf_state.is_some() {
-                let started = Instant::now();
-                storage.write(&out).map_err(|e| Error::Corrupt(format!("storage write failed: {e}")))?;
-                warn_if_slow("writing", started);
-                unsynced = true;
-            }
-            if let Some(p) = &out.persist {
-                after_sync.extend(p.messages.iter().cloned());
-                ack = Some(p.number);
+            let persist =
+                out.persist.as_mut().map(|p| (p.number, p.must_sync, std::mem::take(&mut p.messages)));
+            match persist {
+                // Only a commit index moved, and nothing before it waits to be durable: its
+                // messages go now; the write needs no fsync.
+                Some((number, false, messages)) if unacked.is_empty() && out.conf_state.is_none() => {
+                    writer.send(Job::Write { out: durable_parts(&mut out), number: None, sync: false });
+                    transport.send(messages.into_iter());
+                    core.on_persisted(number);
+                }
+                Some((number, must_sync, messages)) => {
+                    unacked.push_back((number, messages));
+                    let sync = must_sync || out.conf_state.is_some();
+                    writer.send(Job::Write { out: durable_parts(&mut out), number: Some(number), sync });
+                }
+                None if out.conf_state.is_some() => {
+                    writer.send(Job::Write { out: durable_parts(&mut out), number: None, sync: true });
+                }
+                None => {}
             }
             for (id, result) in out.responses {
                 s.on_response(core.id(), &mut transport, id, result);
@@ -284,20 +300,7 @@ async fn run(
                 }
             }
         }
-        let st = core.state();
-        status.send_replace(NodeStatus {
-            id: core.id(),
-            leader: core.leader(),
-            term: core.term(),
-            commit_index: core.commit_index(),
-            applied_index: core.applied_index(),
-            revision: st.mvcc().current_revision(),
-            compacted_revision: st.mvcc().compacted_revision(),
-            voters: voters.clone(),
-            members: st.members().clone(),
-            v2_index: st.v2().index(),
-            v2_expired: st.v2().expired_count(),
-        });
+        publish_status(&core, &voters, &status);
 
         let wait = core.poll_timeout().saturating_sub(now_ms());
         tokio::select! {
@@ -306,14 +309,28 @@ async fn run(
                 Some(input) => s.on_input(&mut core, input),
             },
             Some(frame) = transport.recv() => s.on_frame(&mut core, frame),
+            report = reports.recv() => {
+                // A failed write or fsync stops the member: never carry on with state that
+                // may not be on disk (fsyncgate).
+                let durable = match report {
+                    Some(Ok(durable)) => durable,
+                    Some(Err(e)) => return Err(Error::Corrupt(format!("storage failed: {e}"))),
+                    None => return Err(Error::Corrupt("the storage thread stopped".into())),
+                };
+                if let Some(n) = durable {
+                    while unacked.front().is_some_and(|(number, _)| *number <= n) {
+                        let (_, messages) = unacked.pop_front().expect("checked above");
+                        transport.send(messages.into_iter());
+                    }
+                    core.on_persisted(n);
+                }
+            }
             Some(written) = snapshots.done.recv() => {
                 // A failed write or fsync stops the member, as on the loop.
                 let (meta, log_first_index) = snapshots.finished(written)
                     .map_err(|e| Error::Corrupt(format!("writing a snapshot failed: {e}")))?;
-                storage.record_snapshot(&meta, log_first_index)
-                    .map_err(|e| Error::Corrupt(format!("storage write failed: {e}")))?;
-                unsynced = true;
-                snapshots.start_waiting(&storage);
+                writer.send(Job::RecordSnapshot { meta, log_first_index });
+                snapshots.start_waiting(&writer.snapshot_dir);
             }
             _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
         }
@@ -335,6 +352,60 @@ async fn run(
         core.handle_timeout(now_ms());
         s.expire_forwards(Instant::now());
     }
+}
+
+/// Updates the status front ends read, if anything in it changed (without copying what did
+/// not: this runs every turn of the loop).
+fn publish_status(core: &Core, voters: &[u64], status: &watch::Sender<NodeStatus>) {
+    let st = core.state();
+    status.send_if_modified(|s| {
+        let counters = (
+            core.leader(),
+            core.term(),
+            core.commit_index(),
+            core.applied_index(),
+            st.mvcc().current_revision(),
+            st.mvcc().compacted_revision(),
+            st.v2().index(),
+            st.v2().expired_count(),
+        );
+        let old = (
+            s.leader,
+            s.term,
+            s.commit_index,
+            s.applied_index,
+            s.revision,
+            s.compacted_revision,
+            s.v2_index,
+            s.v2_expired,
+        );
+        if counters == old && s.id == core.id() && s.voters == voters && &s.members == st.members() {
+            return false;
+        }
+        (
+            s.leader,
+            s.term,
+            s.commit_index,
+            s.applied_index,
+            s.revision,
+            s.compacted_revision,
+            s.v2_index,
+            s.v2_expired,
+        ) = counters;
+        s.id = core.id();
+        if s.voters != voters {
+            s.voters = voters.to_vec();
+        }
+        if &s.members != st.members() {
+            s.members = st.members().clone();
+        }
+        true
+    });
+}
+
+/// What of `out` the storage thread writes: its membership and persist (messages taken out).
+fn durable_parts(out: &mut Output) -> Output {
+    Output { persist: out.persist.take(), conf_state: out.conf_state.take(), ..Output::default() }
 }
 
 /// The member's own snapshots (`Output::snapshot`) on their way to disk. Each file is written
@@ -359,14 +430,14 @@ impl SnapshotWrites {
         SnapshotWrites { writing: None, waiting: None, done_tx, done }
     }
 
-    fn start(&mut self, storage: &Storage, made: cairn_core::SnapshotMade) {
+    fn start(&mut self, snapshot_dir: &std::path::Path, made: cairn_core::SnapshotMade) {
         if self.writing.is_some() {
             self.waiting = Some(made);
             return;
         }
         let meta = made.snapshot.get_metadata().clone();
         self.writing = Some((meta, made.log_first_index));
-        let (dir, done) = (storage.snapshot_dir().to_path_buf(), self.done_tx.clone());
+        let (dir, done) = (snapshot_dir.to_path_buf(), self.done_tx.clone());
         // The data is shared (`Bytes`), not copied; it is freed when the write is over.
         let snapshot = made.snapshot;
         tokio::task::spawn_blocking(move || {
@@ -393,9 +464,9 @@ impl SnapshotWrites {
         result.map(|()| writing)
     }
 
-    fn start_waiting(&mut self, storage: &Storage) {
+    fn start_waiting(&mut self, snapshot_dir: &std::path::Path) {
         if let Some(made) = self.waiting.take() {
-            self.start(storage, made);
+            self.start(snapshot_dir, made);
         }
     }
 }
@@ -404,7 +475,7 @@ impl SnapshotWrites {
 /// waits behind it (etcd warns likewise when applying a request takes over 100 ms).
 const STEP_SLOW: Duration = Duration::from_millis(100);
 
-fn warn_if_slow(step: &str, started: Instant) {
+pub(crate) fn warn_if_slow(step: &str, started: Instant) {
     let took = started.elapsed();
     if took > STEP_SLOW {
         tracing::warn!(step, took_ms = took.as_millis() as u64, "member loop step took too long");

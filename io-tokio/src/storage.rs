@@ -16,6 +16,11 @@
 //!    outputs and sync once (group commit);
 //! 3. only after `sync` returns: send each `persist.messages` and call `Core::on_persisted` with
 //!    the last `persist.number` written (acknowledging a number acknowledges the smaller ones).
+//!    A persist whose `must_sync` is false (only the commit index moved) needs no `sync` of its
+//!    own: when nothing written before it awaits one, its messages go at once.
+//!
+//! The member loop (`node`) does this on a thread of its own (`writer`), so that an fsync never
+//! stalls the loop.
 //!
 //! Any error from `open`, `write`, `sync` or `recover` stops the node (see "Durability").
 //!

@@ -85,17 +85,19 @@ impl Ctx {
     /// The response header for an answer with the core's `header`, or, for `None`, for an
     /// answer given now from the member's status.
     pub(crate) fn header(&self, header: Option<Header>) -> Option<pb::etcdserverpb::ResponseHeader> {
-        Some(convert::header(&self.info, &self.node.status(), header))
+        Some(self.node.with_status(|st| convert::header(&self.info, st, header)))
     }
 
     /// `m` as configured, with the name and client URLs it published through the log, once
     /// this member has applied that.
     pub(crate) fn with_published(&self, m: &crate::info::MemberInfo) -> crate::info::MemberInfo {
         let mut m = m.clone();
-        if let Some(p) = self.node.status().members.get(&m.id) {
-            m.name = p.name.clone();
-            m.client_urls = p.client_urls.clone();
-        }
+        self.node.with_status(|st| {
+            if let Some(p) = st.members.get(&m.id) {
+                m.name = p.name.clone();
+                m.client_urls = p.client_urls.clone();
+            }
+        });
         m
     }
 

@@ -193,7 +193,7 @@ impl Session {
     }
 
     async fn create(&mut self, c: pb::WatchCreateRequest) -> Result<(), Stop> {
-        let current = self.ctx.node.status().revision;
+        let current = self.ctx.node.with_status(|st| st.revision);
         let header = self.header(current);
         let Some(req) = watch_request_from_pb(&c, current) else {
             return self.send(refused(header, REASON_EMPTY_RANGE)).await;
@@ -237,7 +237,7 @@ impl Session {
     async fn cancel(&mut self, id: i64) -> Result<(), Stop> {
         let Some(w) = self.watches.remove(&id) else { return Ok(()) };
         self.ctx.node.cancel_watch(w.node_id).await;
-        let header = self.header(self.ctx.node.status().revision);
+        let header = self.header(self.ctx.node.with_status(|st| st.revision));
         self.send(pb::WatchResponse { header, watch_id: id, canceled: true, ..Default::default() }).await
     }
 
@@ -272,7 +272,7 @@ impl Session {
             Some(WatchUpdate::Compacted { compact_revision }) => {
                 // The member has closed the watch already.
                 self.watches.remove(&id);
-                let header = self.header(self.ctx.node.status().revision);
+                let header = self.header(self.ctx.node.with_status(|st| st.revision));
                 self.send(compacted(header, id, compact_revision)).await
             }
             None => self.reopen(id).await,
@@ -300,13 +300,13 @@ impl Session {
             }
             Err(Error::Compacted { compacted_revision }) => {
                 self.watches.remove(&id);
-                let header = self.header(self.ctx.node.status().revision);
+                let header = self.header(self.ctx.node.with_status(|st| st.revision));
                 self.send(compacted(header, id, compacted_revision)).await
             }
             Err(e) if e.is_fatal() => Err(Stop::Failed(status(&e))),
             Err(e) => {
                 self.watches.remove(&id);
-                let header = self.header(self.ctx.node.status().revision);
+                let header = self.header(self.ctx.node.with_status(|st| st.revision));
                 let reason = e.to_string();
                 self.send(pb::WatchResponse {
                     header,
@@ -327,7 +327,7 @@ impl Session {
         w.next_revision = w.next_revision.max(last_revision + 1);
         w.sent_since_tick = true;
         let fragment = w.fragment;
-        let header = self.header(self.ctx.node.status().revision.max(last_revision));
+        let header = self.header(self.ctx.node.with_status(|st| st.revision).max(last_revision));
         for resp in event_responses(id, header, events, fragment, self.max_response_bytes) {
             self.send(resp).await?;
         }
@@ -339,7 +339,7 @@ impl Session {
     /// to the watchers, so reading R first and then sending everything already queued is
     /// enough.
     async fn settled_revision(&mut self) -> Result<i64, Stop> {
-        let revision = self.ctx.node.status().revision;
+        let revision = self.ctx.node.with_status(|st| st.revision);
         let ids: Vec<i64> = self.watches.keys().copied().collect();
         for id in ids {
             while let Some(w) = self.watches.get_mut(&id) {
