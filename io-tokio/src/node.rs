@@ -241,6 +241,10 @@ async fn run(
     // messages that may go only once they are.
     let mut unacked: VecDeque<(u64, Vec<cairn_core::eraftpb::Message>)> = VecDeque::new();
     let mut snapshots = SnapshotWrites::new();
+    // Jobs for the storage thread, handed over once per turn (one wakeup, not one per job).
+    let mut jobs: Vec<Job> = Vec::new();
+    let timer = tokio::time::sleep_until(epoch.into());
+    tokio::pin!(timer);
     loop {
         // Act on everything the core wants done. Writes go to the storage thread as they come
         // (it fsyncs once for all it has when it gets to them); what waits for them is released
@@ -266,17 +270,17 @@ async fn run(
                 // Only a commit index moved, and nothing before it waits to be durable: its
                 // messages go now; the write needs no fsync.
                 Some((number, false, messages)) if unacked.is_empty() && out.conf_state.is_none() => {
-                    writer.send(Job::Write { out: durable_parts(&mut out), number: None, sync: false });
+                    jobs.push(Job::Write { out: durable_parts(&mut out), number: None, sync: false });
                     transport.send(messages.into_iter());
                     core.on_persisted(number);
                 }
                 Some((number, must_sync, messages)) => {
                     unacked.push_back((number, messages));
                     let sync = must_sync || out.conf_state.is_some();
-                    writer.send(Job::Write { out: durable_parts(&mut out), number: Some(number), sync });
+                    jobs.push(Job::Write { out: durable_parts(&mut out), number: Some(number), sync });
                 }
                 None if out.conf_state.is_some() => {
-                    writer.send(Job::Write { out: durable_parts(&mut out), number: None, sync: true });
+                    jobs.push(Job::Write { out: durable_parts(&mut out), number: None, sync: true });
                 }
                 None => {}
             }
@@ -300,9 +304,17 @@ async fn run(
                 }
             }
         }
+        if !jobs.is_empty() {
+            writer.send(std::mem::take(&mut jobs));
+        }
         publish_status(&core, &voters, &status);
 
-        let wait = core.poll_timeout().saturating_sub(now_ms());
+        // One timer for the loop's life, moved only when the core's deadline moves (a timer
+        // made and dropped every turn costs two trips through the runtime's timer wheel).
+        let deadline = tokio::time::Instant::from(epoch + Duration::from_millis(core.poll_timeout()));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
         tokio::select! {
             input = rx.recv() => match input {
                 None => return Ok(()),
@@ -329,10 +341,10 @@ async fn run(
                 // A failed write or fsync stops the member, as on the loop.
                 let (meta, log_first_index) = snapshots.finished(written)
                     .map_err(|e| Error::Corrupt(format!("writing a snapshot failed: {e}")))?;
-                writer.send(Job::RecordSnapshot { meta, log_first_index });
+                jobs.push(Job::RecordSnapshot { meta, log_first_index });
                 snapshots.start_waiting(&writer.snapshot_dir);
             }
-            _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+            _ = timer.as_mut() => {}
         }
         // Take whatever else is already waiting, so that one ready (and one fsync) covers many
         // requests. Bounded, so the loop still gets back to its timers.

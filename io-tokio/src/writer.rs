@@ -34,7 +34,7 @@ pub enum Job {
 pub type Report = Result<Option<u64>, StorageError>;
 
 pub struct Writer {
-    jobs: Option<std_mpsc::Sender<Job>>,
+    jobs: Option<std_mpsc::Sender<Vec<Job>>>,
     thread: Option<JoinHandle<()>>,
     pub snapshot_dir: PathBuf,
 }
@@ -51,11 +51,11 @@ impl Writer {
         Ok((Writer { jobs: Some(jobs), thread: Some(thread), snapshot_dir }, reports_rx))
     }
 
-    /// Queues a job; never waits. A job sent after the thread stopped (on an error, already
-    /// reported) is dropped.
-    pub fn send(&self, job: Job) {
+    /// Queues jobs, in order; never waits. Jobs sent after the thread stopped (on an error,
+    /// already reported) are dropped.
+    pub fn send(&self, batch: Vec<Job>) {
         if let Some(jobs) = &self.jobs {
-            let _ = jobs.send(job);
+            let _ = jobs.send(batch);
         }
     }
 
@@ -68,12 +68,13 @@ impl Writer {
     }
 }
 
-fn run(mut storage: Storage, jobs: std_mpsc::Receiver<Job>, reports: mpsc::UnboundedSender<Report>) {
+fn run(mut storage: Storage, jobs: std_mpsc::Receiver<Vec<Job>>, reports: mpsc::UnboundedSender<Report>) {
     while let Ok(first) = jobs.recv() {
         let mut number = None;
         let mut sync = false;
         let mut result = Ok(());
-        for job in std::iter::once(first).chain(std::iter::from_fn(|| jobs.try_recv().ok())) {
+        let queued = std::iter::once(first).chain(std::iter::from_fn(|| jobs.try_recv().ok()));
+        for job in queued.flatten() {
             if result.is_err() {
                 break;
             }
