@@ -171,6 +171,9 @@ pub struct Core {
     snapshot_building: Option<SnapshotBuilder>,
     /// The size of the last snapshot built, to size the next one's buffer.
     snapshot_bytes_last: usize,
+    /// Bytes of entries applied since the last snapshot started: with `snapshot_bytes_last`,
+    /// about how large the next one is (a store without compactions keeps what it applied).
+    applied_bytes: usize,
     /// Raft ticks since boot.
     ticks: u64,
     /// As leader: peers raft-rs is sending a snapshot to, with the tick it started. A snapshot
@@ -268,6 +271,7 @@ impl Core {
             last_snapshot_index,
             snapshot_building: None,
             snapshot_bytes_last: 0,
+            applied_bytes: 0,
             ticks: 0,
             snapshot_sending_since: BTreeMap::new(),
             snapshot_unpersisted: None,
@@ -755,6 +759,7 @@ impl Core {
             if e.index <= self.sm.applied_index() {
                 continue;
             }
+            self.applied_bytes = self.applied_bytes.saturating_add(e.data.len());
             match e.get_entry_type() {
                 EntryType::EntryNormal if e.data.is_empty() => self.sm.skip(e.index, e.term, &e.data),
                 EntryType::EntryNormal => {
@@ -996,8 +1001,11 @@ impl Core {
                 return Ok(());
             }
             let conf_state = self.raw.store().conf_state();
-            self.snapshot_building =
-                Some(SnapshotBuilder::start(&self.sm, conf_state, self.snapshot_bytes_last));
+            // Sized up front: a buffer that doubles copies itself whole into memory never
+            // touched, and first touches are what a step costs most (see `SnapshotBuilder`).
+            let hint = self.snapshot_bytes_last.saturating_add(self.applied_bytes);
+            self.applied_bytes = 0;
+            self.snapshot_building = Some(SnapshotBuilder::start(&self.sm, conf_state, hint));
         }
         let building = self.snapshot_building.as_mut().expect("started above");
         match building.step(&self.sm, self.config.snapshot_step_bytes) {

@@ -79,10 +79,19 @@ fn write_temp(temp: &Path, s: &Snapshot) -> io::Result<()> {
     crc.update(&s.data);
     let mut f = File::create(temp)?;
     f.write_all(&head)?;
-    f.write_all(&s.data)?;
+    // In pieces, each made durable before the next is written: the disk then never holds a
+    // whole snapshot's writeback in its queue, in front of the fsyncs of the member's log
+    // (written all at once, a 33 MB snapshot held those up for 20-30 ms here).
+    for piece in s.data.chunks(WRITEBACK_BYTES) {
+        f.write_all(piece)?;
+        f.sync_data()?;
+    }
     f.write_all(&crc.finalize().to_le_bytes())?;
     f.sync_all()
 }
+
+/// Bytes of a snapshot file written between two of its fsyncs.
+const WRITEBACK_BYTES: usize = 1 << 20;
 
 /// Fsyncs a directory, so that names created, renamed or removed in it are durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {

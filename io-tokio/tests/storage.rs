@@ -134,6 +134,49 @@ fn an_own_snapshot_compacts_the_log_before_log_first_index() {
 }
 
 #[test]
+fn a_recorded_snapshot_deletes_the_log_before_it_a_chunk_per_batch() {
+    use cairn_io_tokio::snapshot_file;
+    use cairn_io_tokio::storage::TRIM_ENTRIES_MAX as CHUNK;
+    let dir = tempfile::tempdir().unwrap();
+    let last = 3 * CHUNK;
+    // Not on a chunk's boundary, so that a chunk that overran it would show.
+    let keep_from = 2 * CHUNK - 9;
+    let reopen = |storage: Storage| {
+        drop(storage);
+        let storage = Storage::open(dir.path()).unwrap();
+        let r = storage.recover().unwrap().expect("written to");
+        (storage, r)
+    };
+    let mut storage = Storage::open(dir.path()).unwrap();
+    storage.write(&append(entries(1..=last, 1))).unwrap();
+    storage.sync().unwrap();
+    // A snapshot at 2.5 chunks that lets everything before `keep_from` go.
+    let s = snapshot(5 * CHUNK / 2, 1, b"state".to_vec());
+    snapshot_file::write(storage.snapshot_dir(), &s).unwrap();
+    assert!(storage.record_snapshot(s.get_metadata(), keep_from).unwrap());
+    storage.sync().unwrap();
+    let (mut storage, r) = reopen(storage);
+    assert_eq!(r.snapshot, Some(s.clone()));
+    assert_eq!(indexes(&r), (CHUNK + 1..=last).map(|i| (i, 1)).collect::<Vec<_>>(), "one chunk deleted");
+
+    // Not durable: entries a reopen left behind stay until the next snapshot's record.
+    storage.write(&append(entries(last + 1..=last + 1, 1))).unwrap();
+    storage.sync().unwrap();
+    let (mut storage, r) = reopen(storage);
+    assert_eq!(r.entries.first().map(|e| e.index), Some(CHUNK + 1));
+    let s = snapshot(last, 1, b"state 2".to_vec());
+    snapshot_file::write(storage.snapshot_dir(), &s).unwrap();
+    assert!(storage.record_snapshot(s.get_metadata(), keep_from).unwrap());
+    // The next write deletes the rest, never an entry at or after `log_first_index`.
+    storage.write(&append(entries(last + 2..=last + 2, 1))).unwrap();
+    storage.write(&append(entries(last + 3..=last + 3, 1))).unwrap();
+    storage.sync().unwrap();
+    let (_, r) = reopen(storage);
+    assert_eq!(r.snapshot, Some(s));
+    assert_eq!(indexes(&r), (keep_from..=last + 3).map(|i| (i, 1)).collect::<Vec<_>>());
+}
+
+#[test]
 fn a_leader_snapshot_replaces_the_whole_log() {
     let dir = tempfile::tempdir().unwrap();
     let s = snapshot(20, 2, b"leader's state at 20".to_vec());
