@@ -539,20 +539,19 @@ impl Core {
         if data.len() > max {
             return Err(Error::RequestTooLarge);
         }
-        self.propose_data(data, Some(seq))?;
+        self.hold(data, Some(seq));
         self.next_seq += 1;
         self.writes
             .insert(seq, PendingWrite { id, deadline_ms: self.now_ms + self.config.request_timeout_ms });
         Ok(())
     }
 
-    /// Holds an entry for the next batch (see `Held`). `seq` names the local write it carries,
-    /// answered with an error should its batch be dropped.
-    fn propose_data(&mut self, data: Vec<u8>, seq: Option<u64>) -> Result<()> {
+    /// Holds an entry for the next batch of proposals (see `Held`). `seq` names the local write
+    /// it carries, answered with an error should its batch be dropped.
+    fn hold(&mut self, data: Vec<u8>, seq: Option<u64>) {
         let mut entry = Entry::default();
         entry.data = data.into();
         self.held.push(vec![entry], seq);
-        Ok(())
     }
 
     /// Hands raft-rs one proposal message (one batch) and, as leader, counts it in flight.
@@ -956,7 +955,7 @@ impl Core {
         }
         let command = Command::V2(crate::v2::V2Write::Expire { now_ns: self.wall_ns });
         let data = Proposal { origin: None, command }.encode();
-        let _ = self.propose_data(data, None);
+        self.hold(data, None);
     }
 
     /// Drops the latest snapshot's data from memory once no follower needs it: none is being
@@ -985,7 +984,7 @@ impl Core {
         for id in self.lessor.take_expired(self.now_ms, self.config.request_timeout_ms) {
             let data = Proposal { origin: None, command: Command::LeaseRevoke { id } }.encode();
             // If dropped (leadership lost meanwhile), the next leader revokes it instead.
-            let _ = self.propose_data(data, None);
+            self.hold(data, None);
         }
         self.sync_role();
     }
