@@ -26,14 +26,19 @@ fn record(c: &mut Cluster) -> Rc<RefCell<Vec<Message>>> {
     seen
 }
 
-/// Entries carrying proposals (not the leader's empty term entries) in each append from
-/// `from` to `to`, in delivery order; appends without such entries are left out.
-fn append_sizes(seen: &[Message], from: u64, to: u64) -> Vec<usize> {
-    seen.iter()
-        .filter(|m| m.get_msg_type() == MessageType::MsgAppend && m.from == from && m.to == to)
+/// Entries carrying proposals (not the leader's empty term entries) in each of `msgs` that is
+/// an append, in order; appends without such entries are left out.
+fn proposals_per_append<'a>(msgs: impl IntoIterator<Item = &'a Message>) -> Vec<usize> {
+    msgs.into_iter()
+        .filter(|m| m.get_msg_type() == MessageType::MsgAppend)
         .map(|m| m.entries.iter().filter(|e| !e.data.is_empty()).count())
         .filter(|&n| n > 0)
         .collect()
+}
+
+/// `proposals_per_append` of the appends from `from` to `to`.
+fn append_sizes(seen: &[Message], from: u64, to: u64) -> Vec<usize> {
+    proposals_per_append(seen.iter().filter(|m| m.from == from && m.to == to))
 }
 
 fn followers(c: &Cluster, leader: u64) -> Vec<u64> {
@@ -93,12 +98,7 @@ fn the_leader_holds_writes_while_batches_are_in_flight() {
     for &f in &fs {
         held.extend(c.resume(f));
     }
-    let sizes: Vec<usize> = held
-        .iter()
-        .filter(|m| m.get_msg_type() == MessageType::MsgAppend)
-        .map(|m| m.entries.iter().filter(|e| !e.data.is_empty()).count())
-        .filter(|&n| n > 0)
-        .collect();
+    let sizes = proposals_per_append(&held);
     assert_eq!(sizes, vec![1, 1], "only the first write was sent to each follower: {sizes:?}");
     let seen = record(&mut c);
     for m in held {
@@ -128,12 +128,7 @@ fn with_room_for_two_batches_the_second_does_not_wait() {
     for &f in &fs {
         held.extend(c.resume(f));
     }
-    let mut sizes: Vec<usize> = held
-        .iter()
-        .filter(|m| m.get_msg_type() == MessageType::MsgAppend)
-        .map(|m| m.entries.iter().filter(|e| !e.data.is_empty()).count())
-        .filter(|&n| n > 0)
-        .collect();
+    let mut sizes = proposals_per_append(&held);
     sizes.sort_unstable();
     assert_eq!(sizes, vec![1, 1, 1, 1], "two one-write batches to each follower, the rest held");
     for m in held {

@@ -370,48 +370,30 @@ async fn run(
 /// not: this runs every turn of the loop).
 fn publish_status(core: &Core, voters: &[u64], status: &watch::Sender<NodeStatus>) {
     let st = core.state();
+    // The lists are left empty here (no allocation) and copied in only when they changed.
+    let fresh = NodeStatus {
+        id: core.id(),
+        leader: core.leader(),
+        term: core.term(),
+        commit_index: core.commit_index(),
+        applied_index: core.applied_index(),
+        revision: st.mvcc().current_revision(),
+        compacted_revision: st.mvcc().compacted_revision(),
+        voters: Vec::new(),
+        members: BTreeMap::new(),
+        v2_index: st.v2().index(),
+        v2_expired: st.v2().expired_count(),
+    };
     status.send_if_modified(|s| {
-        let counters = (
-            core.leader(),
-            core.term(),
-            core.commit_index(),
-            core.applied_index(),
-            st.mvcc().current_revision(),
-            st.mvcc().compacted_revision(),
-            st.v2().index(),
-            st.v2().expired_count(),
-        );
-        let old = (
-            s.leader,
-            s.term,
-            s.commit_index,
-            s.applied_index,
-            s.revision,
-            s.compacted_revision,
-            s.v2_index,
-            s.v2_expired,
-        );
-        if counters == old && s.id == core.id() && s.voters == voters && &s.members == st.members() {
-            return false;
+        if s.voters != voters || &s.members != st.members() {
+            *s = NodeStatus { voters: voters.to_vec(), members: st.members().clone(), ..fresh };
+            return true;
         }
-        (
-            s.leader,
-            s.term,
-            s.commit_index,
-            s.applied_index,
-            s.revision,
-            s.compacted_revision,
-            s.v2_index,
-            s.v2_expired,
-        ) = counters;
-        s.id = core.id();
-        if s.voters != voters {
-            s.voters = voters.to_vec();
-        }
-        if &s.members != st.members() {
-            s.members = st.members().clone();
-        }
-        true
+        // Lists unchanged: set them aside, compare the rest, put them back.
+        let (voters, members) = (std::mem::take(&mut s.voters), std::mem::take(&mut s.members));
+        let changed = *s != fresh;
+        *s = NodeStatus { voters, members, ..fresh };
+        changed
     });
 }
 

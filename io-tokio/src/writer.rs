@@ -91,7 +91,7 @@ fn run(mut storage: Storage, jobs: std_mpsc::Receiver<Vec<Job>>, reports: mpsc::
                     sync = true;
                     let started = Instant::now();
                     let r = storage.record_snapshot(&meta, log_first_index).map(|_| ());
-                    tracing::debug!(took_ms = started.elapsed().as_millis() as u64, "snapshot recorded");
+                    crate::node::warn_if_slow("recording a snapshot", started);
                     r
                 }
             };
@@ -100,9 +100,6 @@ fn run(mut storage: Storage, jobs: std_mpsc::Receiver<Vec<Job>>, reports: mpsc::
             let started = Instant::now();
             result = storage.sync();
             crate::node::warn_if_slow("fsync", started);
-            if started.elapsed().as_millis() > 20 {
-                tracing::debug!(took_ms = started.elapsed().as_millis() as u64, "slow fsync");
-            }
         }
         let failed = result.is_err();
         if reports.send(result.map(|()| number)).is_err() || failed {
