@@ -72,6 +72,13 @@ struct Flags {
     /// Largest request accepted, in bytes.
     #[arg(long, env = "CAIRN_MAX_REQUEST_BYTES", default_value_t = cairn_core::config::REQUEST_BYTES_MAX_DEFAULT)]
     max_request_bytes: usize,
+    /// Threads that run the member: its Raft loop, peer transport and client front ends (the
+    /// storage thread and fjall's workers come on top). 1, the default, runs them all on one
+    /// thread, so handing a request to the loop and its answer back never wakes another
+    /// thread; more lets the front ends (TLS, JSON, serializable reads) use more cores. See
+    /// docs/benchmarks.md for what each costs.
+    #[arg(long, env = "CAIRN_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: u16,
 }
 
 /// A fatal configuration or startup problem, said plainly.
@@ -93,7 +100,11 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let flags = Flags::parse();
-    let rt = match tokio::runtime::Runtime::new() {
+    let rt = match flags.threads {
+        1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n.into()).enable_all().build(),
+    };
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cairn: cannot start the runtime: {e}");

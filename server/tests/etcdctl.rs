@@ -164,6 +164,68 @@ fn bad_input_gets_etcd_errors_and_the_member_keeps_serving() {
 }
 
 #[test]
+fn members_on_one_thread_and_on_several_serve_the_same_cluster() {
+    // `--threads 1` (the default) runs a member on tokio's current-thread runtime, anything more
+    // on its multi-thread one: both must serve writes, reads, watches and leases.
+    let threads = |n: &str| vec!["--threads".to_string(), n.to_string()];
+    let c = Cluster::start_with(&[threads("1"), threads("2"), threads("4")]);
+    for (i, want) in [0, 2, 4].into_iter().enumerate() {
+        let pid = c.members[i].child.as_ref().expect("running").id();
+        let workers = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .expect("the member's threads")
+            .filter(|t| {
+                let comm = t.as_ref().ok().and_then(|t| std::fs::read_to_string(t.path().join("comm")).ok());
+                comm.is_some_and(|c| c.starts_with("tokio-rt-worker"))
+            })
+            .count();
+        assert_eq!(workers, want, "member {i}'s runtime worker threads");
+    }
+    for i in 0..3 {
+        let at = c.endpoint(i);
+        let out = c.ctl_at(&at, &["put", &format!("k{i}"), &format!("from {i}")], None);
+        assert!(out.status.success(), "put at member {i}: {}", c.logs());
+    }
+    // A watch never ends by itself: each is stopped after 3 s, having printed the history from
+    // revision 1.
+    let watches: Vec<_> = (0..3)
+        .map(|i| {
+            std::process::Command::new("timeout")
+                .args([
+                    "3",
+                    "etcdctl",
+                    &format!("--endpoints={}", c.endpoint(i)),
+                    "watch",
+                    "--prefix",
+                    "k",
+                    "--rev=1",
+                ])
+                .env("ETCDCTL_API", "3")
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("run etcdctl")
+        })
+        .collect();
+    for i in 0..3 {
+        let out = c.ctl_at(&c.endpoint(i), &["get", "--prefix", "k"], None);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "k0\nfrom 0\nk1\nfrom 1\nk2\nfrom 2\n",
+            "member {i}"
+        );
+    }
+    for (i, watch) in watches.into_iter().enumerate() {
+        let out = watch.wait_with_output().expect("etcdctl watch");
+        let seen = String::from_utf8_lossy(&out.stdout);
+        assert!(seen.contains("PUT\nk2\nfrom 2"), "member {i} watched: {seen}");
+    }
+    let grant = c.ctl_at(&c.endpoint(1), &["lease", "grant", "30"], None);
+    let lease =
+        String::from_utf8_lossy(&grant.stdout).split_whitespace().nth(1).unwrap_or_default().to_string();
+    let out = c.ctl_at(&c.endpoint(2), &["lease", "timetolive", &lease], None);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("granted with TTL(30s)"), "{}", c.logs());
+}
+
+#[test]
 fn a_killed_member_loses_no_acknowledged_write_and_a_killed_leader_is_replaced() {
     let mut c = Cluster::start(3);
     // A write whose outcome is unknown (timed out while a leader died) is retried, as a client

@@ -12,6 +12,8 @@ pub struct Member {
     pub client: u16,
     pub peer: u16,
     pub child: Option<Child>,
+    /// Flags added to this member's command line.
+    pub args: Vec<String>,
 }
 
 pub struct Cluster {
@@ -30,10 +32,22 @@ pub fn etcdctl_available() -> bool {
 
 impl Cluster {
     pub fn start(n: usize) -> Cluster {
+        Cluster::start_with(&vec![Vec::new(); n])
+    }
+
+    /// One member per entry, each started with the flags given for it.
+    pub fn start_with(args: &[Vec<String>]) -> Cluster {
+        let n = args.len();
         assert!(etcdctl_available(), "etcdctl is missing: apt-get install -y etcd-client (.ci/run does)");
         let dir = tempfile::tempdir().expect("temp dir");
         let members: Vec<Member> = (1..=n)
-            .map(|i| Member { name: format!("m{i}"), client: free_port(), peer: free_port(), child: None })
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client: free_port(),
+                peer: free_port(),
+                child: None,
+                args: args[i - 1].clone(),
+            })
             .collect();
         let initial_cluster = members
             .iter()
@@ -64,6 +78,7 @@ impl Cluster {
             .args(["--listen-peer-urls", &format!("http://127.0.0.1:{}", m.peer)])
             .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{}", m.peer)])
             .args(["--initial-cluster", &self.initial_cluster])
+            .args(&m.args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
