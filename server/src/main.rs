@@ -75,8 +75,9 @@ struct Flags {
     /// Threads that run the member: its Raft loop, peer transport and client front ends (the
     /// storage thread and fjall's workers come on top). 1, the default, runs them all on one
     /// thread, so handing a request to the loop and its answer back never wakes another
-    /// thread; more lets the front ends (TLS, JSON, serializable reads) use more cores. See
-    /// docs/benchmarks.md for what each costs.
+    /// thread; more lets the front ends' own work (TLS, HTTP/2, protobuf and JSON encoding) use
+    /// more cores; every request is still served by the one loop. See docs/benchmarks.md for
+    /// what each costs.
     #[arg(long, env = "CAIRN_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     threads: u16,
 }
