@@ -549,8 +549,7 @@ impl Core {
     /// Holds an entry for the next batch of proposals (see `Held`). `seq` names the local write
     /// it carries, answered with an error should its batch be dropped.
     fn hold(&mut self, data: Vec<u8>, seq: Option<u64>) {
-        let mut entry = Entry::default();
-        entry.data = data.into();
+        let entry = Entry { data: data.into(), ..Entry::default() };
         self.held.push(vec![entry], seq);
     }
 

@@ -20,7 +20,9 @@ use tokio::sync::mpsc;
 
 use crate::storage::{Storage, StorageError};
 
-/// What the member loop asks of its storage thread, in order.
+/// What the member loop asks of its storage thread, in order. (Nearly every job is a `Write`,
+/// so boxing its `Output` would only add an allocation per job.)
+#[allow(clippy::large_enum_variant)]
 pub enum Job {
     /// An output's durable parts (`conf_state`, `persist` without its messages). `sync`: the
     /// batch must be fsynced before `number` (if any) is reported.
