@@ -45,6 +45,18 @@ fn followers(c: &Cluster, leader: u64) -> Vec<u64> {
     (1..=3).filter(|&id| id != leader && c.is_up(id)).collect()
 }
 
+/// A 3-member cluster (seed `seed`) allowing `batches` proposal batches in flight, its leader,
+/// and its two followers, paused: nothing the leader sends them is acknowledged yet.
+fn leader_with_paused_followers(seed: u64, batches: usize) -> (Cluster, u64, Vec<u64>) {
+    let mut c = Cluster::with_config(3, seed, |cfg| cfg.proposal_batches_max = batches);
+    let l = c.wait_for_leader();
+    let fs = followers(&c, l);
+    for &f in &fs {
+        c.pause(f);
+    }
+    (c, l, fs)
+}
+
 fn answered_ok(c: &mut Cluster, rids: &[RequestId]) {
     for &rid in rids {
         c.wait(rid).unwrap_or_else(|e| panic!("request {rid} failed: {e:?}"));
@@ -84,12 +96,7 @@ fn a_follower_forwards_its_writes_as_one_proposal() {
 
 #[test]
 fn the_leader_holds_writes_while_batches_are_in_flight() {
-    let mut c = Cluster::with_config(3, 13, |cfg| cfg.proposal_batches_max = 1);
-    let l = c.wait_for_leader();
-    let fs = followers(&c, l);
-    for &f in &fs {
-        c.pause(f);
-    }
+    let (mut c, l, fs) = leader_with_paused_followers(13, 1);
     // Nothing in flight: a lone write goes at once.
     let first = c.submit(l, put("a"));
     // Its batch is in flight (the followers have not acknowledged it): later writes wait.
@@ -116,12 +123,7 @@ fn the_leader_holds_writes_while_batches_are_in_flight() {
 
 #[test]
 fn with_room_for_two_batches_the_second_does_not_wait() {
-    let mut c = Cluster::with_config(3, 14, |cfg| cfg.proposal_batches_max = 2);
-    let l = c.wait_for_leader();
-    let fs = followers(&c, l);
-    for &f in &fs {
-        c.pause(f);
-    }
+    let (mut c, l, fs) = leader_with_paused_followers(14, 2);
     let mut rids = vec![c.submit(l, put("a")), c.submit(l, put("b"))];
     rids.extend(["c", "d"].iter().map(|k| c.submit(l, put(k))));
     let mut held = Vec::new();
