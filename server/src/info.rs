@@ -19,4 +19,33 @@ pub struct ServerInfo {
     pub etcd_version: String,
     /// Largest request accepted, in bytes (`--max-request-bytes`).
     pub max_request_bytes: usize,
+    /// The member's data directory, whose size Status reports; `None` where there is none.
+    pub data_dir: Option<std::path::PathBuf>,
+}
+
+/// Cairn's own version.
+pub const CAIRN_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+impl ServerInfo {
+    /// The version Status answers: the etcd API level with Cairn's version as semver build
+    /// metadata (`3.4.0+cairn.0.1.0`). Clients that compare versions for feature detection
+    /// ignore build metadata (semver 2.0.0, section 10), so they see the API level; a person
+    /// reading `etcdctl endpoint status` sees what answers.
+    pub fn status_version(&self) -> String {
+        format!("{}+cairn.{CAIRN_VERSION}", self.etcd_version)
+    }
+}
+
+/// The bytes the files under `dir` take, walked now (the fjall database, its journals and
+/// tables, and the snapshot file: everything the member keeps). Unreadable entries count 0.
+pub fn disk_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => disk_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
 }

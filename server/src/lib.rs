@@ -8,6 +8,7 @@
 //! It holds no consensus or storage logic: every request becomes a `cairn_core::Request`, and
 //! every answer is translated back into etcd's wire types.
 
+pub mod authority;
 pub mod gateway;
 pub mod grpc;
 pub mod info;

@@ -217,6 +217,7 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
         members,
         etcd_version: ETCD_VERSION.to_string(),
         max_request_bytes: flags.max_request_bytes,
+        data_dir: Some(flags.data_dir.clone()),
     });
     // Tell the cluster this member's name and client URLs, through the log (etcd's "publish"),
     // so every member's MemberList shows them. Retried until it commits.
@@ -240,8 +241,7 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
     tracing::info!(name = %flags.name, member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"),
         data_dir = %flags.data_dir.display(), "cairn member starting");
 
-    let router = grpc::routes(node.clone(), info.clone())
-        .into_axum_router()
+    let router = grpc::grpc_router(node.clone(), info.clone())
         .merge(grpc::gateway_routes(node.clone(), info.clone()))
         .route(
             "/health",
@@ -251,7 +251,8 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
             }),
         )
         .route("/version", get(|| async { Json(serde_version()) }))
-        .merge(cairn_server::v2::router(node.clone(), info.clone()));
+        .merge(cairn_server::v2::router(node.clone(), info.clone()))
+        .fallback(grpc::not_found);
     let mut servers = Vec::new();
     for url in split_urls(&flags.listen_client_urls) {
         let addr = url_addr(&url)?;
@@ -259,11 +260,7 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
             .await
             .map_err(|e| StartError::Config(format!("cannot listen for clients on {addr}: {e}")))?;
         tracing::info!(%addr, "serving clients (etcd v3 gRPC and JSON gateway, v2 keys API, /health, /version)");
-        // No Nagle: small gRPC frames would otherwise wait out the peer's delayed ACK (~40 ms).
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        let listener = cairn_server::authority::ClientListener::new(listener);
         let router = router.clone();
         servers.push(tokio::spawn(async move {
             axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await
@@ -287,7 +284,13 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
 }
 
 fn serde_version() -> std::collections::BTreeMap<&'static str, &'static str> {
-    BTreeMap::from([("etcdserver", ETCD_VERSION), ("etcdcluster", "3.4.0")])
+    // etcd's two fields keep the API level (v2 clients check `etcdcluster`); `cairn` says what
+    // answers.
+    BTreeMap::from([
+        ("etcdserver", ETCD_VERSION),
+        ("etcdcluster", "3.4.0"),
+        ("cairn", cairn_server::info::CAIRN_VERSION),
+    ])
 }
 
 /// etcd's /health: healthy when the member knows a leader.

@@ -321,3 +321,79 @@ fn kill_9_under_a_write_load_loses_no_acknowledged_write() {
         }
     }
 }
+
+/// etcdctl sends an endpoint written as a URL (`http://127.0.0.1:2379`, and every advertised
+/// client URL under `--cluster`) as the HTTP/2 `:authority`; each per-endpoint command must
+/// work with it, as with etcd.
+#[test]
+fn endpoints_written_as_urls_serve_every_per_endpoint_command() {
+    let c = Cluster::start(3);
+    let urls: Vec<String> = (0..3).map(|i| format!("http://{}", c.endpoint(i))).collect();
+    let run = |eps: &str, args: &[&str]| {
+        let out = c.ctl_at(eps, args, None);
+        assert!(out.status.success(), "etcdctl {args:?} at {eps}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let status = run(&urls[0], &["endpoint", "status", "--cluster", "-w", "table"]);
+    assert_eq!(status.matches("http://127.0.0.1:").count(), 3, "{status}");
+    assert_eq!(status.matches("true").count(), 1, "exactly one leader: {status}");
+    assert!(status.contains("+cairn."), "status says what answers: {status}");
+    assert!(!status.contains(" 0 B "), "status reports the data on disk: {status}");
+    let hashes = run(&urls.join(","), &["endpoint", "hashkv"]);
+    assert_eq!(hashes.lines().count(), 3, "{hashes}");
+    run(&urls[1], &["defrag", "--cluster"]);
+    assert_eq!(run(&urls[2], &["put", "k", "v"]).trim(), "OK");
+    assert_eq!(run(&urls.join(","), &["get", "k", "--print-value-only"]).trim(), "v");
+}
+
+/// A client configured with a user and password authenticates first; with authentication
+/// disabled, etcd answers "not enabled" and the client goes on without a token.
+#[test]
+fn a_client_with_credentials_is_served_while_authentication_is_disabled() {
+    let c = Cluster::start(1);
+    c.ok(&["put", "k", "v"]);
+    assert_eq!(c.ok(&["--user", "root:secret", "get", "k", "--print-value-only"]).trim(), "v");
+    assert_eq!(c.ok(&["user", "list"]), "");
+    assert!(c.err(&["user", "get", "nobody"]).contains("user name not found"));
+    assert!(c.ok(&["auth", "disable"]).contains("Authentication Disabled"));
+    let err = c.err(&["auth", "enable"]);
+    assert!(err.contains("Unimplemented") && err.contains("Cairn has no users"), "{err}");
+}
+
+/// `endpoint hashkv --rev R` at or below the compacted revision fails as etcd's does.
+#[test]
+fn hashkv_at_a_compacted_revision_is_refused() {
+    let c = Cluster::start(1);
+    c.ok(&["put", "a", "1"]);
+    c.ok(&["put", "a", "2"]);
+    c.ok(&["put", "a", "3"]);
+    c.ok(&["compaction", "3"]);
+    for rev in ["2", "3"] {
+        let err = c.err(&["endpoint", "hashkv", "--rev", rev]);
+        assert!(err.contains("required revision has been compacted"), "rev {rev}: {err}");
+    }
+    assert!(c.ok(&["endpoint", "hashkv", "--rev", "4"]).contains("127.0.0.1"));
+}
+
+/// A path nothing serves answers etcd's plain 404 (not a 200 carrying a gRPC status), and
+/// `/version` names Cairn beside the etcd API level.
+#[test]
+fn an_unknown_http_path_is_a_404_and_version_names_cairn() {
+    use std::io::{Read, Write};
+    let c = Cluster::start(1);
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(c.endpoint(0)).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    for path in ["/nope", "/v3alpha/kv/range", "/etcdserverpb.KV/Nope"] {
+        let answer = get(path);
+        assert!(answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
+        assert!(answer.ends_with("404 page not found\n"), "{path}: {answer}");
+        assert!(!answer.contains("grpc-status"), "{path}: {answer}");
+    }
+    let version = get("/version");
+    assert!(version.contains(r#""etcdserver":"3.4.0""#) && version.contains(r#""cairn":""#), "{version}");
+}

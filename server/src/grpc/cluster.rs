@@ -18,7 +18,9 @@ impl ClusterService {
 }
 
 fn unsupported() -> Status {
-    Status::unimplemented("membership changes are not supported yet")
+    Status::unimplemented(
+        "membership changes (MemberAdd, MemberRemove, MemberUpdate, MemberPromote) are not implemented in Cairn yet; the member list is fixed by --initial-cluster",
+    )
 }
 
 #[tonic::async_trait]

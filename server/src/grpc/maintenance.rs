@@ -1,15 +1,16 @@
 //! The Maintenance service: what `etcdctl endpoint status / hashkv / health`, `alarm list`
 //! and `defrag` ask for.
 //!
-//! - Status: version, leader, Raft indexes and term from the member's status. `dbSize` and
-//!   `dbSizeInUse` are 0: the member does not track its storage size yet.
+//! - Status: version (`ServerInfo::status_version`), leader, Raft indexes and term from the
+//!   member's status; `dbSize` and `dbSizeInUse` are the bytes the member's data directory
+//!   takes on disk.
 //! - Hash and HashKV: a hash of the key-value pairs live at a revision (see `KvHash`). It is
 //!   deterministic and equal on members that hold the same data, which is what
 //!   `etcdctl endpoint hashkv` is for, but it is not etcd's function (etcd hashes its bolt
 //!   buckets, history included), so values differ from etcd's.
 //! - Alarm: Cairn raises no alarms; listing answers none and disarming succeeds.
 //! - Defragment: there is nothing to defragment; it succeeds at once.
-//! - Snapshot and MoveLeader: UNIMPLEMENTED for now.
+//! - Snapshot and MoveLeader: UNIMPLEMENTED for now, saying which work brings them.
 
 use std::pin::Pin;
 
@@ -87,7 +88,9 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
                 // etcd answers alarm requests without a header.
                 Ok(GrpcResponse::new(pb::AlarmResponse { header: None, alarms: vec![] }))
             }
-            Ok(AlarmAction::Activate) => Err(Status::unimplemented("raising alarms is not supported")),
+            Ok(AlarmAction::Activate) => Err(Status::unimplemented(
+                "Maintenance.Alarm ACTIVATE: Cairn raises no alarms yet (the space quota and its NOSPACE alarm come with the operations work)",
+            )),
             Err(e) => Err(Status::invalid_argument(format!("etcdserver: unknown alarm action: {e}"))),
         }
     }
@@ -103,17 +106,25 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
             errors.push(cairn_core::Error::NoLeader.to_string());
         }
         let info = &self.ctx.info;
+        // What the member keeps on disk. Cairn has no free pages to reclaim (fjall compacts its
+        // tables itself, and defragment has nothing to do), so all of it is in use.
+        let db_size = match info.data_dir.clone() {
+            Some(dir) => {
+                tokio::task::spawn_blocking(move || super::super::info::disk_bytes(&dir)).await.unwrap_or(0)
+            }
+            None => 0,
+        } as i64;
         let is_learner = info.members.iter().any(|m| m.id == info.member_id && m.is_learner);
         Ok(GrpcResponse::new(pb::StatusResponse {
             header: Some(super::convert::header(info, &st, None)),
-            version: info.etcd_version.clone(),
-            db_size: 0,
+            version: info.status_version(),
+            db_size,
             leader: st.leader,
             raft_index: st.commit_index,
             raft_term: st.term,
             raft_applied_index: st.applied_index,
             errors,
-            db_size_in_use: 0,
+            db_size_in_use: db_size,
             is_learner,
         }))
     }
@@ -142,7 +153,14 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         &self,
         req: GrpcRequest<pb::HashKvRequest>,
     ) -> Result<GrpcResponse<pb::HashKvResponse>, Status> {
-        let (hash, revision) = self.hash_store(req.into_inner().revision).await?;
+        let requested = req.into_inner().revision;
+        // etcd refuses to hash at the compacted revision too (its history below the revision's
+        // keys is gone), though a range there is served.
+        let compacted_revision = self.ctx.node.status().compacted_revision;
+        if requested > 0 && requested <= compacted_revision {
+            return Err(super::error::status(&cairn_core::Error::Compacted { compacted_revision }));
+        }
+        let (hash, revision) = self.hash_store(requested).await?;
         let st = self.ctx.node.status();
         let mut header = super::convert::header(&self.ctx.info, &st, None);
         header.revision = revision;
@@ -159,14 +177,18 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         &self,
         _req: GrpcRequest<pb::SnapshotRequest>,
     ) -> Result<GrpcResponse<Self::SnapshotStream>, Status> {
-        Err(Status::unimplemented("snapshot is not supported yet"))
+        Err(Status::unimplemented(
+            "Maintenance.Snapshot: Cairn cannot stream a backup over the API yet (backup and restore come with the operations work)",
+        ))
     }
 
     async fn move_leader(
         &self,
         _req: GrpcRequest<pb::MoveLeaderRequest>,
     ) -> Result<GrpcResponse<pb::MoveLeaderResponse>, Status> {
-        Err(Status::unimplemented("moving the leader is not supported yet"))
+        Err(Status::unimplemented(
+            "Maintenance.MoveLeader: Cairn cannot transfer leadership on request yet (it comes with membership changes)",
+        ))
     }
 }
 

@@ -18,6 +18,7 @@ pub mod convert;
 pub mod error;
 pub mod watch;
 
+pub(crate) mod auth;
 pub(crate) mod cluster;
 pub(crate) mod kv;
 pub(crate) mod lease;
@@ -36,6 +37,7 @@ pub mod pb {
     }
 }
 
+use pb::etcdserverpb::auth_server::AuthServer;
 use pb::etcdserverpb::cluster_server::ClusterServer;
 use pb::etcdserverpb::kv_server::KvServer;
 use pb::etcdserverpb::lease_server::LeaseServer;
@@ -48,7 +50,7 @@ use pb::etcdserverpb::watch_server::WatchServer;
 /// with RESOURCE_EXHAUSTED before decoding.
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
-/// All five services, ready to be served (for instance with `into_axum_router`).
+/// All six services, ready to be served (for instance with `into_axum_router`).
 pub fn routes(node: NodeHandle, info: Arc<ServerInfo>) -> tonic::service::Routes {
     let limit = info.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
     let ctx = Ctx { node, info };
@@ -64,8 +66,53 @@ pub fn routes(node: NodeHandle, info: Arc<ServerInfo>) -> tonic::service::Routes
         ClusterServer::new(cluster::ClusterService::new(ctx.clone())).max_decoding_message_size(limit),
     )
     .add_service(
-        MaintenanceServer::new(maintenance::MaintenanceService::new(ctx)).max_decoding_message_size(limit),
+        MaintenanceServer::new(maintenance::MaintenanceService::new(ctx.clone()))
+            .max_decoding_message_size(limit),
     )
+    .add_service(AuthServer::new(auth::AuthService::new(ctx)).max_decoding_message_size(limit))
+}
+
+/// The gRPC services as an axum router whose paths answer only gRPC calls: anything else sent
+/// to `/etcdserverpb.KV/...` gets `not_found`, as etcd answers it.
+pub fn grpc_router(node: NodeHandle, info: Arc<ServerInfo>) -> axum::Router {
+    routes(node, info).into_axum_router().layer(axum::middleware::from_fn(
+        |req: axum::extract::Request, next: axum::middleware::Next| async move {
+            if is_grpc(&req) {
+                next.run(req).await
+            } else {
+                not_found(req).await
+            }
+        },
+    ))
+}
+
+/// Whether `req` is a gRPC call (content type `application/grpc`, `application/grpc+proto`...).
+fn is_grpc<B>(req: &axum::http::Request<B>) -> bool {
+    req.headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+/// What answers a path nothing else serves: a gRPC call (content type `application/grpc...`)
+/// gets UNIMPLEMENTED naming the method, as grpc-go's server answers; anything else gets
+/// etcd's plain 404 (Go's `http.NotFound`).
+pub async fn not_found(req: axum::extract::Request) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if is_grpc(&req) {
+        let path = req.uri().path();
+        let status = Status::unimplemented(format!("unknown method {path} (Cairn serves etcd 3.4's v3 API)"));
+        return status.into_http::<axum::body::Body>().into_response();
+    }
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        [
+            (axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (axum::http::header::HeaderName::from_static("x-content-type-options"), "nosniff"),
+        ],
+        "404 page not found\n",
+    )
+        .into_response()
 }
 
 /// The etcd v3 JSON gateway (`/v3/kv/range`, ...) over the same services as `routes`; see

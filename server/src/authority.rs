@@ -1,0 +1,556 @@
+//! Client connections whose HTTP/2 `:authority` carries a URL scheme, served as etcd serves them.
+//!
+//! etcd 3.4's Go clients (etcdctl's `endpoint status`, `endpoint hashkv`, `defrag`,
+//! `move-leader`, every `--cluster` variant) dial each endpoint as the user or the member list
+//! wrote it, and send that string as the request's `:authority`: `http://127.0.0.1:2379`. Go's
+//! HTTP/2 server takes it; the `h2` crate under hyper and tonic refuses it as a malformed URI
+//! and resets the stream with PROTOCOL_ERROR, before any of Cairn's code sees the request.
+//!
+//! [`FixAuthority`] sits between the TCP stream and hyper. It reads the client's first header
+//! block (HPACK-decoded with `loona_hpack`, keeping the client's compression context):
+//! - a connection that is not HTTP/2 with prior knowledge (HTTP/1.1: the v2 API, the gateway),
+//!   or whose first `:authority` is a valid authority or absent, is handed through unchanged
+//!   from then on: a read goes straight to the socket, nothing is copied or parsed again;
+//! - a connection whose first `:authority` is not a valid authority is rewritten for its life:
+//!   every header block is decoded and re-encoded, the scheme and a trailing `/` stripped from
+//!   `:authority` (`http://127.0.0.1:2379` becomes `127.0.0.1:2379`), or the field dropped when
+//!   what remains is still not an authority (h2 serves a request without one). The re-encoded
+//!   blocks use only literals without indexing, so the server's decoder keeps an empty dynamic
+//!   table and never has to agree with the client's.
+//!
+//! What the client sends is otherwise passed on byte for byte, and the server's bytes go to the
+//! client untouched. Bounds: one header block may hold at most [`HEADER_BLOCK_BYTES_MAX`]
+//! (a client past it is disconnected, as h2 would for a header list that large); bytes are held
+//! only until the frame they belong to is complete.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// The HTTP/2 client connection preface (RFC 9113, section 3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// HTTP/2 frame header bytes.
+const FRAME_HEADER_BYTES: usize = 9;
+const FRAME_HEADERS: u8 = 0x1;
+const FRAME_CONTINUATION: u8 = 0x9;
+const FLAG_END_STREAM: u8 = 0x1;
+const FLAG_END_HEADERS: u8 = 0x4;
+const FLAG_PADDED: u8 = 0x8;
+const FLAG_PRIORITY: u8 = 0x20;
+/// The largest frame payload a client may send before the server raises it, and so the size
+/// of the frames a rewritten header block is cut into (h2 never raises it).
+const FRAME_PAYLOAD_BYTES_MAX: usize = 16_384;
+/// The largest header block (all of its HEADERS and CONTINUATION fragments) taken from a client
+/// whose header blocks are rewritten; beyond it the connection fails.
+pub const HEADER_BLOCK_BYTES_MAX: usize = 1 << 20;
+/// The dynamic table size the server's SETTINGS allow the client's encoder (h2's default,
+/// never changed by hyper's server), and so the most the client's decoder mirror may hold.
+const HPACK_TABLE_BYTES_MAX: usize = 4096;
+
+/// What the connection is doing with the client's bytes.
+enum Mode {
+    /// Reading the preface and the frames before the first header block.
+    Sniff,
+    /// Every header block is re-encoded with a fixed `:authority`.
+    Rewrite,
+    /// Bytes go from the socket to hyper untouched.
+    Through,
+}
+
+/// A client connection, read through the `:authority` fix described in the module docs.
+pub struct FixAuthority<S> {
+    inner: S,
+    mode: Mode,
+    /// Bytes read from the client and not yet parsed into whole frames.
+    input: BytesMut,
+    /// Bytes ready for hyper.
+    output: BytesMut,
+    /// Whether the preface has been seen (only in `Sniff` and `Rewrite`).
+    preface_done: bool,
+    /// The header block being collected: the HEADERS frame's flags and priority fields, and
+    /// the fragments so far.
+    block: Option<PendingBlock>,
+    /// The client's HPACK compression context, mirrored.
+    decoder: loona_hpack::Decoder<'static>,
+    /// The read side reached end of file.
+    eof: bool,
+}
+
+struct PendingBlock {
+    stream_id: u32,
+    end_stream: bool,
+    priority: Option<[u8; 5]>,
+    fragments: BytesMut,
+    /// The frames as received, for a block that turns out not to need rewriting.
+    raw: BytesMut,
+}
+
+impl<S> FixAuthority<S> {
+    /// Wraps a freshly accepted client connection.
+    pub fn new(inner: S) -> FixAuthority<S> {
+        let mut decoder = loona_hpack::Decoder::new();
+        decoder.set_max_allowed_table_size(HPACK_TABLE_BYTES_MAX);
+        FixAuthority {
+            inner,
+            mode: Mode::Sniff,
+            input: BytesMut::new(),
+            output: BytesMut::new(),
+            preface_done: false,
+            block: None,
+            decoder,
+            eof: false,
+        }
+    }
+
+    /// True once the connection is handed through untouched.
+    pub fn is_pass_through(&self) -> bool {
+        matches!(self.mode, Mode::Through)
+    }
+
+    /// Parses what `input` holds into `output`, as far as whole frames go.
+    fn process(&mut self) -> io::Result<()> {
+        if !self.preface_done {
+            let n = self.input.len().min(PREFACE.len());
+            if self.input[..n] != PREFACE[..n] {
+                // Not HTTP/2 with prior knowledge: nothing to fix.
+                self.pass_through();
+                return Ok(());
+            }
+            if n < PREFACE.len() {
+                return Ok(());
+            }
+            self.output.extend_from_slice(&self.input.split_to(PREFACE.len()));
+            self.preface_done = true;
+        }
+        while !matches!(self.mode, Mode::Through) && self.input.len() >= FRAME_HEADER_BYTES {
+            let len = u32::from_be_bytes([0, self.input[0], self.input[1], self.input[2]]) as usize;
+            if self.input.len() < FRAME_HEADER_BYTES + len {
+                // h2 refuses frames above its maximum size; hold at most that much meanwhile.
+                if len > FRAME_PAYLOAD_BYTES_MAX {
+                    return Err(invalid("an HTTP/2 frame larger than the server allows"));
+                }
+                self.input.reserve(FRAME_HEADER_BYTES + len - self.input.len());
+                return Ok(());
+            }
+            let kind = self.input[3];
+            let flags = self.input[4];
+            let stream_id = u32::from_be_bytes([self.input[5], self.input[6], self.input[7], self.input[8]])
+                & 0x7fff_ffff;
+            let frame = self.input.split_to(FRAME_HEADER_BYTES + len).freeze();
+            match (kind, self.block.is_some()) {
+                (FRAME_HEADERS, false) => self.start_block(frame, flags, stream_id)?,
+                (FRAME_CONTINUATION, true) => self.continue_block(frame, flags, stream_id)?,
+                // Anything else in the middle of a header block is the server's to refuse
+                // (RFC 9113, section 6.10); so is a CONTINUATION without a block.
+                (_, true) => return Err(invalid("a frame inside an HTTP/2 header block")),
+                _ => self.output.extend_from_slice(&frame),
+            }
+        }
+        Ok(())
+    }
+
+    fn start_block(&mut self, frame: Bytes, flags: u8, stream_id: u32) -> io::Result<()> {
+        let mut payload = frame.slice(FRAME_HEADER_BYTES..);
+        let mut pad = 0usize;
+        if flags & FLAG_PADDED != 0 {
+            if payload.is_empty() {
+                return Err(invalid("a padded HEADERS frame without its pad length"));
+            }
+            pad = payload.get_u8() as usize;
+        }
+        let mut priority = None;
+        if flags & FLAG_PRIORITY != 0 {
+            if payload.len() < 5 {
+                return Err(invalid("a HEADERS frame too short for its priority"));
+            }
+            let mut p = [0u8; 5];
+            payload.copy_to_slice(&mut p);
+            priority = Some(p);
+        }
+        if pad > payload.len() {
+            return Err(invalid("HEADERS frame padding longer than the frame"));
+        }
+        let fragment = payload.slice(..payload.len() - pad);
+        let mut block = PendingBlock {
+            stream_id,
+            end_stream: flags & FLAG_END_STREAM != 0,
+            priority,
+            fragments: BytesMut::from(&fragment[..]),
+            raw: BytesMut::new(),
+        };
+        if matches!(self.mode, Mode::Sniff) {
+            block.raw.extend_from_slice(&frame);
+        }
+        self.block = Some(block);
+        if flags & FLAG_END_HEADERS != 0 {
+            self.finish_block()?;
+        }
+        Ok(())
+    }
+
+    fn continue_block(&mut self, frame: Bytes, flags: u8, stream_id: u32) -> io::Result<()> {
+        let sniffing = matches!(self.mode, Mode::Sniff);
+        let Some(block) = self.block.as_mut() else {
+            return Err(invalid("a CONTINUATION frame without a header block"));
+        };
+        if block.stream_id != stream_id {
+            return Err(invalid("a CONTINUATION frame on another stream"));
+        }
+        if block.fragments.len() + frame.len() > HEADER_BLOCK_BYTES_MAX {
+            return Err(invalid("an HTTP/2 header block above 1 MiB"));
+        }
+        block.fragments.extend_from_slice(&frame[FRAME_HEADER_BYTES..]);
+        if sniffing {
+            block.raw.extend_from_slice(&frame);
+        }
+        if flags & FLAG_END_HEADERS != 0 {
+            self.finish_block()?;
+        }
+        Ok(())
+    }
+
+    /// A whole header block has arrived: decides the connection's mode on the first one, and
+    /// writes the block out as received or rewritten.
+    fn finish_block(&mut self) -> io::Result<()> {
+        let Some(block) = self.block.take() else { return Ok(()) };
+        let mut fields: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        self.decoder
+            .decode_with_cb(&block.fragments, |name, value| {
+                fields.push((name.into_owned(), value.into_owned()))
+            })
+            .map_err(|e| invalid(&format!("an HTTP/2 header block that does not decode: {e:?}")))?;
+        if matches!(self.mode, Mode::Sniff) {
+            let valid = fields
+                .iter()
+                .filter(|(name, _)| name.as_slice() == b":authority")
+                .all(|(_, value)| is_authority(value));
+            if valid {
+                self.output.extend_from_slice(&block.raw);
+                self.pass_through();
+                return Ok(());
+            }
+            self.mode = Mode::Rewrite;
+        }
+        let mut encoded = BytesMut::with_capacity(block.fragments.len() + 64);
+        for (name, value) in &fields {
+            if name.as_slice() == b":authority" {
+                match fixed_authority(value) {
+                    Some(fixed) => encode_literal(&mut encoded, name, fixed),
+                    None => continue,
+                }
+            } else {
+                encode_literal(&mut encoded, name, value);
+            }
+        }
+        self.write_block(&block, encoded.freeze());
+        Ok(())
+    }
+
+    /// Frames a re-encoded header block: one HEADERS frame (with the original's END_STREAM and
+    /// priority, without padding), then CONTINUATION frames, each within the frame size limit.
+    fn write_block(&mut self, block: &PendingBlock, mut encoded: Bytes) {
+        let mut first = true;
+        loop {
+            let room = if first && block.priority.is_some() {
+                FRAME_PAYLOAD_BYTES_MAX - 5
+            } else {
+                FRAME_PAYLOAD_BYTES_MAX
+            };
+            let chunk = encoded.split_to(encoded.len().min(room));
+            let last = encoded.is_empty();
+            let mut flags = if last { FLAG_END_HEADERS } else { 0 };
+            let kind = if first { FRAME_HEADERS } else { FRAME_CONTINUATION };
+            let mut len = chunk.len();
+            if first {
+                if block.end_stream {
+                    flags |= FLAG_END_STREAM;
+                }
+                if block.priority.is_some() {
+                    flags |= FLAG_PRIORITY;
+                    len += 5;
+                }
+            }
+            self.output.put_slice(&(len as u32).to_be_bytes()[1..]);
+            self.output.put_u8(kind);
+            self.output.put_u8(flags);
+            self.output.put_u32(block.stream_id);
+            if first {
+                if let Some(p) = block.priority {
+                    self.output.put_slice(&p);
+                }
+            }
+            self.output.put_slice(&chunk);
+            first = false;
+            if last {
+                return;
+            }
+        }
+    }
+
+    /// From now on reads go straight to the socket once `output` and `input` are drained.
+    fn pass_through(&mut self) {
+        self.mode = Mode::Through;
+        let rest = self.input.split();
+        self.output.extend_from_slice(&rest);
+    }
+}
+
+/// Whether h2 takes `value` as a request's `:authority`.
+fn is_authority(value: &[u8]) -> bool {
+    axum::http::uri::Authority::try_from(value).is_ok()
+}
+
+/// `http://host:port/` as `host:port`, if that is an authority.
+fn fixed_authority(value: &[u8]) -> Option<&[u8]> {
+    if is_authority(value) {
+        return Some(value);
+    }
+    let rest = value.strip_prefix(b"http://").or_else(|| value.strip_prefix(b"https://")).unwrap_or(value);
+    let rest = rest.strip_suffix(b"/").unwrap_or(rest);
+    is_authority(rest).then_some(rest)
+}
+
+/// HPACK "literal header field without indexing, new name" (RFC 7541, section 6.2.2), strings
+/// without Huffman coding.
+fn encode_literal(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    out.put_u8(0);
+    for s in [name, value] {
+        out.put_slice(&loona_hpack::encoder::encode_integer(s.len(), 7));
+        out.put_slice(s);
+    }
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("client connection: {what}"))
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for FixAuthority<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if !this.output.is_empty() {
+                let n = this.output.len().min(buf.remaining());
+                buf.put_slice(&this.output.split_to(n));
+                return Poll::Ready(Ok(()));
+            }
+            if matches!(this.mode, Mode::Through) || this.eof {
+                return Pin::new(&mut this.inner).poll_read(cx, buf);
+            }
+            let mut chunk = [0u8; 8192];
+            let mut read = ReadBuf::new(&mut chunk);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
+            if read.filled().is_empty() {
+                this.eof = true;
+                // Whatever was held is an incomplete frame; hyper sees the connection end.
+                this.input.clear();
+                continue;
+            }
+            this.input.extend_from_slice(read.filled());
+            this.process()?;
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for FixAuthority<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Accepts client connections for `axum::serve`, each with no Nagle (small gRPC frames would
+/// otherwise wait out the peer's delayed ACK, ~40 ms) and read through [`FixAuthority`].
+pub struct ClientListener {
+    listener: tokio::net::TcpListener,
+}
+
+impl ClientListener {
+    pub fn new(listener: tokio::net::TcpListener) -> ClientListener {
+        ClientListener { listener }
+    }
+}
+
+impl axum::serve::Listener for ClientListener {
+    type Io = FixAuthority<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (tcp, addr) = axum::serve::Listener::accept(&mut self.listener).await;
+        let _ = tcp.set_nodelay(true);
+        (FixAuthority::new(tcp), addr)
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        f.push(kind);
+        f.push(flags);
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// Runs `input` through the fix, as hyper would read it, and returns the header blocks of
+    /// the frames that come out, decoded, with the other frames' types.
+    async fn through(input: Vec<u8>) -> (Vec<u8>, bool) {
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let mut fix = FixAuthority::new(server);
+        tokio::io::AsyncWriteExt::write_all(&mut client, &input).await.unwrap();
+        drop(client);
+        let mut out = Vec::new();
+        fix.read_to_end(&mut out).await.unwrap();
+        (out, fix.is_pass_through())
+    }
+
+    fn decode_blocks(out: &[u8]) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
+        assert!(out.starts_with(PREFACE));
+        let mut rest = &out[PREFACE.len()..];
+        let mut decoder = loona_hpack::Decoder::new();
+        let mut blocks = Vec::new();
+        let mut pending = Vec::new();
+        while !rest.is_empty() {
+            let len = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
+            let (kind, flags) = (rest[3], rest[4]);
+            let mut payload = &rest[9..9 + len];
+            if kind == FRAME_HEADERS && flags & FLAG_PRIORITY != 0 {
+                payload = &payload[5..];
+            }
+            if kind == FRAME_HEADERS || kind == FRAME_CONTINUATION {
+                pending.extend_from_slice(payload);
+                if flags & FLAG_END_HEADERS != 0 {
+                    blocks.push(decoder.decode(&pending).unwrap());
+                    pending.clear();
+                }
+            }
+            rest = &rest[9 + len..];
+        }
+        blocks
+    }
+
+    fn request(encoder: &mut loona_hpack::Encoder<'_>, authority: &[u8]) -> Vec<u8> {
+        let fields: Vec<(&[u8], &[u8])> = vec![
+            (b":method", b"POST"),
+            (b":scheme", b"http"),
+            (b":path", b"/etcdserverpb.KV/Range"),
+            (b":authority", authority),
+            (b"content-type", b"application/grpc"),
+        ];
+        encoder.encode(fields)
+    }
+
+    fn authority_of(block: &[(Vec<u8>, Vec<u8>)]) -> Option<&[u8]> {
+        block.iter().find(|(n, _)| n == b":authority").map(|(_, v)| v.as_slice())
+    }
+
+    #[tokio::test]
+    async fn a_scheme_in_the_authority_is_stripped_on_every_request_of_the_connection() {
+        let mut enc = loona_hpack::Encoder::new();
+        let mut input = PREFACE.to_vec();
+        input.extend(frame(0x4, 0, 0, &[])); // SETTINGS
+                                             // The second request refers to the first one's fields through the dynamic table.
+        input.extend(frame(FRAME_HEADERS, FLAG_END_HEADERS, 1, &request(&mut enc, b"http://127.0.0.1:2379")));
+        input.extend(frame(0x0, FLAG_END_STREAM, 1, b"\0\0\0\0\0"));
+        let second = request(&mut enc, b"http://127.0.0.1:2379");
+        // Split across a CONTINUATION, with padding and priority on the HEADERS frame.
+        let mut payload = vec![2u8];
+        payload.extend_from_slice(&[0, 0, 0, 0, 16]);
+        payload.extend_from_slice(&second[..2]);
+        payload.extend_from_slice(&[0, 0]);
+        input.extend(frame(FRAME_HEADERS, FLAG_PADDED | FLAG_PRIORITY | FLAG_END_STREAM, 3, &payload));
+        input.extend(frame(FRAME_CONTINUATION, FLAG_END_HEADERS, 3, &second[2..]));
+        input.extend(frame(FRAME_HEADERS, FLAG_END_HEADERS, 5, &request(&mut enc, b"https://h/")));
+        input.extend(frame(FRAME_HEADERS, FLAG_END_HEADERS, 7, &request(&mut enc, b"http://no pe")));
+        let (out, pass) = through(input).await;
+        assert!(!pass);
+        let blocks = decode_blocks(&out);
+        assert_eq!(blocks.len(), 4);
+        assert_eq!(authority_of(&blocks[0]), Some(&b"127.0.0.1:2379"[..]));
+        assert_eq!(authority_of(&blocks[1]), Some(&b"127.0.0.1:2379"[..]));
+        assert_eq!(authority_of(&blocks[2]), Some(&b"h"[..]));
+        assert_eq!(authority_of(&blocks[3]), None, "no authority rather than a malformed one");
+        assert_eq!(blocks[1][2], (b":path".to_vec(), b"/etcdserverpb.KV/Range".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn a_valid_authority_or_http1_is_handed_through_byte_for_byte() {
+        let mut enc = loona_hpack::Encoder::new();
+        let mut input = PREFACE.to_vec();
+        input.extend(frame(FRAME_HEADERS, FLAG_END_HEADERS, 1, &request(&mut enc, b"127.0.0.1:2379")));
+        input.extend(frame(FRAME_HEADERS, FLAG_END_HEADERS, 3, &request(&mut enc, b"http://x:1")));
+        let (out, pass) = through(input.clone()).await;
+        assert!(pass);
+        assert_eq!(out, input);
+
+        let http1 = b"GET /v2/keys/a HTTP/1.1\r\nHost: http://x\r\n\r\n".to_vec();
+        let (out, pass) = through(http1.clone()).await;
+        assert!(pass);
+        assert_eq!(out, http1);
+    }
+
+    #[tokio::test]
+    async fn a_header_block_that_does_not_decode_or_grows_without_bound_fails_the_connection() {
+        let mut input = PREFACE.to_vec();
+        input.extend(frame(FRAME_HEADERS, FLAG_END_HEADERS, 1, &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff]));
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let mut fix = FixAuthority::new(server);
+        tokio::io::AsyncWriteExt::write_all(&mut client, &input).await.unwrap();
+        let mut out = Vec::new();
+        assert!(fix.read_to_end(&mut out).await.is_err());
+
+        let mut enc = loona_hpack::Encoder::new();
+        let mut input = PREFACE.to_vec();
+        input.extend(frame(FRAME_HEADERS, 0, 1, &request(&mut enc, b"http://x:1")));
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut fix = FixAuthority::new(server);
+        let writer = tokio::spawn(async move {
+            tokio::io::AsyncWriteExt::write_all(&mut client, &input).await?;
+            for _ in 0..100 {
+                tokio::io::AsyncWriteExt::write_all(
+                    &mut client,
+                    &frame(FRAME_CONTINUATION, 0, 1, &[0u8; 16_000]),
+                )
+                .await?;
+            }
+            Ok::<_, io::Error>(())
+        });
+        let mut out = Vec::new();
+        assert!(fix.read_to_end(&mut out).await.is_err());
+        drop(fix);
+        let _ = writer.await;
+    }
+}
