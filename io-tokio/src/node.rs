@@ -28,6 +28,8 @@ pub const WATCH_BUFFER_MAX: usize = 1024;
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     pub core: Config,
+    /// The cluster's id: peers must name it when they connect (see `transport`).
+    pub cluster_id: u64,
     pub data_dir: PathBuf,
     /// Where this member listens for peers.
     pub listen_peer: SocketAddr,
@@ -184,9 +186,10 @@ pub async fn start(
     // A fresh seed every boot, from the OS (see `Config::seed`).
     config.seed = seed_from_os();
     let core = Core::new(config, recovered)?;
-    let transport = Transport::start(cfg.core.id, cfg.listen_peer, cfg.peers.clone())
-        .await
-        .map_err(|e| Error::Raft(format!("binding the peer listener {}: {e}", cfg.listen_peer)))?;
+    let transport =
+        Transport::start(cfg.core.id, cfg.cluster_id, cfg.listen_peer, cfg.peers.clone())
+            .await
+            .map_err(|e| Error::Raft(format!("binding the peer listener {}: {e}", cfg.listen_peer)))?;
     let (tx, rx) = mpsc::channel(INPUTS_QUEUED_MAX);
     let (status_tx, status_rx) = watch::channel(NodeStatus::default());
     let voters: Vec<u64> = std::iter::once(cfg.core.id).chain(cfg.peers.keys().copied()).collect();

@@ -3,22 +3,58 @@
 //!
 //! Each peer has its own outbound queue and writer task: a slow or dead peer fills only its
 //! own queue, and once that is full its messages are dropped, which Raft tolerates (it resends
-//! what matters). Writers reconnect with capped exponential backoff. Inbound frames over
-//! `FRAME_BYTES_MAX` close the connection.
+//! what matters). Writers reconnect with capped exponential backoff.
+//!
+//! The peer port faces the network, so what it accepts is bounded and checked:
+//! - Every connection opens with a `Hello` frame naming the cluster, the sender and the
+//!   receiver (etcd checks `X-Etcd-Cluster-ID` the same way). A wrong cluster, a sender that is
+//!   not a member, or no hello within `HELLO_TIMEOUT` closes the connection; after it, a
+//!   message claiming another sender is dropped. Each is counted (`TransportStats`) and logged
+//!   at most once per `LOG_INTERVAL` with the count since.
+//! - A frame is read as its bytes arrive (`FrameReader`): memory grows with what a peer
+//!   actually sent, never with the length it announced, and a frame over `FRAME_BYTES_MAX`
+//!   closes the connection. A frame that stops arriving for `FRAME_STALL_TIMEOUT`, or a
+//!   connection silent for `IDLE_TIMEOUT`, is closed.
+//!
+//! The cluster id and member ids are no secret (every client response header carries them), so
+//! the hello stops a misdirected member or a careless tool, not an attacker who reads them
+//! first: that takes mutual TLS on the peer port.
+//! - At most `CONNECTIONS_PER_ADDRESS_MAX` connections from one IP address and
+//!   `CONNECTIONS_MAX` in all; more are closed at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use bytes::{Buf, BytesMut};
 use cairn_core::eraftpb::Message;
 use protobuf::Message as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-/// Largest frame accepted or sent (a snapshot travels in one message).
+/// Largest frame accepted or sent. A snapshot travels in one message, so this bounds the
+/// snapshot a member can send; what a peer costs in memory is bounded by what it sends.
 pub const FRAME_BYTES_MAX: usize = 512 << 20;
+/// Bytes read from a peer connection per read call.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// A connection must say `Hello` within this long of being accepted.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// A frame whose bytes stop arriving for this long closes its connection.
+pub const FRAME_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection with no frame for this long is closed (a writer with nothing to send for that
+/// long reconnects when it has).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Inbound peer connections kept from one IP address (a member needs one; a few more ride out
+/// reconnects). More are closed at once.
+pub const CONNECTIONS_PER_ADDRESS_MAX: usize = 8;
+/// Inbound peer connections kept in all.
+pub const CONNECTIONS_MAX: usize = 256;
+/// The least time between two log lines about the same kind of refused input.
+pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Messages queued per peer before new ones are dropped.
 pub const OUTBOUND_QUEUED_MAX: usize = 4096;
 /// Messages received but not yet stepped before new ones are dropped.
@@ -47,6 +83,105 @@ pub enum PeerFrame {
 const KIND_RAFT: u8 = 1;
 const KIND_REQUEST: u8 = 2;
 const KIND_REPLY: u8 = 3;
+const KIND_HELLO: u8 = 4;
+
+/// The first frame on a peer connection: which cluster, from which member, to which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hello {
+    pub cluster_id: u64,
+    pub from: u64,
+    pub to: u64,
+}
+
+impl Hello {
+    const MAGIC: [u8; 4] = *b"CRN1";
+    const BYTES: usize = 1 + 4 + 8 * 3;
+
+    /// The frame body: kind, magic, then the three ids, big-endian.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(Self::BYTES);
+        out.push(KIND_HELLO);
+        out.extend_from_slice(&Self::MAGIC);
+        for v in [self.cluster_id, self.from, self.to] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        out
+    }
+
+    /// None for anything but a well-formed hello.
+    pub fn decode(buf: &[u8]) -> Option<Hello> {
+        if buf.len() != Self::BYTES || buf[0] != KIND_HELLO || buf[1..5] != Self::MAGIC {
+            return None;
+        }
+        let id = |i: usize| u64::from_be_bytes(buf[5 + 8 * i..13 + 8 * i].try_into().unwrap_or([0; 8]));
+        Some(Hello { cluster_id: id(0), from: id(1), to: id(2) })
+    }
+}
+
+/// Frames from a peer connection's bytes, without I/O: bytes go in as they arrive, whole frame
+/// bodies come out. It holds at most the bytes received and not yet taken as frames, so what
+/// a peer costs is what it sent, whatever length it announced.
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    buf: BytesMut,
+}
+
+/// A frame that cannot be from a member: the connection is closed.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    #[error("a frame of {0} bytes, over the {FRAME_BYTES_MAX}-byte limit")]
+    TooLarge(usize),
+    #[error("an empty frame")]
+    Empty,
+}
+
+impl FrameReader {
+    /// Appends bytes read from the connection.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next whole frame body, if its bytes have all arrived.
+    pub fn next_frame(&mut self) -> Result<Option<BytesMut>, FrameError> {
+        if self.buf.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+        if len > FRAME_BYTES_MAX {
+            return Err(FrameError::TooLarge(len));
+        }
+        if len == 0 {
+            return Err(FrameError::Empty);
+        }
+        if self.buf.len() < 4 + len {
+            return Ok(None);
+        }
+        self.buf.advance(4);
+        let frame = self.buf.split_to(len);
+        if self.buf.is_empty() && self.buf.capacity() > 4 * READ_CHUNK_BYTES {
+            // A large frame's buffer is not kept for the small ones after it.
+            self.buf = BytesMut::new();
+        }
+        Ok(Some(frame))
+    }
+
+    /// The length the next frame announces, once its 4 bytes have arrived.
+    pub fn announced_len(&self) -> Option<usize> {
+        (self.buf.len() >= 4)
+            .then(|| u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize)
+    }
+
+    /// Bytes held: a partial frame, or frames not yet taken.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// True when part of a frame has arrived and the rest has not.
+    pub fn in_frame(&self) -> bool {
+        !self.buf.is_empty()
+    }
+}
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ForwardedRequest {
@@ -89,8 +224,17 @@ impl PeerFrame {
         Ok(out)
     }
 
+    /// The member that sent this frame, by its own account (a reply names none).
+    fn sender(&self) -> Option<u64> {
+        match self {
+            PeerFrame::Raft(m) => Some(m.from),
+            PeerFrame::Request { from, .. } => Some(*from),
+            PeerFrame::Reply { .. } => None,
+        }
+    }
+
     /// Decodes a frame; None for anything malformed (the connection is then dropped).
-    fn decode(buf: &[u8]) -> Option<PeerFrame> {
+    pub fn decode(buf: &[u8]) -> Option<PeerFrame> {
         let (&kind, body) = buf.split_first()?;
         use bincode::Options;
         let opts =
@@ -111,28 +255,138 @@ impl PeerFrame {
     }
 }
 
+/// What the peer port refused, counted since the member started.
+#[derive(Debug, Default)]
+pub struct TransportStats {
+    /// Connections closed before or at their hello: a wrong cluster or receiver, a sender
+    /// that is not a member, no hello in time, or over a connection limit.
+    pub connections_refused: AtomicU64,
+    /// Frames dropped after the hello: they claimed a sender other than the connection's.
+    pub frames_refused: AtomicU64,
+    /// Connections closed for what they sent: a malformed or oversized frame, a stalled one.
+    pub connections_failed: AtomicU64,
+}
+
+/// A log line at most once per `LOG_INTERVAL`, carrying how many events it stands for: an
+/// outsider can trigger these as fast as it can connect.
+struct RateLimitedLog {
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl RateLimitedLog {
+    fn new() -> RateLimitedLog {
+        RateLimitedLog { state: Mutex::new((None, 0)) }
+    }
+
+    fn warn(&self, what: &str, peer: SocketAddr) {
+        let Ok(mut st) = self.state.lock() else { return };
+        st.1 += 1;
+        let now = Instant::now();
+        if st.0.is_some_and(|last| now.duration_since(last) < LOG_INTERVAL) {
+            return;
+        }
+        let count = std::mem::take(&mut st.1);
+        st.0 = Some(now);
+        drop(st);
+        tracing::warn!(%peer, events = count, "peer port: {what} (logged at most once per {LOG_INTERVAL:?})");
+    }
+}
+
+/// What the accept loop and every connection share.
+struct Gate {
+    id: u64,
+    cluster_id: u64,
+    /// Members that may connect: every member of the configuration but this one.
+    members: BTreeSet<u64>,
+    per_address: Mutex<HashMap<IpAddr, usize>>,
+    stats: Arc<TransportStats>,
+    refused_log: RateLimitedLog,
+    failed_log: RateLimitedLog,
+}
+
+impl Gate {
+    /// Takes a connection slot for `ip`, or says why not.
+    fn admit(self: &Arc<Gate>, ip: IpAddr) -> Option<Slot> {
+        let Ok(mut counts) = self.per_address.lock() else { return None };
+        let total: usize = counts.values().sum();
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= CONNECTIONS_PER_ADDRESS_MAX || total >= CONNECTIONS_MAX {
+            return None;
+        }
+        *n += 1;
+        Some(Slot { gate: self.clone(), ip })
+    }
+
+    fn check_hello(&self, hello: &Hello) -> Result<(), &'static str> {
+        if hello.cluster_id != self.cluster_id {
+            return Err("a connection from another cluster refused");
+        }
+        if hello.to != self.id {
+            return Err("a connection meant for another member refused");
+        }
+        if !self.members.contains(&hello.from) {
+            return Err("a connection from a member id outside the configuration refused");
+        }
+        Ok(())
+    }
+}
+
+/// A connection's place under the limits; given back when dropped.
+struct Slot {
+    gate: Arc<Gate>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.gate.per_address.lock() {
+            if let Some(n) = counts.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
 pub struct Transport {
     peers: BTreeMap<u64, mpsc::Sender<PeerFrame>>,
     inbound: mpsc::Receiver<PeerFrame>,
+    stats: Arc<TransportStats>,
+    local_addr: SocketAddr,
 }
 
 impl Transport {
-    /// Binds `listen` and starts a writer per peer.
+    /// Binds `listen` and starts a writer per peer. `id` is this member's, `cluster_id` the
+    /// cluster's; both are checked on every inbound connection and sent on every outbound one.
     pub async fn start(
-        _id: u64,
+        id: u64,
+        cluster_id: u64,
         listen: SocketAddr,
         peers: BTreeMap<u64, SocketAddr>,
     ) -> io::Result<Transport> {
         let listener = TcpListener::bind(listen).await?;
+        let local_addr = listener.local_addr()?;
         let (in_tx, inbound) = mpsc::channel(INBOUND_QUEUED_MAX);
-        tokio::spawn(accept_loop(listener, in_tx));
+        let stats = Arc::new(TransportStats::default());
+        let gate = Arc::new(Gate {
+            id,
+            cluster_id,
+            members: peers.keys().copied().collect(),
+            per_address: Mutex::new(HashMap::new()),
+            stats: stats.clone(),
+            refused_log: RateLimitedLog::new(),
+            failed_log: RateLimitedLog::new(),
+        });
+        tokio::spawn(accept_loop(listener, in_tx, gate));
         let mut queues = BTreeMap::new();
         for (peer, addr) in peers {
             let (tx, rx) = mpsc::channel(OUTBOUND_QUEUED_MAX);
-            tokio::spawn(write_loop(addr, rx));
+            tokio::spawn(write_loop(addr, Hello { cluster_id, from: id, to: peer }, rx));
             queues.insert(peer, tx);
         }
-        Ok(Transport { peers: queues, inbound })
+        Ok(Transport { peers: queues, inbound, stats, local_addr })
     }
 
     /// Queues messages for their peers; never waits. Messages to unknown peers, or to a peer
@@ -159,43 +413,119 @@ impl Transport {
     pub fn try_recv(&mut self) -> Option<PeerFrame> {
         self.inbound.try_recv().ok()
     }
+
+    /// What the peer port refused so far.
+    pub fn stats(&self) -> Arc<TransportStats> {
+        self.stats.clone()
+    }
+
+    /// The address the peer listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
 }
 
-async fn accept_loop(listener: TcpListener, inbound: mpsc::Sender<PeerFrame>) {
+async fn accept_loop(listener: TcpListener, inbound: mpsc::Sender<PeerFrame>, gate: Arc<Gate>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, addr)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(BACKOFF_MS_MIN)).await;
             continue;
         };
+        let Some(slot) = gate.admit(addr.ip()) else {
+            gate.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+            gate.refused_log.warn("a connection over the connection limits refused", addr);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(read_loop(stream, inbound.clone()));
+        tokio::spawn(read_loop(stream, addr, inbound.clone(), slot));
     }
 }
 
-/// Reads frames until the connection ends or sends garbage.
-async fn read_loop(stream: TcpStream, inbound: mpsc::Sender<PeerFrame>) {
-    // Buffered: a burst of small frames (heartbeats, append acknowledgements) costs one read
-    // call, not two per frame.
-    let mut stream = tokio::io::BufReader::with_capacity(64 * 1024, stream);
-    let mut buf = Vec::new();
+/// Why a connection's reading ended early.
+enum Closed {
+    /// The peer closed it, or the network failed: nothing to report.
+    Gone,
+    Refused(&'static str),
+    Failed(String),
+}
+
+/// Reads the hello, then frames, until the connection ends or breaks a rule.
+async fn read_loop(mut stream: TcpStream, addr: SocketAddr, inbound: mpsc::Sender<PeerFrame>, slot: Slot) {
+    let gate = slot.gate.clone();
+    match read_frames(&mut stream, &inbound, &gate).await {
+        Closed::Gone => {}
+        Closed::Refused(why) => {
+            gate.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+            gate.refused_log.warn(why, addr);
+        }
+        Closed::Failed(why) => {
+            gate.stats.connections_failed.fetch_add(1, Ordering::Relaxed);
+            gate.failed_log.warn(&format!("a connection closed: {why}"), addr);
+        }
+    }
+    drop(slot);
+}
+
+async fn read_frames(stream: &mut TcpStream, inbound: &mpsc::Sender<PeerFrame>, gate: &Gate) -> Closed {
+    let mut reader = FrameReader::default();
+    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    let mut sender: Option<u64> = None;
+    let accepted = Instant::now();
     loop {
-        let Ok(len) = stream.read_u32().await else { return };
-        let len = len as usize;
-        if len > FRAME_BYTES_MAX {
-            return;
+        if sender.is_none() && reader.announced_len().is_some_and(|len| len != Hello::BYTES) {
+            // Nothing but a hello is read from a connection that has not said one.
+            return Closed::Refused("a connection that did not open with a hello refused");
         }
-        buf.resize(len, 0);
-        if stream.read_exact(&mut buf).await.is_err() {
-            return;
+        loop {
+            let frame = match reader.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => return Closed::Failed(e.to_string()),
+            };
+            let Some(from) = sender else {
+                let Some(hello) = Hello::decode(&frame) else {
+                    return Closed::Refused("a connection that did not open with a hello refused");
+                };
+                if let Err(why) = gate.check_hello(&hello) {
+                    return Closed::Refused(why);
+                }
+                sender = Some(hello.from);
+                continue;
+            };
+            let Some(msg) = PeerFrame::decode(&frame) else {
+                return Closed::Failed("a frame that does not decode".into());
+            };
+            if msg.sender().is_some_and(|s| s != from) {
+                gate.stats.frames_refused.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if inbound.try_send(msg).is_err() && inbound.is_closed() {
+                return Closed::Gone;
+            }
         }
-        let Some(msg) = PeerFrame::decode(&buf) else { return };
-        if inbound.try_send(msg).is_err() && inbound.is_closed() {
-            return;
+        let wait = if sender.is_none() {
+            match HELLO_TIMEOUT.checked_sub(accepted.elapsed()) {
+                Some(left) => left,
+                None => return Closed::Refused("a connection that sent no hello in time closed"),
+            }
+        } else if reader.in_frame() {
+            FRAME_STALL_TIMEOUT
+        } else {
+            IDLE_TIMEOUT
+        };
+        match tokio::time::timeout(wait, stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Closed::Gone,
+            Ok(Ok(n)) => reader.push(&chunk[..n]),
+            Err(_) if sender.is_none() => {
+                return Closed::Refused("a connection that sent no hello in time closed")
+            }
+            Err(_) if reader.in_frame() => return Closed::Failed("a frame stalled".into()),
+            Err(_) => return Closed::Gone,
         }
     }
 }
 
-async fn write_loop(addr: SocketAddr, mut queue: mpsc::Receiver<PeerFrame>) {
+async fn write_loop(addr: SocketAddr, hello: Hello, mut queue: mpsc::Receiver<PeerFrame>) {
     let mut backoff = BACKOFF_MS_MIN;
     loop {
         let stream = match TcpStream::connect(addr).await {
@@ -211,6 +541,11 @@ async fn write_loop(addr: SocketAddr, mut queue: mpsc::Receiver<PeerFrame>) {
         backoff = BACKOFF_MS_MIN;
         let _ = stream.set_nodelay(true);
         let mut w = BufWriter::new(stream);
+        let hello = hello.encode();
+        if w.write_u32(hello.len() as u32).await.is_err() || w.write_all(&hello).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(backoff)).await;
+            continue;
+        }
         loop {
             let Some(msg) = queue.recv().await else { return };
             if write_frame(&mut w, &msg).await.is_err() {

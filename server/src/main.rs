@@ -208,9 +208,14 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
     core.request_bytes_max = flags.max_request_bytes;
     let listen_peer = url_addr(split_urls(&flags.listen_peer_urls).first().map_or("", |s| s.as_str()))?;
     std::fs::create_dir_all(&flags.data_dir)?;
-    let (node, loop_task) =
-        cairn_io_tokio::start(NodeConfig { core, data_dir: flags.data_dir.clone(), listen_peer, peers })
-            .await?;
+    let (node, loop_task) = cairn_io_tokio::start(NodeConfig {
+        core,
+        cluster_id,
+        data_dir: flags.data_dir.clone(),
+        listen_peer,
+        peers,
+    })
+    .await?;
     let info = Arc::new(ServerInfo {
         cluster_id,
         member_id,
