@@ -77,6 +77,8 @@
 //!
 //! ## Map
 //! - `node`: `Core`, the driver API, and `Output` / `Persist`.
+//! - `pipeline`: `Pipeline`, the order every driver carries outputs out in (persists queued
+//!   until durable, the no-fsync fast path, own snapshots written then recorded).
 //! - `state_machine`: the replicated state (store + leases) and how entries apply.
 //! - `mvcc`: the multi-version store: revisions, ranges, txns, compaction, event history.
 //! - `lease`: the lease registry and the leader's expiry clock.
@@ -91,6 +93,7 @@ pub mod kv;
 pub mod lease;
 pub mod mvcc;
 pub mod node;
+pub mod pipeline;
 pub mod request;
 pub mod snapshot;
 pub mod state_machine;
@@ -101,6 +104,7 @@ pub mod watch;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use node::{Core, Output, Persist, Recovered, SnapshotMade};
+pub use pipeline::{DiskWrite, DiskWriteKind, Effects, Pipeline};
 pub use request::{Header, Request, RequestId, Response, ResponseBody};
 pub use watch::{WatchId, WatchRequest, WatchUpdate};
 

@@ -185,6 +185,25 @@ impl SimDisk {
         }
     }
 
+    /// Bytes written so far, durable or not: where an fsync started now reaches (`sync_to`).
+    pub fn written_len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    /// An fsync that started when `written_len()` was `len` has completed: the bytes before it
+    /// are durable; those written while it ran are still volatile (a real fsync may cover them
+    /// too, but nothing may count on it). Does nothing under `set_skip_sync`.
+    ///
+    /// Panics if `len` is past what was written (the journal never shrinks between an fsync's
+    /// start and end: compaction and recovery happen between fsyncs).
+    pub fn sync_to(&mut self, len: u64) {
+        let len = len as usize;
+        assert!(len <= self.bytes.len(), "an fsync reached past the journal's end");
+        if !self.skip_sync {
+            self.durable_len = self.durable_len.max(len);
+        }
+    }
+
     /// Makes everything written so far durable (fsync). Does nothing under `set_skip_sync`.
     pub fn sync(&mut self) {
         if !self.skip_sync {

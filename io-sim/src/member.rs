@@ -1,6 +1,7 @@
-//! One member under madsim: a thin loop that moves `Core` outputs to the simulated network
-//! and disk and feeds it time from the member's own skewed clock. No protocol logic: the
-//! order of operations is the one `cairn_core`'s crate docs prescribe.
+//! One member under madsim: a thin loop that carries out what `cairn_core::Pipeline` asks on
+//! the simulated network and disk and feeds the core time from the member's own skewed clock.
+//! No protocol logic and no ordering of its own: the pipeline is the one the real driver
+//! (`cairn-io-tokio`) runs.
 //!
 //! The loop also serves the simulator's clients (requests and watches) over the same
 //! endpoint, so partitions and crashes hit clients as they hit peers.
@@ -11,7 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cairn_core::{Config, Core, Output, Recovered, RequestId, WatchId, WatchRequest, WatchUpdate};
+use cairn_core::pipeline::PlantedPipelineBug;
+use cairn_core::{
+    Config, Core, Effects, Output, Pipeline, Recovered, RequestId, WatchId, WatchRequest, WatchUpdate,
+};
 use futures::{FutureExt, StreamExt};
 use madsim::net::Endpoint;
 use madsim::time::Instant;
@@ -36,7 +40,12 @@ pub struct SendFaults {
 pub trait Observer: Send + Sync {
     fn booted(&self, member: u64, core: &Core, recovered: Option<&Recovered>);
     fn advanced(&self, member: u64, core: &Core, out: &Output);
-    /// The member's disk acknowledged an fsync of everything written so far.
+    /// The member is sending these messages now (not when the core produced them: the
+    /// pipeline holds some until the writes before them are durable).
+    fn sent(&self, member: u64, msgs: &[cairn_core::eraftpb::Message]);
+    /// The member's disk started an fsync of everything written so far.
+    fn sync_started(&self, member: u64);
+    /// The fsync last started completed: what was written before it started is durable.
     fn synced(&self, member: u64);
     fn stopped(&self, member: u64, reason: &str);
 }
@@ -55,6 +64,8 @@ pub struct MemberEnv {
     pub epoch: Instant,
     /// Largest simulated fsync latency in microseconds.
     pub fsync_us_max: u64,
+    /// A bug planted in the member's pipeline (simulator tests of the checkers only).
+    pub planted: PlantedPipelineBug,
     pub boots: AtomicU64,
 }
 
@@ -68,8 +79,15 @@ impl MemberEnv {
     }
 }
 
-/// Runs a member until it is killed (madsim drops the task) or hits a fatal error (it stops
+/// Runs a member until it is killed (madsim drops its tasks) or hits a fatal error (it stops
 /// and reports why: the simulator counts that as a crash failure).
+///
+/// The member's outputs go through `cairn_core::Pipeline`, exactly as in the real driver:
+/// writes land in the disk's volatile journal when the pipeline hands them over (a real
+/// storage thread's queue is lost in a crash the same way: some prefix of it survives), and a
+/// disk task fsyncs them asynchronously, a latency drawn per fsync, while the member goes on
+/// stepping, voting and answering reads. Messages and acknowledgements that wait for durability
+/// are released only when that task reports the fsync done.
 pub async fn run(env: Arc<MemberEnv>) {
     let boot = env.boots.fetch_add(1, Ordering::SeqCst) + 1;
     let recovered = match env.disk.lock().unwrap().recover() {
@@ -79,11 +97,13 @@ pub async fn run(env: Arc<MemberEnv>) {
     let mut config = env.config.clone();
     // A fresh seed per boot, as a real boot draws one from the OS (see `Config::seed`).
     config.seed = config.seed ^ boot.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let mut core = match Core::new(config, recovered.clone()) {
+    let core = match Core::new(config, recovered.clone()) {
         Ok(c) => c,
         Err(e) => return env.observer.stopped(env.id, &format!("boot failed: {e}")),
     };
     env.observer.booted(env.id, &core, recovered.as_ref());
+    let mut pipeline = Pipeline::new(core);
+    pipeline.plant(env.planted);
     let ep = Arc::new(Endpoint::bind(env.addr).await.expect("bind the member's address"));
 
     // One task receives; the loop below owns the core.
@@ -98,6 +118,12 @@ pub async fn run(env: Arc<MemberEnv>) {
             }
         }
     });
+    // The disk task: fsyncs what was written, reports tickets durable.
+    let (sync_tx, sync_rx) = futures::channel::mpsc::unbounded::<(Option<u64>, bool)>();
+    let (durable_tx, mut durable_rx) = futures::channel::mpsc::unbounded::<Result<u64, String>>();
+    madsim::task::spawn(disk_task(env.clone(), sync_rx, durable_tx));
+    // Snapshot files: written by a task of their own, reported back when durable.
+    let (file_tx, mut file_rx) = futures::channel::mpsc::unbounded::<()>();
 
     let mut next_request: RequestId = 1;
     let mut requests: BTreeMap<RequestId, (SocketAddr, u64)> = BTreeMap::new();
@@ -106,73 +132,48 @@ pub async fn run(env: Arc<MemberEnv>) {
     let mut watch_ids: BTreeMap<(SocketAddr, u64), WatchId> = BTreeMap::new();
     let mut watch_owners: BTreeMap<WatchId, (SocketAddr, u64, u64)> = BTreeMap::new();
 
-    core.set_wall_clock(crate::clock::wall_ns(env.local_ms()));
-    core.handle_timeout(env.local_ms());
-    // Messages that may go only once the writes before them are durable, and the last ready
-    // number those writes cover: as the real driver does, several readies share one fsync.
-    let mut after_sync: Vec<cairn_core::eraftpb::Message> = Vec::new();
-    let mut ack: Option<u64> = None;
+    pipeline.core_mut().set_wall_clock(crate::clock::wall_ns(env.local_ms()));
+    pipeline.core_mut().handle_timeout(env.local_ms());
+    let mut fx = Effects::default();
     loop {
-        // Act on everything the core wants done; fsync once when it has nothing more.
-        let mut unsynced = false;
+        // Carry out what the pipeline asks until it asks nothing more.
         loop {
-            let out = match core.advance() {
-                Ok(out) => out,
+            let observer = env.observer.clone();
+            let more = match pipeline.pump(&mut |core, out| observer.advanced(env.id, core, out)) {
+                Ok(more) => more,
                 Err(e) => return env.observer.stopped(env.id, &format!("fatal: {e}")),
             };
-            if out.is_empty() {
-                if !unsynced {
-                    break;
-                }
-                // fsync: takes a little simulated time (a crash meanwhile loses the writes),
-                // then everything written is durable.
-                let us = madsim::rand::thread_rng().gen_range(0..=env.fsync_us_max);
-                madsim::time::sleep(Duration::from_micros(us)).await;
-                {
-                    let mut disk = env.disk.lock().unwrap();
-                    disk.sync();
-                    env.observer.synced(env.id);
-                    if disk.compaction_due() {
-                        if let Err(e) = disk.compact() {
-                            drop(disk);
-                            return env.observer.stopped(env.id, &format!("disk compaction failed: {e}"));
-                        }
-                    }
-                }
-                unsynced = false;
-                send_all(&env, &ep, after_sync.drain(..).map(Wire::Raft)).await;
-                if let Some(n) = ack.take() {
-                    core.on_persisted(n);
-                }
-                continue;
+            merge(&mut fx, more);
+            if fx.is_empty() {
+                break;
             }
-            env.observer.advanced(env.id, &core, &out);
-            send_all(&env, &ep, out.messages.iter().cloned().map(Wire::Raft)).await;
-            if out.persist.is_some() || out.snapshot.is_some() || out.conf_state.is_some() {
-                env.disk.lock().unwrap().write_output(&out);
-                unsynced |= out.snapshot.is_some()
-                    || out.conf_state.is_some()
-                    || out.persist.as_ref().is_some_and(|p| p.must_sync);
-            }
-            if let Some(p) = &out.persist {
-                if unsynced {
-                    after_sync.extend(p.messages.iter().cloned());
-                    ack = Some(p.number);
-                } else {
-                    // Only a commit index moved, and nothing before it waits for an fsync: as
-                    // the real driver does, its messages go now and the write stays volatile
-                    // (a crash may lose it).
-                    send_all(&env, &ep, p.messages.iter().cloned().map(Wire::Raft)).await;
-                    core.on_persisted(p.number);
+            let done = std::mem::take(&mut fx);
+            env.observer.sent(env.id, &done.messages);
+            send_all(&env, &ep, done.messages.into_iter().map(Wire::Raft)).await;
+            if !done.writes.is_empty() {
+                let mut disk = env.disk.lock().unwrap();
+                for w in done.writes {
+                    let (ticket, sync) = (w.ticket, w.sync);
+                    disk.write_output(&w.into_output());
+                    let _ = sync_tx.unbounded_send((ticket, sync));
                 }
             }
-            for (rid, result) in out.responses {
+            if done.snapshot_file.is_some() {
+                let (env, file_tx) = (env.clone(), file_tx.clone());
+                madsim::task::spawn(async move {
+                    // Writing and fsyncing the file; its data goes to the journal with its record.
+                    let us = madsim::rand::thread_rng().gen_range(0..=env.fsync_us_max * 4);
+                    madsim::time::sleep(Duration::from_micros(us)).await;
+                    let _ = file_tx.unbounded_send(());
+                });
+            }
+            for (rid, result) in done.responses {
                 if let Some((client, client_id)) = requests.remove(&rid) {
                     let _ =
                         ep.send_to_raw(client, TAG, Box::new(Wire::Reply { id: client_id, result })).await;
                 }
             }
-            for (wid, update) in out.watch_updates {
+            for (wid, update) in done.watch_updates {
                 let Some((client, watch, seq)) = watch_owners.get_mut(&wid) else { continue };
                 let msg = match update {
                     WatchUpdate::Events(events) => {
@@ -187,23 +188,35 @@ pub async fn run(env: Arc<MemberEnv>) {
             }
         }
 
-        // Wait for a message or the core's next deadline on this member's clock.
-        let wake_global_ms = env.clock.lock().unwrap().global_ms_for(core.poll_timeout(), env.global_ms());
+        // Wait for a message, the disk, or the core's next deadline on this member's clock.
+        let wake_global_ms =
+            env.clock.lock().unwrap().global_ms_for(pipeline.core().poll_timeout(), env.global_ms());
         let deadline = env.epoch + Duration::from_millis(wake_global_ms);
         futures::select_biased! {
+            durable = durable_rx.next() => match durable {
+                Some(Ok(ticket)) => fx = pipeline.on_durable(ticket),
+                Some(Err(e)) => return env.observer.stopped(env.id, &e),
+                None => return,
+            },
+            written = file_rx.next() => if written.is_some() {
+                match pipeline.on_snapshot_file_written(Ok(())) {
+                    Ok(more) => fx = more,
+                    Err(e) => return env.observer.stopped(env.id, &format!("fatal: {e}")),
+                }
+            },
             msg = rx.next() => match msg {
-                Some((Wire::Raft(m), _)) => core.step(m),
+                Some((Wire::Raft(m), _)) => pipeline.core_mut().step(m),
                 Some((Wire::Request { id, request }, from)) => {
                     let rid = next_request;
                     next_request += 1;
                     requests.insert(rid, (from, id));
-                    core.submit(rid, request);
+                    pipeline.core_mut().submit(rid, request);
                 }
                 Some((Wire::Watch { watch, key, range_end, start_revision }, from)) => {
                     let wid = next_watch;
                     next_watch += 1;
                     let req = WatchRequest { key, range_end, start_revision, prev_kv: true, ..Default::default() };
-                    match core.watch(wid, req) {
+                    match pipeline.core_mut().watch(wid, req) {
                         Ok(events) => {
                             watch_ids.insert((from, watch), wid);
                             watch_owners.insert(wid, (from, watch, 1));
@@ -224,7 +237,7 @@ pub async fn run(env: Arc<MemberEnv>) {
                 Some((Wire::CancelWatch { watch }, from)) => {
                     if let Some(wid) = watch_ids.remove(&(from, watch)) {
                         watch_owners.remove(&wid);
-                        core.cancel_watch(wid);
+                        pipeline.core_mut().cancel_watch(wid);
                     }
                 }
                 Some((Wire::Reply { .. } | Wire::WatchEvents { .. } | Wire::WatchEnded { .. }, _)) => {}
@@ -232,8 +245,60 @@ pub async fn run(env: Arc<MemberEnv>) {
             },
             _ = madsim::time::sleep_until(deadline).fuse() => {}
         }
+        let core = pipeline.core_mut();
         core.set_wall_clock(crate::clock::wall_ns(env.local_ms()));
         core.handle_timeout(env.local_ms());
+    }
+}
+
+/// Appends `more` to what `fx` already asks, keeping each field's order.
+fn merge(fx: &mut Effects, mut more: Effects) {
+    fx.messages.append(&mut more.messages);
+    fx.writes.append(&mut more.writes);
+    if more.snapshot_file.is_some() {
+        fx.snapshot_file = more.snapshot_file;
+    }
+    fx.responses.append(&mut more.responses);
+    fx.watch_updates.append(&mut more.watch_updates);
+    fx.v2_watch_updates.append(&mut more.v2_watch_updates);
+    fx.events.append(&mut more.events);
+}
+
+/// The member's disk as its storage thread: takes every write handed over since it last
+/// looked, fsyncs once if any asked for it (group commit), taking a latency drawn per fsync,
+/// then reports the last ticket among them durable. Only bytes written before the fsync
+/// started count as synced.
+async fn disk_task(
+    env: Arc<MemberEnv>,
+    mut writes: futures::channel::mpsc::UnboundedReceiver<(Option<u64>, bool)>,
+    durable: futures::channel::mpsc::UnboundedSender<Result<u64, String>>,
+) {
+    while let Some(first) = writes.next().await {
+        let (mut ticket, mut sync) = first;
+        while let Ok((t, s)) = writes.try_recv() {
+            ticket = t.or(ticket);
+            sync |= s;
+        }
+        if sync {
+            let len = env.disk.lock().unwrap().written_len();
+            env.observer.sync_started(env.id);
+            let us = madsim::rand::thread_rng().gen_range(0..=env.fsync_us_max);
+            madsim::time::sleep(Duration::from_micros(us)).await;
+            let mut disk = env.disk.lock().unwrap();
+            disk.sync_to(len);
+            env.observer.synced(env.id);
+            if disk.compaction_due() {
+                if let Err(e) = disk.compact() {
+                    let _ = durable.unbounded_send(Err(format!("disk compaction failed: {e}")));
+                    return;
+                }
+            }
+        }
+        if let Some(t) = ticket {
+            if durable.unbounded_send(Ok(t)).is_err() {
+                return;
+            }
+        }
     }
 }
 

@@ -40,8 +40,15 @@ pub enum Observation {
     /// The member's applied changes, in revision order (every member emits every revision it
     /// applies; a restarted member replays from its snapshot).
     Events { member: u64, events: Vec<Event> },
-    /// The member synced its disk: everything it appended before is durable (its disk
-    /// claims so).
+    /// The member sent a successful append response in its current term: it told the leader
+    /// its log holds the leader's entries through `index` (Raft §5.3), which Figure 2 allows
+    /// only once they are on stable storage.
+    Acknowledged { member: u64, term: u64, index: u64 },
+    /// The member's disk started an fsync: what the member appended before it is what the
+    /// next `Synced` makes durable.
+    SyncStarted { member: u64 },
+    /// The fsync last started completed: everything the member appended before it started is
+    /// durable (its disk claims so).
     Synced { member: u64 },
     /// The member crashed: what it had not synced is gone.
     Crashed { member: u64 },
@@ -58,6 +65,8 @@ impl Observation {
             | Observation::Committed { member, .. }
             | Observation::Applied { member, .. }
             | Observation::Events { member, .. }
+            | Observation::Acknowledged { member, .. }
+            | Observation::SyncStarted { member }
             | Observation::Synced { member }
             | Observation::Crashed { member }
             | Observation::Restarted { member, .. } => *member,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use cairn_core::eraftpb::Message;
+use cairn_core::eraftpb::{Message, MessageType};
 use cairn_core::state_machine::StateMachine;
 use cairn_core::{Core, Output, Recovered, StateRole};
 use cairn_io_sim::member::Observer;
@@ -284,6 +284,21 @@ impl Observer for SimObserver {
         if !out.events.is_empty() {
             self.observe(Observation::Events { member, events: out.events.clone() });
         }
+    }
+
+    fn sent(&self, member: u64, msgs: &[Message]) {
+        let term = self.state.lock().unwrap().seen.get(&member).map_or(0, |s| s.term);
+        for m in msgs {
+            // An acknowledgement from an earlier term is refused by whoever gets it; only one
+            // in the member's current term can count toward a commit.
+            if m.get_msg_type() == MessageType::MsgAppendResponse && !m.reject && m.term == term {
+                self.observe(Observation::Acknowledged { member, term, index: m.index });
+            }
+        }
+    }
+
+    fn sync_started(&self, member: u64) {
+        self.observe(Observation::SyncStarted { member });
     }
 
     fn synced(&self, member: u64) {

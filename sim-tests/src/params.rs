@@ -15,6 +15,10 @@ pub enum PlantedBug {
     StaleReads,
     /// The simulated disk acknowledges fsync without making anything durable.
     SkipFsync,
+    /// The member's pipeline acknowledges a persist, and sends what waits for it, when the
+    /// write is handed to the disk rather than when it is durable
+    /// (`cairn_core::pipeline::PlantedPipelineBug::AckBeforeSync`).
+    AckBeforeSync,
 }
 
 #[derive(Clone, Debug)]

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_core::kv::PutRequest;
+use cairn_core::pipeline::PlantedPipelineBug;
 use cairn_core::{Config, Request};
 use cairn_io_sim::clock::ClockModel;
 use cairn_io_sim::disk::SimDisk;
@@ -174,6 +175,10 @@ async fn simulate(params: RunParams, keep_trace: bool) -> (RunReport, Arc<SimObs
             observer: observer.clone(),
             epoch,
             fsync_us_max: params.fsync_us_max,
+            planted: match params.planted {
+                PlantedBug::AckBeforeSync => PlantedPipelineBug::AckBeforeSync,
+                _ => PlantedPipelineBug::None,
+            },
             boots: AtomicU64::new(0),
         });
         let init_env = env.clone();

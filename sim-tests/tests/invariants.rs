@@ -380,6 +380,10 @@ mod state_machine_safety {
 mod durability {
     use super::*;
 
+    fn started(member: u64) -> Observation {
+        Observation::SyncStarted { member }
+    }
+
     fn synced(member: u64) -> Observation {
         Observation::Synced { member }
     }
@@ -393,6 +397,7 @@ mod durability {
         let s = [
             boot(1),
             append(1, &log()),
+            started(1),
             synced(1),
             append(1, &[e(4, 1, "c")]),
             crash(1),
@@ -400,13 +405,13 @@ mod durability {
         ];
         assert_holds(&s);
         // A snapshot covering the synced entries will do too.
-        let s = [boot(1), append(1, &log()), synced(1), crash(1), restart(1, 3, &[])];
+        let s = [boot(1), append(1, &log()), started(1), synced(1), crash(1), restart(1, 3, &[])];
         assert_holds(&s);
     }
 
     #[test]
     fn a_synced_entry_lost_in_a_crash() {
-        let s = [boot(1), append(1, &log()), synced(1), crash(1), restart(1, 0, &log()[..2])];
+        let s = [boot(1), append(1, &log()), started(1), synced(1), crash(1), restart(1, 0, &log()[..2])];
         let v = assert_violates(&s, "Durability", "member 1 synced its log through (index 3, term 1");
         assert!(v.detail.contains("but recovered a log ending at (index 2, term 1"), "{v}");
         assert_eq!(v.section, "Figure 2");
@@ -415,7 +420,7 @@ mod durability {
     #[test]
     fn an_overwrite_after_the_sync_lowers_what_must_survive() {
         // The overwrite at 2 was not synced: either version may come back, but index 1 must.
-        let s = [boot(1), append(1, &log()), synced(1), append(1, &[e(2, 2, "x")]), crash(1)];
+        let s = [boot(1), append(1, &log()), started(1), synced(1), append(1, &[e(2, 2, "x")]), crash(1)];
         assert_holds(&[s.to_vec(), vec![restart(1, 0, &log())]].concat());
         assert_holds(&[s.to_vec(), vec![restart(1, 0, &[e(1, 1, ""), e(2, 2, "x")])]].concat());
         assert_violates(
@@ -426,11 +431,23 @@ mod durability {
     }
 
     #[test]
+    fn an_append_while_an_fsync_runs_is_not_covered_by_it() {
+        let s = [boot(1), append(1, &log()[..2]), started(1), append(1, &log()[2..]), synced(1), crash(1)];
+        assert_holds(&[s.to_vec(), vec![restart(1, 0, &log()[..2])]].concat());
+        assert_violates(
+            &[s.to_vec(), vec![restart(1, 0, &log()[..1])]].concat(),
+            "Durability",
+            "synced its log through (index 2, term 1",
+        );
+    }
+
+    #[test]
     fn a_synced_overwrite_undone_by_a_crash() {
         let s = [
             boot(1),
             append(1, &log()),
             append(1, &[e(2, 2, "x")]),
+            started(1),
             synced(1),
             crash(1),
             restart(1, 0, &log()),

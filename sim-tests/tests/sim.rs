@@ -87,6 +87,26 @@ mod planted_bugs {
         assert_eq!(again.trace_hash, r.trace_hash);
     }
 
+    /// A bug in the driver pipeline itself, which the simulator runs as production does: a
+    /// persist acknowledged (and its votes and append responses sent) when its write is handed
+    /// to the disk, before the fsync completes.
+    #[test]
+    fn acknowledging_before_the_fsync_is_caught_and_replays() {
+        let opts = short(PlantedBug::AckBeforeSync);
+        let r =
+            first_failure(0..40, &opts).expect("acknowledgements before fsync went unnoticed for 40 seeds");
+        let f = r.failure.clone().unwrap();
+        assert!(
+            matches!(&f, Failure::Correctness(m) if m.contains("Raft §") || m.contains("lost") || m.contains("Figure 2"))
+                || matches!(&f, Failure::Crash(m) if m.contains("lost entries")),
+            "seed {}: {f}",
+            r.seed
+        );
+        let again = run_seed(r.seed, &opts);
+        assert_eq!(again.failure, r.failure);
+        assert_eq!(again.trace_hash, r.trace_hash);
+    }
+
     #[test]
     fn a_disk_that_skips_fsync_is_caught_by_the_invariants_and_replays() {
         let opts = short(PlantedBug::SkipFsync);

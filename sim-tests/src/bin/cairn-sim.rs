@@ -1,7 +1,7 @@
 //! `cairn-sim`: the seed runner.
 //!
 //! ```text
-//! cairn-sim replay --seed 42 [--trace out.jsonl] [--planted stale-reads|skip-fsync]
+//! cairn-sim replay --seed 42 [--trace out.jsonl] [--planted stale-reads|skip-fsync|ack-before-sync]
 //! cairn-sim sweep --seeds 0..1000 [--budget-secs 600] [--planted ...]
 //! ```
 //!
@@ -44,6 +44,7 @@ mod cli {
         None,
         StaleReads,
         SkipFsync,
+        AckBeforeSync,
     }
 
     impl From<Planted> for PlantedBug {
@@ -52,6 +53,7 @@ mod cli {
                 Planted::None => PlantedBug::None,
                 Planted::StaleReads => PlantedBug::StaleReads,
                 Planted::SkipFsync => PlantedBug::SkipFsync,
+                Planted::AckBeforeSync => PlantedBug::AckBeforeSync,
             }
         }
     }
@@ -85,6 +87,7 @@ mod cli {
             Planted::None => String::new(),
             Planted::StaleReads => " --planted stale-reads".into(),
             Planted::SkipFsync => " --planted skip-fsync".into(),
+            Planted::AckBeforeSync => " --planted ack-before-sync".into(),
         }
     }
 

@@ -33,8 +33,9 @@
 //!   observations (they come from one `StateMachine::apply`).
 //! - No observation of a member between its `Crashed` and its next `Restarted`; every boot after
 //!   a crash is a `Restarted` (the first boot may be one, with an empty log, or go unreported).
-//! - `Synced` comes after the `Appended` of everything it made durable, and only once the disk
-//!   says so (a crash before that is observed with no `Synced`).
+//! - `SyncStarted` comes after the `Appended` of everything the fsync covers, and `Synced` once
+//!   the disk says that fsync is done (a crash before that is observed with no `Synced`);
+//!   appends between the two are not covered.
 //!
 //! The order of `Role` against `Appended` within one advance does not matter
 //! (`leader_completeness` waits for both).
@@ -376,7 +377,10 @@ impl Logs {
                 log.drop_through(*index);
                 self.raise_commit(*index);
             }
-            Observation::Events { .. } | Observation::Synced { .. } => {}
+            Observation::Events { .. }
+            | Observation::Acknowledged { .. }
+            | Observation::SyncStarted { .. }
+            | Observation::Synced { .. } => {}
             Observation::Crashed { .. } => log.up = false,
             Observation::Restarted { snapshot_index, log: entries, .. } => {
                 let chain = if *snapshot_index == 0 {
