@@ -110,6 +110,20 @@ pub struct Effects {
 }
 
 impl Effects {
+    /// Adds `more` after what this already asks, keeping each field's order.
+    pub fn append(&mut self, mut more: Effects) {
+        self.messages.append(&mut more.messages);
+        self.writes.append(&mut more.writes);
+        if more.snapshot_file.is_some() {
+            debug_assert!(self.snapshot_file.is_none(), "one snapshot file at a time");
+            self.snapshot_file = more.snapshot_file;
+        }
+        self.responses.append(&mut more.responses);
+        self.watch_updates.append(&mut more.watch_updates);
+        self.v2_watch_updates.append(&mut more.v2_watch_updates);
+        self.events.append(&mut more.events);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
             && self.writes.is_empty()

@@ -1,8 +1,10 @@
-//! The real member driver: one tokio task owns the `Core` and runs the loop the core's crate
-//! docs prescribe, with fjall storage, the TCP peer transport and tokio timers. Front ends talk
+//! The real member driver: one tokio task owns the member's `cairn_core::Pipeline` and carries
+//! out what it asks with fjall storage (on the storage thread, `writer`), the TCP peer transport
+//! and tokio timers: the same pipeline the simulator runs (`cairn-io-sim`), so the order of
+//! sends, writes, fsyncs and acknowledgements here is the one its seeds test. Front ends talk
 //! to it through a cloneable `NodeHandle`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 use cairn_core::kv::Event;
 use cairn_core::v2::{V2Event, V2WatchId};
 use cairn_core::{
-    Config, Core, Error, Output, Request, RequestId, Response, WatchId, WatchRequest, WatchUpdate,
+    Config, Core, Effects, Error, Pipeline, Request, RequestId, Response, WatchId, WatchRequest, WatchUpdate,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -218,7 +220,7 @@ fn seed_from_os() -> u64 {
 
 #[allow(clippy::too_many_arguments)]
 async fn run(
-    mut core: Core,
+    core: Core,
     writer: &Writer,
     mut reports: mpsc::UnboundedReceiver<crate::writer::Report>,
     mut transport: Transport,
@@ -240,57 +242,39 @@ async fn run(
         forwarded: BTreeMap::new(),
         tx,
     };
-    // Persists handed to the storage thread and not yet reported durable, in order, with the
-    // messages that may go only once they are.
-    let mut unacked: VecDeque<(u64, Vec<cairn_core::eraftpb::Message>)> = VecDeque::new();
-    let mut snapshots = SnapshotWrites::new();
-    // Jobs for the storage thread, handed over once per turn (one wakeup, not one per job).
-    let mut jobs: Vec<Job> = Vec::new();
+    let mut pipeline = Pipeline::new(core);
+    // Snapshot files are written on a blocking thread, one at a time (the pipeline asks for
+    // the next only after the last is reported); its outcome comes back here.
+    let (file_tx, mut file_done) = mpsc::channel::<std::io::Result<()>>(1);
+    let mut fx = Effects::default();
     let timer = tokio::time::sleep_until(epoch.into());
     tokio::pin!(timer);
     loop {
-        // Act on everything the core wants done. Writes go to the storage thread as they come
-        // (it fsyncs once for all it has when it gets to them); what waits for them is released
-        // when it reports them durable (acknowledging one ready number acknowledges every
-        // earlier one).
+        // Carry out what the pipeline asks until it asks nothing more. Writes go to the storage
+        // thread once per turn (one wakeup for all of them); it fsyncs once for all it has and
+        // reports the last ticket durable, which releases what waited for it.
+        let mut jobs: Vec<Job> = Vec::new();
         loop {
             let started = Instant::now();
-            let mut out = core.advance()?;
+            let more = pipeline.pump(&mut |_, _| {})?;
             warn_if_slow("advance", started);
-            if out.is_empty() {
+            fx.append(more);
+            if fx.is_empty() {
                 break;
             }
+            let done = std::mem::take(&mut fx);
             let started = Instant::now();
-            transport.send(out.messages.drain(..));
+            transport.send(done.messages.into_iter());
             warn_if_slow("sending messages", started);
-            // The member's own snapshot is written off the loop (see `SnapshotWrites`).
-            if let Some(made) = out.snapshot.take() {
-                snapshots.start(&writer.snapshot_dir, made);
+            jobs.extend(done.writes);
+            if let Some(snapshot) = done.snapshot_file {
+                write_snapshot_file(writer.snapshot_dir.clone(), snapshot, file_tx.clone());
             }
-            let persist =
-                out.persist.as_mut().map(|p| (p.number, p.must_sync, std::mem::take(&mut p.messages)));
-            match persist {
-                // Only a commit index moved, and nothing before it waits to be durable: its
-                // messages go now; the write needs no fsync.
-                Some((number, false, messages)) if unacked.is_empty() && out.conf_state.is_none() => {
-                    jobs.push(Job::Write { out: durable_parts(&mut out), number: None, sync: false });
-                    transport.send(messages.into_iter());
-                    core.on_persisted(number);
-                }
-                Some((number, must_sync, messages)) => {
-                    unacked.push_back((number, messages));
-                    let sync = must_sync || out.conf_state.is_some();
-                    jobs.push(Job::Write { out: durable_parts(&mut out), number: Some(number), sync });
-                }
-                None if out.conf_state.is_some() => {
-                    jobs.push(Job::Write { out: durable_parts(&mut out), number: None, sync: true });
-                }
-                None => {}
+            for (id, result) in done.responses {
+                s.on_response(pipeline.core().id(), &mut transport, id, result);
             }
-            for (id, result) in out.responses {
-                s.on_response(core.id(), &mut transport, id, result);
-            }
-            for (id, update) in out.watch_updates {
+            let core = pipeline.core_mut();
+            for (id, update) in done.watch_updates {
                 let Some(w) = s.watchers.get(&id) else { continue };
                 if w.try_send(update).is_err() {
                     // Too far behind, or gone: drop it; its stream ends.
@@ -298,7 +282,7 @@ async fn run(
                     core.cancel_watch(id);
                 }
             }
-            for (id, update) in out.v2_watch_updates {
+            for (id, update) in done.v2_watch_updates {
                 let Some((w, stream)) = s.v2_watchers.get(&id) else { continue };
                 let last = !*stream || update.is_err();
                 if w.try_send(update).is_err() || last {
@@ -308,22 +292,23 @@ async fn run(
             }
         }
         if !jobs.is_empty() {
-            writer.send(std::mem::take(&mut jobs));
+            writer.send(jobs);
         }
-        publish_status(&core, &voters, &status);
+        publish_status(pipeline.core(), &voters, &status);
 
         // One timer for the loop's life, moved only when the core's deadline moves (a timer
         // made and dropped every turn costs two trips through the runtime's timer wheel).
-        let deadline = tokio::time::Instant::from(epoch + Duration::from_millis(core.poll_timeout()));
+        let deadline =
+            tokio::time::Instant::from(epoch + Duration::from_millis(pipeline.core().poll_timeout()));
         if timer.deadline() != deadline {
             timer.as_mut().reset(deadline);
         }
         tokio::select! {
             input = rx.recv() => match input {
                 None => return Ok(()),
-                Some(input) => s.on_input(&mut core, input),
+                Some(input) => s.on_input(pipeline.core_mut(), input),
             },
-            Some(frame) = transport.recv() => s.on_frame(&mut core, frame),
+            Some(frame) = transport.recv() => s.on_frame(pipeline.core_mut(), frame),
             report = reports.recv() => {
                 // A failed write or fsync stops the member: never carry on with state that
                 // may not be on disk (fsyncgate).
@@ -332,20 +317,13 @@ async fn run(
                     Some(Err(e)) => return Err(Error::Corrupt(format!("storage failed: {e}"))),
                     None => return Err(Error::Corrupt("the storage thread stopped".into())),
                 };
-                if let Some(n) = durable {
-                    while unacked.front().is_some_and(|(number, _)| *number <= n) {
-                        let (_, messages) = unacked.pop_front().expect("checked above");
-                        transport.send(messages.into_iter());
-                    }
-                    core.on_persisted(n);
+                if let Some(ticket) = durable {
+                    fx = pipeline.on_durable(ticket);
                 }
             }
-            Some(written) = snapshots.done.recv() => {
+            Some(written) = file_done.recv() => {
                 // A failed write or fsync stops the member, as on the loop.
-                let (meta, log_first_index) = snapshots.finished(written)
-                    .map_err(|e| Error::Corrupt(format!("writing a snapshot failed: {e}")))?;
-                jobs.push(Job::RecordSnapshot { meta, log_first_index });
-                snapshots.start_waiting(&writer.snapshot_dir);
+                fx = pipeline.on_snapshot_file_written(written.map_err(|e| e.to_string()))?;
             }
             _ = timer.as_mut() => {}
         }
@@ -353,20 +331,44 @@ async fn run(
         // requests. Bounded, so the loop still gets back to its timers.
         for _ in 0..INPUT_BATCH_MAX {
             match rx.try_recv() {
-                Ok(input) => s.on_input(&mut core, input),
+                Ok(input) => s.on_input(pipeline.core_mut(), input),
                 Err(_) => break,
             }
         }
         for _ in 0..INPUT_BATCH_MAX {
             match transport.try_recv() {
-                Some(frame) => s.on_frame(&mut core, frame),
+                Some(frame) => s.on_frame(pipeline.core_mut(), frame),
                 None => break,
             }
         }
+        let core = pipeline.core_mut();
         core.set_wall_clock(unix_now_ns());
         core.handle_timeout(now_ms());
         s.expire_forwards(Instant::now());
     }
+}
+
+/// Writes and fsyncs the member's own snapshot file on a blocking thread while the loop goes
+/// on; the outcome comes back on `done`. The data is shared (`Bytes`), not copied, and freed
+/// when the write is over.
+fn write_snapshot_file(
+    dir: std::path::PathBuf,
+    snapshot: cairn_core::eraftpb::Snapshot,
+    done: mpsc::Sender<std::io::Result<()>>,
+) {
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let result = snapshot_file::write(&dir, &snapshot).map(|_| ());
+        tracing::debug!(
+            index = snapshot.get_metadata().index,
+            bytes = snapshot.data.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "snapshot written"
+        );
+        // One write in flight and room for one outcome: never blocks. Fails only if the loop
+        // is gone.
+        let _ = done.blocking_send(result);
+    });
 }
 
 /// Updates the status front ends read, if anything in it changed (without copying what did
@@ -398,74 +400,6 @@ fn publish_status(core: &Core, voters: &[u64], status: &watch::Sender<NodeStatus
         *s = NodeStatus { voters, members, ..fresh };
         changed
     });
-}
-
-/// What of `out` the storage thread writes: its membership and persist (messages taken out).
-fn durable_parts(out: &mut Output) -> Output {
-    Output { persist: out.persist.take(), conf_state: out.conf_state.take(), ..Output::default() }
-}
-
-/// The member's own snapshots (`Output::snapshot`) on their way to disk. Each file is written
-/// and fsynced on a blocking thread while the loop goes on, and recorded in `Storage` (with the
-/// log entries it makes unneeded deleted) on the loop once durable: the core's contract asks
-/// only that nothing before `log_first_index` be deleted before the snapshot is durable.
-///
-/// One write at a time; a snapshot made meanwhile waits, and a newer one replaces a waiting
-/// one (the log keeps the entries either would have let go, until the newer is recorded).
-struct SnapshotWrites {
-    /// The snapshot being written: its metadata and `log_first_index`.
-    writing: Option<(cairn_core::eraftpb::SnapshotMetadata, u64)>,
-    waiting: Option<cairn_core::SnapshotMade>,
-    done_tx: mpsc::Sender<std::io::Result<()>>,
-    /// The writing thread's outcome, one per write.
-    done: mpsc::Receiver<std::io::Result<()>>,
-}
-
-impl SnapshotWrites {
-    fn new() -> SnapshotWrites {
-        let (done_tx, done) = mpsc::channel(1);
-        SnapshotWrites { writing: None, waiting: None, done_tx, done }
-    }
-
-    fn start(&mut self, snapshot_dir: &std::path::Path, made: cairn_core::SnapshotMade) {
-        if self.writing.is_some() {
-            self.waiting = Some(made);
-            return;
-        }
-        let meta = made.snapshot.get_metadata().clone();
-        self.writing = Some((meta, made.log_first_index));
-        let (dir, done) = (snapshot_dir.to_path_buf(), self.done_tx.clone());
-        // The data is shared (`Bytes`), not copied; it is freed when the write is over.
-        let snapshot = made.snapshot;
-        tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            let result = snapshot_file::write(&dir, &snapshot).map(|_| ());
-            tracing::debug!(
-                index = snapshot.get_metadata().index,
-                bytes = snapshot.data.len(),
-                took_ms = started.elapsed().as_millis() as u64,
-                "snapshot written"
-            );
-            // One write in flight and room for one outcome: never blocks. Fails only if the
-            // loop is gone.
-            let _ = done.blocking_send(result);
-        });
-    }
-
-    /// The write in flight ended: what to record, or the error that stops the member.
-    fn finished(
-        &mut self,
-        result: std::io::Result<()>,
-    ) -> std::io::Result<(cairn_core::eraftpb::SnapshotMetadata, u64)> {
-        let writing = self.writing.take().expect("an outcome comes only for a write in flight");
-        result.map(|()| writing)
-    }
-
-    fn start_waiting(&mut self, snapshot_dir: &std::path::Path) {
-        if let Some(made) = self.waiting.take() {
-            self.start(snapshot_dir, made);
-        }
-    }
 }
 
 /// A step of the loop that holds it longer than this is logged: every request and heartbeat

@@ -14,22 +14,14 @@ use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use cairn_core::eraftpb::SnapshotMetadata;
-use cairn_core::Output;
+use cairn_core::{DiskWrite, DiskWriteKind};
 use tokio::sync::mpsc;
 
 use crate::storage::{Storage, StorageError};
 
-/// What the member loop asks of its storage thread, in order. (Nearly every job is a `Write`,
-/// so boxing its `Output` would only add an allocation per job.)
-#[allow(clippy::large_enum_variant)]
-pub enum Job {
-    /// An output's durable parts (`conf_state`, `persist` without its messages). `sync`: the
-    /// batch must be fsynced before `number` (if any) is reported.
-    Write { out: Output, number: Option<u64>, sync: bool },
-    /// The member's own snapshot file is durable: record it (see `Storage::record_snapshot`).
-    RecordSnapshot { meta: SnapshotMetadata, log_first_index: u64 },
-}
+/// What the member loop asks of its storage thread, in order: `cairn_core::DiskWrite`s, as the
+/// pipeline hands them over.
+pub type Job = DiskWrite;
 
 /// A batch is done: everything sent before the last job in it is written, and durable where it
 /// asked to be; the number is the last persist number among its jobs.
@@ -80,20 +72,18 @@ fn run(mut storage: Storage, jobs: std_mpsc::Receiver<Vec<Job>>, reports: mpsc::
             if result.is_err() {
                 break;
             }
-            result = match job {
-                Job::Write { out, number: n, sync: s } => {
-                    sync |= s;
-                    number = n.or(number);
-                    let started = Instant::now();
-                    let r = storage.write(&out);
-                    crate::node::warn_if_slow("writing", started);
+            sync |= job.sync;
+            number = job.ticket.or(number);
+            let started = Instant::now();
+            result = match job.kind {
+                DiskWriteKind::RecordSnapshot { snapshot, log_first_index } => {
+                    let r = storage.record_snapshot(snapshot.get_metadata(), log_first_index).map(|_| ());
+                    crate::node::warn_if_slow("recording a snapshot", started);
                     r
                 }
-                Job::RecordSnapshot { meta, log_first_index } => {
-                    sync = true;
-                    let started = Instant::now();
-                    let r = storage.record_snapshot(&meta, log_first_index).map(|_| ());
-                    crate::node::warn_if_slow("recording a snapshot", started);
+                kind @ DiskWriteKind::Persist { .. } => {
+                    let r = storage.write(&DiskWrite { ticket: None, sync: false, kind }.into_output());
+                    crate::node::warn_if_slow("writing", started);
                     r
                 }
             };
