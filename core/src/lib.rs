@@ -86,9 +86,11 @@
 //! - `request`: client requests and responses, and the log entry encoding.
 //! - `storage`: the in-memory Raft log raft-rs reads from.
 //! - `kv`: etcd-shaped key-value types.
+//! - `forward`: lease requests a follower hands the leader, and the replies.
 
 pub mod config;
 pub mod error;
+pub mod forward;
 pub mod kv;
 pub mod lease;
 pub mod mvcc;
@@ -103,6 +105,7 @@ pub mod watch;
 
 pub use config::Config;
 pub use error::{Error, Result};
+pub use forward::{Forward, ForwardBody};
 pub use node::{Core, Output, Persist, Recovered, SnapshotMade};
 pub use pipeline::{DiskWrite, DiskWriteKind, Effects, Pipeline};
 pub use request::{Header, Request, RequestId, Response, ResponseBody};

@@ -13,6 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::Config;
+use crate::forward::{is_forwardable, Forward, ForwardBody, REMOTE_REQUEST_ID_MIN};
 use crate::kv::{Event, TxnRequest};
 use crate::lease::Lessor;
 use crate::mvcc;
@@ -67,6 +68,9 @@ pub struct Output {
     /// The member snapshotted its state machine: persist the snapshot durably; after that, log
     /// entries before `log_first_index` are no longer needed and may be deleted.
     pub snapshot: Option<SnapshotMade>,
+    /// Requests for other members to serve, and replies to theirs: send now, to `Forward::to`
+    /// (see `forward`).
+    pub forwards: Vec<Forward>,
 }
 
 /// Durable writes for one Raft ready, in this order: snapshot, entries, hard state.
@@ -108,6 +112,7 @@ impl Output {
             && self.v2_watch_updates.is_empty()
             && self.conf_state.is_none()
             && self.snapshot.is_none()
+            && self.forwards.is_empty()
     }
 }
 
@@ -187,6 +192,14 @@ pub struct Core {
     term_vote: (u64, u64),
     /// Proposals waiting for a batch in flight to commit (see `Held`).
     held: Held,
+    /// Requests this member forwarded to the leader, by forward id: the request they answer,
+    /// and when to give up on the reply.
+    forwarded: BTreeMap<u64, (RequestId, u64)>,
+    next_forward: u64,
+    /// Requests other members forwarded here, by the id this member serves them under: who
+    /// sent each, and its forward id.
+    remote: BTreeMap<RequestId, (u64, u64)>,
+    next_remote: RequestId,
     /// Set when the member found its own state untrustworthy; every later `advance` fails.
     fatal: Option<Error>,
     out: Output,
@@ -277,6 +290,10 @@ impl Core {
             snapshot_unpersisted: None,
             term_vote: (raw_hs.term, raw_hs.vote),
             held: Held::default(),
+            forwarded: BTreeMap::new(),
+            next_forward: 1,
+            remote: BTreeMap::new(),
+            next_remote: REMOTE_REQUEST_ID_MIN,
             fatal: None,
             out,
             config,
@@ -404,8 +421,36 @@ impl Core {
         }
     }
 
-    /// A client request. The answer comes out of `advance` under `id`, exactly once.
+    /// A client request. The answer comes out of `advance` under `id`, exactly once. `id` must
+    /// be below `forward::REMOTE_REQUEST_ID_MIN`.
     pub fn submit(&mut self, id: RequestId, request: Request) {
+        assert!(id < REMOTE_REQUEST_ID_MIN, "request id {id} is in the core's own range");
+        self.submit_as(id, request);
+    }
+
+    /// A request or reply another member forwarded (see `forward`). Forwards not meant for this
+    /// member, requests that may not be forwarded, and replies nothing waits for are dropped.
+    pub fn receive_forward(&mut self, f: Forward) {
+        if self.fatal.is_some() || f.to != self.config.id {
+            return;
+        }
+        match f.body {
+            ForwardBody::Request(request) if is_forwardable(&request) => {
+                let id = self.next_remote;
+                self.next_remote += 1;
+                self.remote.insert(id, (f.from, f.id));
+                self.submit_as(id, request);
+            }
+            ForwardBody::Request(_) => {}
+            ForwardBody::Reply(result) => {
+                if let Some((id, _)) = self.forwarded.remove(&f.id) {
+                    self.respond(id, result);
+                }
+            }
+        }
+    }
+
+    fn submit_as(&mut self, id: RequestId, request: Request) {
         if !self.ids.insert(id) {
             // Not recorded: the first request under this id keeps it.
             self.out.responses.push((id, Err(Error::DuplicateRequestId(id))));
@@ -457,6 +502,12 @@ impl Core {
             Request::LeaseRevoke { id: lease } => self.propose(id, Command::LeaseRevoke { id: lease }),
             Request::PublishMember { member, name, client_urls } => {
                 self.propose(id, Command::PublishMember { member, name, client_urls })
+            }
+            Request::LeaseKeepAlive { .. } | Request::LeaseTimeToLive { .. }
+                if !self.lessor.is_primary() && self.may_forward(id) =>
+            {
+                self.forward(id, request);
+                Ok(())
             }
             Request::LeaseKeepAlive { id: lease } => {
                 self.check_lease_primary()?;
@@ -512,6 +563,25 @@ impl Core {
             return Err(Error::TooManyOps);
         }
         mvcc::validate_txn(t)
+    }
+
+    /// Whether request `id` may go to the leader: one is known, it is another member, and the
+    /// request came from this member's own clients (a forwarded request is not sent on again).
+    fn may_forward(&self, id: RequestId) -> bool {
+        let leader = self.leader();
+        leader != 0 && leader != self.config.id && id < REMOTE_REQUEST_ID_MIN
+    }
+
+    fn forward(&mut self, id: RequestId, request: Request) {
+        let fid = self.next_forward;
+        self.next_forward += 1;
+        self.forwarded.insert(fid, (id, self.now_ms + self.config.request_timeout_ms));
+        self.out.forwards.push(Forward {
+            from: self.config.id,
+            to: self.leader(),
+            id: fid,
+            body: ForwardBody::Request(request),
+        });
     }
 
     /// Keep-alive and time-to-live need the leader, and a leader that has applied everything
@@ -900,6 +970,14 @@ impl Core {
             let r = self.reads.remove(&seq).expect("listed above");
             self.respond(r.id, Err(err()));
         }
+        // A forward whose reply never came: lease renewals and time-to-live change nothing
+        // durable, so "timed out" is exact.
+        let late: Vec<u64> =
+            self.forwarded.iter().filter(|(_, (_, at))| *at <= now).map(|(&f, _)| f).collect();
+        for fid in late {
+            let (id, _) = self.forwarded.remove(&fid).expect("listed above");
+            self.respond(id, Err(Error::TimedOut));
+        }
     }
 
     fn retry_lost_snapshots(&mut self) {
@@ -1081,7 +1159,15 @@ impl Core {
     fn respond(&mut self, id: RequestId, result: Result<Response>) {
         let was_pending = self.ids.remove(&id);
         assert!(was_pending, "request {id} answered twice");
-        self.out.responses.push((id, result));
+        match self.remote.remove(&id) {
+            Some((from, fid)) => self.out.forwards.push(Forward {
+                from: self.config.id,
+                to: from,
+                id: fid,
+                body: ForwardBody::Reply(result),
+            }),
+            None => self.out.responses.push((id, result)),
+        }
     }
 }
 

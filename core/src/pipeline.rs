@@ -107,6 +107,8 @@ pub struct Effects {
     pub v2_watch_updates: Vec<(V2WatchId, Result<V2Event>)>,
     /// Every change to the store, in revision order (`Output::events`).
     pub events: Vec<crate::kv::Event>,
+    /// Send now, each to its `to` member (`Output::forwards`).
+    pub forwards: Vec<crate::forward::Forward>,
 }
 
 impl Effects {
@@ -122,6 +124,7 @@ impl Effects {
         self.watch_updates.append(&mut more.watch_updates);
         self.v2_watch_updates.append(&mut more.v2_watch_updates);
         self.events.append(&mut more.events);
+        self.forwards.append(&mut more.forwards);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -132,6 +135,7 @@ impl Effects {
             && self.watch_updates.is_empty()
             && self.v2_watch_updates.is_empty()
             && self.events.is_empty()
+            && self.forwards.is_empty()
     }
 }
 
@@ -259,6 +263,7 @@ impl Pipeline {
         fx.watch_updates.append(&mut out.watch_updates);
         fx.v2_watch_updates.append(&mut out.v2_watch_updates);
         fx.events.append(&mut out.events);
+        fx.forwards.append(&mut out.forwards);
     }
 
     fn acks_before_sync(&self) -> bool {

@@ -258,9 +258,40 @@ fn keep_alive_holds_a_lease_and_time_to_live_counts_down() {
         }
         other => panic!("{other:?}"),
     }
-    let f = (1..=3).find(|&m| m != l).unwrap();
-    assert_eq!(c.request(f, Request::LeaseKeepAlive { id }).unwrap_err(), Error::NotLeader { leader: l });
     assert_eq!(c.request(l, Request::LeaseKeepAlive { id: 12345 }).unwrap_err(), Error::LeaseNotFound);
+}
+
+/// A follower hands keep-alive and time-to-live to the leader, whose lease clock counts, and
+/// answers with the leader's reply (etcd forwards them likewise); with no way to the leader,
+/// the request times out rather than hang.
+#[test]
+fn a_followers_keep_alive_and_time_to_live_are_served_by_the_leader() {
+    let mut c = Cluster::new(3, 8);
+    let l = c.wait_for_leader();
+    let id = grant(&mut c, l, 3);
+    let f = (1..=3).find(|&m| m != l).unwrap();
+    for _ in 0..4 {
+        c.run_for(1_000);
+        let r = c.request(f, Request::LeaseKeepAlive { id }).expect("keep-alive through a follower");
+        assert!(matches!(r.body, ResponseBody::LeaseKeepAlive { ttl_secs: 3, .. }), "{r:?}");
+    }
+    // Kept alive through the follower: the lease is still there, with the leader's countdown.
+    match c.request(f, Request::LeaseTimeToLive { id, keys: false }).unwrap().body {
+        ResponseBody::LeaseTimeToLive { ttl_secs, granted_ttl_secs, .. } => {
+            assert_eq!(granted_ttl_secs, 3);
+            assert!((2..=3).contains(&ttl_secs), "remaining {ttl_secs}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.request(f, Request::LeaseKeepAlive { id: 12345 }).unwrap_err(), Error::LeaseNotFound);
+    // The leader unreachable from the follower: its forward is lost; the follower answers
+    // "timed out" once the request's time is up.
+    c.partition(&[f], &[l]);
+    let rid = c.submit(f, Request::LeaseKeepAlive { id });
+    c.run_for(100);
+    assert!(!c.responses.contains_key(&rid), "not answered before its time");
+    c.run_for(c.core(f).config().request_timeout_ms);
+    assert_eq!(c.responses.get(&rid).cloned().map(|r| r.map(|_| ())), Some(Err(Error::TimedOut)));
 }
 
 #[test]

@@ -143,13 +143,14 @@ pub async fn run(env: Arc<MemberEnv>) {
                 Ok(more) => more,
                 Err(e) => return env.observer.stopped(env.id, &format!("fatal: {e}")),
             };
-            merge(&mut fx, more);
+            fx.append(more);
             if fx.is_empty() {
                 break;
             }
             let done = std::mem::take(&mut fx);
-            env.observer.sent(env.id, &done.messages);
-            send_all(&env, &ep, done.messages.into_iter().map(Wire::Raft)).await;
+            // Writes first, before anything that awaits: the disk task may start an fsync at any
+            // await, and what the core appended (and the observer saw) must be on the disk by
+            // then, as a real storage thread has every job handed to it.
             if !done.writes.is_empty() {
                 let mut disk = env.disk.lock().unwrap();
                 for w in done.writes {
@@ -158,6 +159,13 @@ pub async fn run(env: Arc<MemberEnv>) {
                     let _ = sync_tx.unbounded_send((ticket, sync));
                 }
             }
+            env.observer.sent(env.id, &done.messages);
+            send_all(
+                &env,
+                &ep,
+                done.messages.into_iter().map(Wire::Raft).chain(done.forwards.into_iter().map(Wire::Forward)),
+            )
+            .await;
             if done.snapshot_file.is_some() {
                 let (env, file_tx) = (env.clone(), file_tx.clone());
                 madsim::task::spawn(async move {
@@ -206,6 +214,7 @@ pub async fn run(env: Arc<MemberEnv>) {
             },
             msg = rx.next() => match msg {
                 Some((Wire::Raft(m), _)) => pipeline.core_mut().step(m),
+                Some((Wire::Forward(f), _)) => pipeline.core_mut().receive_forward(f),
                 Some((Wire::Request { id, request }, from)) => {
                     let rid = next_request;
                     next_request += 1;
@@ -251,19 +260,6 @@ pub async fn run(env: Arc<MemberEnv>) {
     }
 }
 
-/// Appends `more` to what `fx` already asks, keeping each field's order.
-fn merge(fx: &mut Effects, mut more: Effects) {
-    fx.messages.append(&mut more.messages);
-    fx.writes.append(&mut more.writes);
-    if more.snapshot_file.is_some() {
-        fx.snapshot_file = more.snapshot_file;
-    }
-    fx.responses.append(&mut more.responses);
-    fx.watch_updates.append(&mut more.watch_updates);
-    fx.v2_watch_updates.append(&mut more.v2_watch_updates);
-    fx.events.append(&mut more.events);
-}
-
 /// The member's disk as its storage thread: takes every write handed over since it last
 /// looked, fsyncs once if any asked for it (group commit), taking a latency drawn per fsync,
 /// then reports the last ticket among them durable. Only bytes written before the fsync
@@ -305,8 +301,12 @@ async fn disk_task(
 async fn send_all(env: &MemberEnv, ep: &Endpoint, msgs: impl Iterator<Item = Wire>) {
     let dup = env.send_faults.lock().unwrap().duplicate_rate;
     for w in msgs {
-        let Wire::Raft(m) = &w else { continue };
-        let Some(&addr) = env.peers.get(&m.to) else { continue };
+        let to = match &w {
+            Wire::Raft(m) => m.to,
+            Wire::Forward(f) => f.to,
+            _ => continue,
+        };
+        let Some(&addr) = env.peers.get(&to) else { continue };
         if dup > 0.0 && madsim::rand::thread_rng().gen_bool(dup) {
             let _ = ep.send_to_raw(addr, TAG, Box::new(w.clone())).await;
         }

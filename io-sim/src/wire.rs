@@ -10,6 +10,8 @@ use cairn_core::{Error, Request, Response};
 pub enum Wire {
     /// Member to member.
     Raft(Message),
+    /// Member to member: a forwarded lease request or its reply (`cairn_core::forward`).
+    Forward(cairn_core::Forward),
     /// Client to member: `id` is the client's own, echoed in the reply.
     Request {
         id: u64,

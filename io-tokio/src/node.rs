@@ -235,11 +235,9 @@ async fn run(
     let mut s = LoopState {
         next_request: 1,
         next_watch: 1,
-        next_forward: 1,
         pending: BTreeMap::new(),
         watchers: BTreeMap::new(),
         v2_watchers: BTreeMap::new(),
-        forwarded: BTreeMap::new(),
         tx,
     };
     let mut pipeline = Pipeline::new(core);
@@ -264,14 +262,19 @@ async fn run(
             }
             let done = std::mem::take(&mut fx);
             let started = Instant::now();
-            transport.send(done.messages.into_iter());
+            transport.send(
+                done.messages
+                    .into_iter()
+                    .map(PeerFrame::Raft)
+                    .chain(done.forwards.into_iter().map(PeerFrame::Forward)),
+            );
             warn_if_slow("sending messages", started);
             jobs.extend(done.writes);
             if let Some(snapshot) = done.snapshot_file {
                 write_snapshot_file(writer.snapshot_dir.clone(), snapshot, file_tx.clone());
             }
             for (id, result) in done.responses {
-                s.on_response(pipeline.core().id(), &mut transport, id, result);
+                s.on_response(id, result);
             }
             let core = pipeline.core_mut();
             for (id, update) in done.watch_updates {
@@ -344,7 +347,6 @@ async fn run(
         let core = pipeline.core_mut();
         core.set_wall_clock(unix_now_ns());
         core.handle_timeout(now_ms());
-        s.expire_forwards(Instant::now());
     }
 }
 
@@ -420,58 +422,20 @@ const INPUT_BATCH_MAX: usize = 1024;
 struct LoopState {
     next_request: RequestId,
     next_watch: WatchId,
-    next_forward: u64,
-    pending: BTreeMap<RequestId, Pending>,
+    /// Front ends waiting for the core's answer to each request.
+    pending: BTreeMap<RequestId, oneshot::Sender<Result<Response, Error>>>,
     watchers: BTreeMap<WatchId, mpsc::Sender<WatchUpdate>>,
     /// Open v2 watches, and whether each streams (else it ends after one event).
     v2_watchers: BTreeMap<V2WatchId, (mpsc::Sender<Result<V2Event, Error>>, bool)>,
     /// The loop's own input queue, for `V2WatchStream`s to cancel through.
     tx: mpsc::WeakSender<Input>,
-    /// Requests this member forwarded to the leader, by forwarding id, with their deadlines.
-    forwarded: BTreeMap<u64, (oneshot::Sender<Result<Response, Error>>, Instant)>,
 }
 
 impl LoopState {
-    /// Routes the core's answer to request `id`: back to the front end or the member that
-    /// forwarded it, or on to the leader when only the leader can serve it (as etcd does).
-    fn on_response(
-        &mut self,
-        me: u64,
-        transport: &mut Transport,
-        id: RequestId,
-        result: Result<Response, Error>,
-    ) {
-        match self.pending.remove(&id) {
-            None => {}
-            Some(Pending::Remote { from, id }) => {
-                transport.forward(from, PeerFrame::Reply { id, result });
-            }
-            Some(Pending::Local { request, reply }) => match (result, request) {
-                (Err(Error::NotLeader { leader }), Some(request)) if leader != 0 => {
-                    let fid = self.next_forward;
-                    self.next_forward += 1;
-                    if transport.forward(leader, PeerFrame::Request { from: me, id: fid, request }) {
-                        self.forwarded.insert(fid, (reply, Instant::now() + FORWARD_TIMEOUT));
-                    } else {
-                        let _ = reply.send(Err(Error::NotLeader { leader }));
-                    }
-                }
-                (result, _) => {
-                    let _ = reply.send(result);
-                }
-            },
-        }
-    }
-
-    /// A forwarded request whose reply never came: its outcome is unknown to us, but lease
-    /// renewals and time-to-live change nothing durable, so "timed out" is exact.
-    fn expire_forwards(&mut self, now: Instant) {
-        let late: Vec<u64> =
-            self.forwarded.iter().filter(|(_, (_, at))| *at <= now).map(|(&id, _)| id).collect();
-        for id in late {
-            if let Some((reply, _)) = self.forwarded.remove(&id) {
-                let _ = reply.send(Err(Error::TimedOut));
-            }
+    /// Hands the core's answer to request `id` to the front end waiting for it.
+    fn on_response(&mut self, id: RequestId, result: Result<Response, Error>) {
+        if let Some(reply) = self.pending.remove(&id) {
+            let _ = reply.send(result);
         }
     }
 
@@ -502,10 +466,7 @@ impl LoopState {
             Input::Submit { request, reply } => {
                 let id = self.next_request;
                 self.next_request += 1;
-                let forwardable =
-                    matches!(request, Request::LeaseKeepAlive { .. } | Request::LeaseTimeToLive { .. });
-                self.pending
-                    .insert(id, Pending::Local { request: forwardable.then(|| request.clone()), reply });
+                self.pending.insert(id, reply);
                 core.submit(id, request);
             }
             Input::Watch { req, reply } => {
@@ -528,36 +489,10 @@ impl LoopState {
     fn on_frame(&mut self, core: &mut Core, frame: PeerFrame) {
         match frame {
             PeerFrame::Raft(msg) => core.step(msg),
-            PeerFrame::Request { from, id, request } => {
-                let rid = self.next_request;
-                self.next_request += 1;
-                self.pending.insert(rid, Pending::Remote { from, id });
-                core.submit(rid, request);
-            }
-            PeerFrame::Reply { id, result } => {
-                if let Some((reply, _)) = self.forwarded.remove(&id) {
-                    let _ = reply.send(result);
-                }
-            }
+            PeerFrame::Forward(f) => core.receive_forward(f),
         }
     }
 }
-
-/// A request the core is serving: from a front end here, or forwarded by another member.
-enum Pending {
-    /// `request` is kept when it may need forwarding to the leader.
-    Local {
-        request: Option<Request>,
-        reply: oneshot::Sender<Result<Response, Error>>,
-    },
-    Remote {
-        from: u64,
-        id: u64,
-    },
-}
-
-/// How long a member waits for the leader to answer a forwarded request.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Wall-clock time as Unix nanoseconds (v2 TTLs are wall-clock deadlines, as in etcd).
 pub fn unix_now_ns() -> i64 {

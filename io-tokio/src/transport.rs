@@ -62,27 +62,17 @@ pub const INBOUND_QUEUED_MAX: usize = 8192;
 const BACKOFF_MS_MIN: u64 = 50;
 const BACKOFF_MS_MAX: u64 = 2_000;
 
-/// What travels between members. Besides Raft's own messages, members forward the client
-/// requests only the leader can serve (lease keep-alive and time-to-live), as etcd forwards
-/// them over its peer URL.
+/// What travels between members: Raft's own messages, and the core's forwarded requests and
+/// replies (`cairn_core::forward`: lease keep-alive and time-to-live go to the leader, as etcd
+/// forwards them over its peer URL).
 #[derive(Clone, Debug)]
 pub enum PeerFrame {
     Raft(Message),
-    /// A client request forwarded to the leader; answered with a `Reply` carrying `id`.
-    Request {
-        from: u64,
-        id: u64,
-        request: cairn_core::Request,
-    },
-    Reply {
-        id: u64,
-        result: Result<cairn_core::Response, cairn_core::Error>,
-    },
+    Forward(cairn_core::Forward),
 }
 
 const KIND_RAFT: u8 = 1;
-const KIND_REQUEST: u8 = 2;
-const KIND_REPLY: u8 = 3;
+const KIND_FORWARD: u8 = 2;
 const KIND_HELLO: u8 = 4;
 
 /// The first frame on a peer connection: which cluster, from which member, to which.
@@ -183,40 +173,18 @@ impl FrameReader {
     }
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct ForwardedRequest {
-    from: u64,
-    id: u64,
-    request: cairn_core::Request,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct ForwardedReply {
-    id: u64,
-    result: Result<cairn_core::Response, cairn_core::Error>,
-}
-
 impl PeerFrame {
-    fn to(&self) -> Option<u64> {
+    fn to(&self) -> u64 {
         match self {
-            PeerFrame::Raft(m) => Some(m.to),
-            _ => None,
+            PeerFrame::Raft(m) => m.to,
+            PeerFrame::Forward(f) => f.to,
         }
     }
 
     fn encode(&self) -> io::Result<Vec<u8>> {
         let (kind, body) = match self {
             PeerFrame::Raft(m) => (KIND_RAFT, m.write_to_bytes().map_err(io::Error::other)?),
-            PeerFrame::Request { from, id, request } => (
-                KIND_REQUEST,
-                bincode::serialize(&ForwardedRequest { from: *from, id: *id, request: request.clone() })
-                    .map_err(io::Error::other)?,
-            ),
-            PeerFrame::Reply { id, result } => (
-                KIND_REPLY,
-                bincode::serialize(&ForwardedReply { id: *id, result: result.clone() })
-                    .map_err(io::Error::other)?,
-            ),
+            PeerFrame::Forward(f) => (KIND_FORWARD, bincode::serialize(f).map_err(io::Error::other)?),
         };
         let mut out = Vec::with_capacity(body.len() + 1);
         out.push(kind);
@@ -224,12 +192,11 @@ impl PeerFrame {
         Ok(out)
     }
 
-    /// The member that sent this frame, by its own account (a reply names none).
-    fn sender(&self) -> Option<u64> {
+    /// The member that sent this frame, by its own account.
+    fn sender(&self) -> u64 {
         match self {
-            PeerFrame::Raft(m) => Some(m.from),
-            PeerFrame::Request { from, .. } => Some(*from),
-            PeerFrame::Reply { .. } => None,
+            PeerFrame::Raft(m) => m.from,
+            PeerFrame::Forward(f) => f.from,
         }
     }
 
@@ -241,15 +208,7 @@ impl PeerFrame {
             || bincode::DefaultOptions::new().with_fixint_encoding().with_limit(body.len() as u64 * 2 + 64);
         match kind {
             KIND_RAFT => Message::parse_from_bytes(body).ok().map(PeerFrame::Raft),
-            KIND_REQUEST => opts().deserialize::<ForwardedRequest>(body).ok().map(|f| PeerFrame::Request {
-                from: f.from,
-                id: f.id,
-                request: f.request,
-            }),
-            KIND_REPLY => opts()
-                .deserialize::<ForwardedReply>(body)
-                .ok()
-                .map(|f| PeerFrame::Reply { id: f.id, result: f.result }),
+            KIND_FORWARD => opts().deserialize::<cairn_core::Forward>(body).ok().map(PeerFrame::Forward),
             _ => None,
         }
     }
@@ -389,20 +348,14 @@ impl Transport {
         Ok(Transport { peers: queues, inbound, stats, local_addr })
     }
 
-    /// Queues messages for their peers; never waits. Messages to unknown peers, or to a peer
-    /// whose queue is full, are dropped.
-    pub fn send(&mut self, msgs: impl Iterator<Item = Message>) {
-        for m in msgs {
-            let frame = PeerFrame::Raft(m);
-            if let Some(q) = frame.to().and_then(|to| self.peers.get(&to)) {
+    /// Queues frames for their peers; never waits. Frames to unknown peers, or to a peer whose
+    /// queue is full, are dropped (Raft resends what matters; a lost forward times out).
+    pub fn send(&mut self, frames: impl Iterator<Item = PeerFrame>) {
+        for frame in frames {
+            if let Some(q) = self.peers.get(&frame.to()) {
                 let _ = q.try_send(frame);
             }
         }
-    }
-
-    /// Queues a forwarded request or reply for member `to`; false if it cannot be queued.
-    pub fn forward(&mut self, to: u64, frame: PeerFrame) -> bool {
-        self.peers.get(&to).is_some_and(|q| q.try_send(frame).is_ok())
     }
 
     pub async fn recv(&mut self) -> Option<PeerFrame> {
@@ -495,7 +448,7 @@ async fn read_frames(stream: &mut TcpStream, inbound: &mpsc::Sender<PeerFrame>, 
             let Some(msg) = PeerFrame::decode(&frame) else {
                 return Closed::Failed("a frame that does not decode".into());
             };
-            if msg.sender().is_some_and(|s| s != from) {
+            if msg.sender() != from {
                 gate.stats.frames_refused.fetch_add(1, Ordering::Relaxed);
                 continue;
             }

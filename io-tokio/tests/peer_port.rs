@@ -163,7 +163,7 @@ async fn two_members_exchange_messages_after_their_hellos() {
     m.from = 1;
     m.to = 2;
     loop {
-        a.send(std::iter::once(m.clone()));
+        a.send(std::iter::once(PeerFrame::Raft(m.clone())));
         if let Ok(Some(PeerFrame::Raft(got))) =
             tokio::time::timeout(Duration::from_millis(100), b.recv()).await
         {
@@ -175,7 +175,7 @@ async fn two_members_exchange_messages_after_their_hellos() {
     let mut back = m.clone();
     back.from = 2;
     back.to = 1;
-    b.send(std::iter::once(back));
+    b.send(std::iter::once(PeerFrame::Raft(back)));
     let got = tokio::time::timeout(Duration::from_secs(5), a.recv()).await.unwrap().unwrap();
     assert!(matches!(got, PeerFrame::Raft(m) if m.from == 2));
     assert_eq!(a.stats().connections_refused.load(Ordering::Relaxed), 0);

@@ -194,6 +194,8 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
             is_learner: false,
         });
     }
+    // Listed by id, as etcd lists its members everywhere (MemberList, /v2/members).
+    members.sort_by_key(|m| m.id);
     let mut ids: Vec<u64> = members.iter().map(|m| m.id).collect();
     ids.sort_unstable();
     let id_strings: Vec<String> = ids.iter().map(|i| format!("{i:x}")).collect();
@@ -257,7 +259,8 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
         )
         .route("/version", get(|| async { Json(serde_version()) }))
         .merge(cairn_server::v2::router(node.clone(), info.clone()))
-        .fallback(grpc::not_found);
+        .fallback(grpc::not_found)
+        .layer(axum::middleware::from_fn(cairn_server::cors::layer));
     let mut servers = Vec::new();
     for url in split_urls(&flags.listen_client_urls) {
         let addr = url_addr(&url)?;

@@ -89,6 +89,9 @@ pub struct Cluster {
     /// Paused members: no time passes for them, and messages to them wait in `held`.
     paused: BTreeSet<u64>,
     held: BTreeMap<u64, Vec<Message>>,
+    /// Forwarded lease requests and replies in flight (dropped over cut links and to paused or
+    /// crashed members, as a lost forward is).
+    forwards: VecDeque<cairn_core::Forward>,
 }
 
 impl Cluster {
@@ -127,6 +130,7 @@ impl Cluster {
             drop_if: None,
             paused: BTreeSet::new(),
             held: BTreeMap::new(),
+            forwards: VecDeque::new(),
         }
     }
 
@@ -167,6 +171,14 @@ impl Cluster {
                 busy = true;
                 self.deliver(m);
             }
+            if let Some(f) = self.forwards.pop_front() {
+                busy = true;
+                if !self.cut.contains(&(f.from, f.to)) && !self.paused.contains(&f.to) {
+                    if let Some(core) = self.members.get_mut(&f.to).and_then(|m| m.core.as_mut()) {
+                        core.receive_forward(f);
+                    }
+                }
+            }
             if !busy {
                 return;
             }
@@ -191,6 +203,7 @@ impl Cluster {
             member.watch_updates.extend(out.watch_updates.iter().cloned());
             member.v2_watch_updates.extend(out.v2_watch_updates.iter().cloned());
             self.net.extend(out.messages);
+            self.forwards.extend(out.forwards);
             if let Some(p) = out.persist {
                 self.net.extend(p.messages);
                 member.core.as_mut().unwrap().on_persisted(p.number);

@@ -87,7 +87,7 @@ pub fn grpc_router(node: NodeHandle, info: Arc<ServerInfo>) -> axum::Router {
 }
 
 /// Whether `req` is a gRPC call (content type `application/grpc`, `application/grpc+proto`...).
-fn is_grpc<B>(req: &axum::http::Request<B>) -> bool {
+pub fn is_grpc<B>(req: &axum::http::Request<B>) -> bool {
     req.headers()
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

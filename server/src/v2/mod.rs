@@ -166,6 +166,7 @@ async fn keys(State(v2): State<V2>, method: Method, uri: Uri, headers: HeaderMap
         *r.status_mut() = StatusCode::BAD_REQUEST;
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
         r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        r.extensions_mut().insert(crate::cors::BeforeHandlers);
         return r;
     }
     let body = match axum::body::to_bytes(body, FORM_BYTES_MAX + 1).await {

@@ -259,7 +259,7 @@ impl Response {
     fn raw(&self) -> String {
         let mut s = format!("HTTP {}\n", self.status);
         for (k, v) in &self.headers {
-            if k != "date" && !k.starts_with("access-control") {
+            if k != "date" {
                 s += &format!("{k}: {v}\n");
             }
         }
@@ -819,6 +819,9 @@ fn observe(r: &Response, request: &Request, base: u64) -> Observed {
         ("x-etcd-cluster-id", true),
         ("allow", false),
         ("location", false),
+        ("access-control-allow-headers", false),
+        ("access-control-allow-methods", false),
+        ("access-control-allow-origin", false),
     ] {
         if let Some(v) = r.header(name) {
             let v = if name == "x-etcd-index" {
