@@ -42,7 +42,7 @@ pub trait Observer: Send + Sync {
     fn advanced(&self, member: u64, core: &Core, out: &Output);
     /// The member is sending these messages now (not when the core produced them: the
     /// pipeline holds some until the writes before them are durable).
-    fn sent(&self, member: u64, msgs: &[cairn_core::eraftpb::Message]);
+    fn sent(&self, member: u64, msgs: &[cairn_core::eraftpb::Message], forwards: &[cairn_core::Forward]);
     /// The member's disk started an fsync of everything written so far.
     fn sync_started(&self, member: u64);
     /// The fsync last started completed: what was written before it started is durable.
@@ -159,7 +159,7 @@ pub async fn run(env: Arc<MemberEnv>) {
                     let _ = sync_tx.unbounded_send((ticket, sync));
                 }
             }
-            env.observer.sent(env.id, &done.messages);
+            env.observer.sent(env.id, &done.messages, &done.forwards);
             send_all(
                 &env,
                 &ep,

@@ -286,7 +286,22 @@ impl Observer for SimObserver {
         }
     }
 
-    fn sent(&self, member: u64, msgs: &[Message]) {
+    fn sent(&self, member: u64, msgs: &[Message], forwards: &[cairn_core::Forward]) {
+        if !forwards.is_empty() {
+            let at = self.now_ms();
+            for f in forwards {
+                let kind = match &f.body {
+                    cairn_core::ForwardBody::Request(_) => "request",
+                    cairn_core::ForwardBody::Reply(Ok(_)) => "reply",
+                    cairn_core::ForwardBody::Reply(Err(_)) => "error",
+                };
+                self.trace.record(
+                    at,
+                    "forward",
+                    json!({ "from": f.from, "to": f.to, "id": f.id, "body": kind }),
+                );
+            }
+        }
         let term = self.state.lock().unwrap().seen.get(&member).map_or(0, |s| s.term);
         for m in msgs {
             // An acknowledgement from an earlier term is refused by whoever gets it; only one

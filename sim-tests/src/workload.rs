@@ -379,9 +379,9 @@ pub async fn lease_client(ctx: ClientCtx) {
                 break;
             }
             madsim::time::sleep(Duration::from_millis(ttl_secs as u64 * 1000 / 3)).await;
-            match call(&ep, ctx.member_addr(leader_hint), next_id(), Request::LeaseKeepAlive { id: lease })
-                .await
-            {
+            // Half the keep-alives go to any member: a follower forwards them to the leader.
+            let to = if madsim::rand::thread_rng().gen_bool(0.5) { ctx.random_member() } else { leader_hint };
+            match call(&ep, ctx.member_addr(to), next_id(), Request::LeaseKeepAlive { id: lease }).await {
                 Some(Err(Error::NotLeader { leader })) if leader != 0 => leader_hint = leader,
                 Some(Ok(_)) => {}
                 _ => leader_hint = ctx.random_member(),
