@@ -146,17 +146,28 @@ impl SimObserver {
         }
     }
 
+    /// One "msg" record per message, written straight into its line: the same line
+    /// `Trace::record` would make from a JSON value (keys sorted), without building the value
+    /// (messages are most of a trace).
     fn trace_messages<'a>(&self, at: u64, msgs: impl Iterator<Item = &'a Message>) {
+        use std::fmt::Write;
         for m in msgs {
-            self.trace.record(
+            let mut line = String::with_capacity(192);
+            let _ = write!(
+                line,
+                "{{\"commit\":{},\"entries\":{},\"from\":{},\"index\":{},\"kind\":\"msg\",\"log_term\":{},\"reject\":{},\"t\":{},\"term\":{},\"to\":{},\"type\":\"{:?}\"}}",
+                m.commit,
+                m.entries.len(),
+                m.from,
+                m.index,
+                m.log_term,
+                m.reject,
                 at,
-                "msg",
-                json!({
-                    "from": m.from, "to": m.to, "type": format!("{:?}", m.get_msg_type()),
-                    "term": m.term, "index": m.index, "log_term": m.log_term, "commit": m.commit,
-                    "entries": m.entries.len(), "reject": m.reject,
-                }),
+                m.term,
+                m.to,
+                m.get_msg_type()
             );
+            self.trace.record_line(line);
         }
     }
 
