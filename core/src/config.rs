@@ -57,7 +57,9 @@ pub struct Config {
     pub check_quorum: bool,
     /// A deliberately planted bug, for proving that the simulator's checkers catch one:
     /// linearizable ranges are served from local state without a ReadIndex round, so a
-    /// partitioned or lagging member answers stale reads. Never set outside checker tests.
+    /// partitioned or lagging member answers stale reads. Only with the `planted-bugs`
+    /// feature, which production builds do not enable.
+    #[cfg(feature = "planted-bugs")]
     pub planted_bug_stale_reads: bool,
 }
 
@@ -83,6 +85,7 @@ impl Config {
             request_timeout_ms: 7_000,
             pre_vote: true,
             check_quorum: true,
+            #[cfg(feature = "planted-bugs")]
             planted_bug_stale_reads: false,
         }
     }

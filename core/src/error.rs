@@ -51,7 +51,7 @@ pub enum Error {
     // ---- The v2 keys store ----
     /// An etcd v2 error: `code` is etcd's error code, `cause` what it concerns (a path, a
     /// failed comparison), `index` the v2 store's index when it happened.
-    #[error("{}", crate::v2::message(*code))]
+    #[error("{}", v2_message(*code))]
     V2 { code: u32, cause: String, index: u64 },
 
     // ---- Fatal: the node must stop ----
@@ -71,3 +71,38 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// etcd's message for a v2 error code.
+pub fn v2_message(code: u32) -> &'static str {
+    match code {
+        100 => "Key not found",
+        101 => "Compare failed",
+        102 => "Not a file",
+        103 => "Reached the max number of peers in the cluster",
+        104 => "Not a directory",
+        105 => "Key already exists",
+        106 => "The prefix of given key is a keyword in etcd",
+        107 => "Root is read only",
+        108 => "Directory not empty",
+        109 => "Peer address has existed",
+        110 => "The request requires user authentication",
+        200 => "Value is Required in POST form",
+        201 => "PrevValue is Required in POST form",
+        202 => "The given TTL in POST form is not a number",
+        203 => "The given index in POST form is not a number",
+        204 => "Value or TTL is required in POST form",
+        205 => "The given timeout in POST form is not a number",
+        206 => "Name is required in POST form",
+        207 => "Index or value is required",
+        208 => "Index and value cannot both be specified",
+        209 => "Invalid field",
+        210 => "Invalid POST form",
+        211 => "Value provided on refresh",
+        212 => "A TTL must be provided on refresh",
+        300 => "Raft Internal Error",
+        301 => "During Leader Election",
+        400 => "watcher is cleared due to etcd recovery",
+        401 => "The event in requested index is outdated and cleared",
+        _ => "Unknown error",
+    }
+}

@@ -466,7 +466,7 @@ impl Core {
             return Err(Error::TooManyRequests);
         }
         match request {
-            Request::Range(r) if r.serializable || self.config.planted_bug_stale_reads => {
+            Request::Range(r) if r.serializable || self.planted_stale_reads() => {
                 let body = self.sm.read_range(&r)?;
                 self.respond(id, Ok(self.response(self.sm.mvcc().current_revision(), body)));
                 Ok(())
@@ -545,6 +545,18 @@ impl Core {
                 self.respond(id, Ok(self.response(self.sm.mvcc().current_revision(), body)));
                 Ok(())
             }
+        }
+    }
+
+    /// `Config::planted_bug_stale_reads`, false in builds without planted bugs.
+    fn planted_stale_reads(&self) -> bool {
+        #[cfg(feature = "planted-bugs")]
+        {
+            self.config.planted_bug_stale_reads
+        }
+        #[cfg(not(feature = "planted-bugs"))]
+        {
+            false
         }
     }
 

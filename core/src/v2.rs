@@ -170,40 +170,8 @@ impl V2Event {
     }
 }
 
-/// etcd's message for a v2 error code.
-pub fn message(code: u32) -> &'static str {
-    match code {
-        100 => "Key not found",
-        101 => "Compare failed",
-        102 => "Not a file",
-        103 => "Reached the max number of peers in the cluster",
-        104 => "Not a directory",
-        105 => "Key already exists",
-        106 => "The prefix of given key is a keyword in etcd",
-        107 => "Root is read only",
-        108 => "Directory not empty",
-        109 => "Peer address has existed",
-        110 => "The request requires user authentication",
-        200 => "Value is Required in POST form",
-        201 => "PrevValue is Required in POST form",
-        202 => "The given TTL in POST form is not a number",
-        203 => "The given index in POST form is not a number",
-        204 => "Value or TTL is required in POST form",
-        205 => "The given timeout in POST form is not a number",
-        206 => "Name is required in POST form",
-        207 => "Index or value is required",
-        208 => "Index and value cannot both be specified",
-        209 => "Invalid field",
-        210 => "Invalid POST form",
-        211 => "Value provided on refresh",
-        212 => "A TTL must be provided on refresh",
-        300 => "Raft Internal Error",
-        301 => "During Leader Election",
-        400 => "watcher is cleared due to etcd recovery",
-        401 => "The event in requested index is outdated and cleared",
-        _ => "Unknown error",
-    }
-}
+/// etcd's message for a v2 error code (kept with the core's other error text).
+pub use crate::error::v2_message as message;
 
 fn err(code: u32, cause: impl Into<String>, index: u64) -> Error {
     Error::V2 { code, cause: cause.into(), index }

@@ -7,6 +7,7 @@
 //! prescribe.
 
 pub mod node;
+pub mod slow;
 pub mod snapshot_file;
 pub mod storage;
 pub mod transport;

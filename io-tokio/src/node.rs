@@ -16,6 +16,7 @@ use cairn_core::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::slow::warn_if_slow;
 use crate::snapshot_file;
 use crate::storage::Storage;
 use crate::transport::{PeerFrame, Transport};
@@ -402,17 +403,6 @@ fn publish_status(core: &Core, voters: &[u64], status: &watch::Sender<NodeStatus
         *s = NodeStatus { voters, members, ..fresh };
         changed
     });
-}
-
-/// A step of the loop that holds it longer than this is logged: every request and heartbeat
-/// waits behind it (etcd warns likewise when applying a request takes over 100 ms).
-const STEP_SLOW: Duration = Duration::from_millis(100);
-
-pub(crate) fn warn_if_slow(step: &str, started: Instant) {
-    let took = started.elapsed();
-    if took > STEP_SLOW {
-        tracing::warn!(step, took_ms = took.as_millis() as u64, "member loop step took too long");
-    }
 }
 
 /// Most inputs (and, separately, peer frames) taken in one turn of the loop.

@@ -78,12 +78,12 @@ fn run(mut storage: Storage, jobs: std_mpsc::Receiver<Vec<Job>>, reports: mpsc::
             result = match job.kind {
                 DiskWriteKind::RecordSnapshot { snapshot, log_first_index } => {
                     let r = storage.record_snapshot(snapshot.get_metadata(), log_first_index).map(|_| ());
-                    crate::node::warn_if_slow("recording a snapshot", started);
+                    crate::slow::warn_if_slow("recording a snapshot", started);
                     r
                 }
                 kind @ DiskWriteKind::Persist { .. } => {
                     let r = storage.write(&DiskWrite { ticket: None, sync: false, kind }.into_output());
-                    crate::node::warn_if_slow("writing", started);
+                    crate::slow::warn_if_slow("writing", started);
                     r
                 }
             };
@@ -91,7 +91,7 @@ fn run(mut storage: Storage, jobs: std_mpsc::Receiver<Vec<Job>>, reports: mpsc::
         if result.is_ok() && sync {
             let started = Instant::now();
             result = storage.sync();
-            crate::node::warn_if_slow("fsync", started);
+            crate::slow::warn_if_slow("fsync", started);
         }
         let failed = result.is_err();
         if reports.send(result.map(|()| number)).is_err() || failed {

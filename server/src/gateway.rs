@@ -136,8 +136,14 @@ macro_rules! bidi {
     }};
 }
 
-/// The gateway's routes over the member `ctx` serves, under `/v3/` and `/v3beta/`.
-pub(crate) fn router(ctx: Ctx) -> Router {
+/// The etcd v3 JSON gateway (`/v3/kv/range`, ...) over the same services as `grpc::routes`,
+/// under `/v3/` and `/v3beta/`.
+pub fn routes(node: cairn_io_tokio::NodeHandle, info: Arc<crate::info::ServerInfo>) -> Router {
+    router(Ctx { node, info })
+}
+
+/// The gateway's routes over the member `ctx` serves.
+fn router(ctx: Ctx) -> Router {
     let message_bytes_max = ctx.info.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
     let s = Arc::new(Services {
         kv: KvService::new(ctx.clone()),

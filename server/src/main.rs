@@ -249,7 +249,7 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
         data_dir = %flags.data_dir.display(), "cairn member starting");
 
     let router = grpc::grpc_router(node.clone(), info.clone())
-        .merge(grpc::gateway_routes(node.clone(), info.clone()))
+        .merge(cairn_server::gateway::routes(node.clone(), info.clone()))
         .route(
             "/health",
             get({

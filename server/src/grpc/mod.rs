@@ -115,12 +115,6 @@ pub async fn not_found(req: axum::extract::Request) -> axum::response::Response 
         .into_response()
 }
 
-/// The etcd v3 JSON gateway (`/v3/kv/range`, ...) over the same services as `routes`; see
-/// `crate::gateway`.
-pub fn gateway_routes(node: NodeHandle, info: Arc<ServerInfo>) -> axum::Router {
-    crate::gateway::router(Ctx { node, info })
-}
-
 /// What every service needs: the member, and who it is.
 #[derive(Clone)]
 pub(crate) struct Ctx {
