@@ -751,7 +751,33 @@ impl Core {
         self.serve_reads();
         self.maybe_snapshot()?;
         self.sync_role();
+        self.check_invariants();
         Ok(std::mem::take(&mut self.out))
+    }
+
+    /// What holds after every `advance` (TigerBeetle ends each step with its invariants). Each
+    /// check is O(1) or O(batches in flight), so they stay on in release builds: a broken one
+    /// is a bug in the core, and the member must not go on with state it cannot trust.
+    fn check_invariants(&self) {
+        let log = &self.raw.raft.raft_log;
+        assert!(
+            self.sm.applied_index() <= log.committed,
+            "applied {} past the commit index {}",
+            self.sm.applied_index(),
+            log.committed
+        );
+        assert!(log.committed <= log.last_index(), "commit index past the log");
+        assert_eq!(
+            self.ids.len(),
+            self.writes.len() + self.reads.len() + self.forwarded.len(),
+            "every open request id is a pending write, read or forward, and no more"
+        );
+        assert!(self.held.inflight.iter().zip(self.held.inflight.iter().skip(1)).all(|(a, b)| a < b));
+        assert!(self.remote.keys().all(|&id| id >= REMOTE_REQUEST_ID_MIN && self.ids.contains(&id)));
+        if self.role == StateRole::Leader {
+            assert_eq!(self.leader(), self.config.id, "a leader knows itself as leader");
+        }
+        assert!(self.term_vote.0 <= self.raw.raft.term, "persisted term ahead of the current one");
     }
 
     fn handle_ready(&mut self) -> Result<()> {
