@@ -6,6 +6,7 @@
 //! protocol logic: it moves the core's outputs to disk and network in the order the core's docs
 //! prescribe.
 
+pub mod error;
 pub mod node;
 pub mod slow;
 pub mod snapshot_file;
@@ -13,4 +14,5 @@ pub mod storage;
 pub mod transport;
 pub mod writer;
 
+pub use error::Error;
 pub use node::{start, unix_now_ns, NodeConfig, NodeHandle, NodeStatus, V2WatchStream, WatchStream};

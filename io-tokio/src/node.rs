@@ -16,6 +16,7 @@ use cairn_core::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::error::Error as DriverError;
 use crate::slow::warn_if_slow;
 use crate::snapshot_file;
 use crate::storage::Storage;
@@ -178,13 +179,13 @@ impl NodeHandle {
 
 /// Starts the member: recovers from `data_dir`, binds the peer listener, and spawns the loop.
 /// The returned join handle ends with the loop: `Ok` on shutdown (all handles dropped), `Err`
-/// on a fatal error (storage, corruption), after which the process must exit.
+/// on a fatal error (storage, corruption), after which the process must exit. Requests through
+/// the handle keep failing with the core's errors (`cairn_core::Error`), as clients see them.
 pub async fn start(
     cfg: NodeConfig,
-) -> Result<(NodeHandle, tokio::task::JoinHandle<Result<(), Error>>), Error> {
-    let storage =
-        Storage::open(&cfg.data_dir).map_err(|e| Error::Corrupt(format!("opening storage: {e}")))?;
-    let recovered = storage.recover().map_err(|e| Error::Corrupt(format!("recovering storage: {e}")))?;
+) -> Result<(NodeHandle, tokio::task::JoinHandle<Result<(), DriverError>>), DriverError> {
+    let storage = Storage::open(&cfg.data_dir)?;
+    let recovered = storage.recover()?;
     let mut config = cfg.core.clone();
     // A fresh seed every boot, from the OS (see `Config::seed`).
     config.seed = seed_from_os();
@@ -192,12 +193,12 @@ pub async fn start(
     let transport =
         Transport::start(cfg.core.id, cfg.cluster_id, cfg.listen_peer, cfg.peers.clone())
             .await
-            .map_err(|e| Error::Raft(format!("binding the peer listener {}: {e}", cfg.listen_peer)))?;
+            .map_err(|source| DriverError::Bind { addr: cfg.listen_peer, source })?;
     let (tx, rx) = mpsc::channel(INPUTS_QUEUED_MAX);
     let (status_tx, status_rx) = watch::channel(NodeStatus::default());
     let voters: Vec<u64> = std::iter::once(cfg.core.id).chain(cfg.peers.keys().copied()).collect();
     let (writer, reports) =
-        Writer::start(storage).map_err(|e| Error::Corrupt(format!("starting the storage thread: {e}")))?;
+        Writer::start(storage).map_err(|e| DriverError::StorageThread(e.to_string()))?;
     let weak = tx.downgrade();
     let task = tokio::spawn(async move {
         let result = run(core, &writer, reports, transport, rx, weak, status_tx, voters).await;
@@ -229,7 +230,7 @@ async fn run(
     tx: mpsc::WeakSender<Input>,
     status: watch::Sender<NodeStatus>,
     mut voters: Vec<u64>,
-) -> Result<(), Error> {
+) -> Result<(), DriverError> {
     voters.sort_unstable();
     let epoch = Instant::now();
     let now_ms = || epoch.elapsed().as_millis() as u64;
@@ -318,8 +319,8 @@ async fn run(
                 // may not be on disk (fsyncgate).
                 let durable = match report {
                     Some(Ok(durable)) => durable,
-                    Some(Err(e)) => return Err(Error::Corrupt(format!("storage failed: {e}"))),
-                    None => return Err(Error::Corrupt("the storage thread stopped".into())),
+                    Some(Err(e)) => return Err(DriverError::Storage(e)),
+                    None => return Err(DriverError::StorageThread("it stopped".into())),
                 };
                 if let Some(ticket) = durable {
                     fx = pipeline.on_durable(ticket);
@@ -327,7 +328,10 @@ async fn run(
             }
             Some(written) = file_done.recv() => {
                 // A failed write or fsync stops the member, as on the loop.
-                fx = pipeline.on_snapshot_file_written(written.map_err(|e| e.to_string()))?;
+                if let Err(e) = written {
+                    return Err(DriverError::SnapshotFile(e.to_string()));
+                }
+                fx = pipeline.on_snapshot_file_written(Ok(()))?;
             }
             _ = timer.as_mut() => {}
         }

@@ -88,7 +88,7 @@ enum StartError {
     #[error("{0}")]
     Config(String),
     #[error("{0}")]
-    Node(#[from] cairn_core::Error),
+    Node(#[from] cairn_io_tokio::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
