@@ -190,15 +190,13 @@ pub async fn start(
     // A fresh seed every boot, from the OS (see `Config::seed`).
     config.seed = seed_from_os();
     let core = Core::new(config, recovered)?;
-    let transport =
-        Transport::start(cfg.core.id, cfg.cluster_id, cfg.listen_peer, cfg.peers.clone())
-            .await
-            .map_err(|source| DriverError::Bind { addr: cfg.listen_peer, source })?;
+    let transport = Transport::start(cfg.core.id, cfg.cluster_id, cfg.listen_peer, cfg.peers.clone())
+        .await
+        .map_err(|source| DriverError::Bind { addr: cfg.listen_peer, source })?;
     let (tx, rx) = mpsc::channel(INPUTS_QUEUED_MAX);
     let (status_tx, status_rx) = watch::channel(NodeStatus::default());
     let voters: Vec<u64> = std::iter::once(cfg.core.id).chain(cfg.peers.keys().copied()).collect();
-    let (writer, reports) =
-        Writer::start(storage).map_err(|e| DriverError::StorageThread(e.to_string()))?;
+    let (writer, reports) = Writer::start(storage).map_err(|e| DriverError::StorageThread(e.to_string()))?;
     let weak = tx.downgrade();
     let task = tokio::spawn(async move {
         let result = run(core, &writer, reports, transport, rx, weak, status_tx, voters).await;

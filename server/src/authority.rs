@@ -25,6 +25,8 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -77,6 +79,8 @@ pub struct FixAuthority<S> {
     decoder: loona_hpack::Decoder<'static>,
     /// The read side reached end of file.
     eof: bool,
+    /// The connection's place under the client connection cap, given back when it closes.
+    _slot: Option<Slot>,
 }
 
 struct PendingBlock {
@@ -102,6 +106,7 @@ impl<S> FixAuthority<S> {
             block: None,
             decoder,
             eof: false,
+            _slot: None,
         }
     }
 
@@ -385,14 +390,60 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FixAuthority<S> {
 }
 
 /// Accepts client connections for `axum::serve`, each with no Nagle (small gRPC frames would
-/// otherwise wait out the peer's delayed ACK, ~40 ms) and read through [`FixAuthority`].
+/// otherwise wait out the peer's delayed ACK, ~40 ms) and read through [`FixAuthority`]. With a
+/// cap (`crate::limits`), a connection beyond it is closed as soon as it is accepted: the
+/// member keeps serving the ones it has, and keeps its descriptors for storage and peers.
 pub struct ClientListener {
     listener: tokio::net::TcpListener,
+    cap: ConnectionCap,
+    /// When a refusal was last logged, and how many since.
+    refused_log: (Option<std::time::Instant>, u64),
 }
 
+/// The cap on client connections, shared by every client listener of the member.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectionCap {
+    /// The most client connections open at once; `None`: no cap.
+    pub max: Option<usize>,
+    /// Client connections open now.
+    pub open: Arc<AtomicUsize>,
+    /// Connections refused at the cap, since start.
+    pub refused: Arc<AtomicU64>,
+}
+
+impl ConnectionCap {
+    pub fn new(max: Option<usize>) -> ConnectionCap {
+        ConnectionCap { max, ..ConnectionCap::default() }
+    }
+}
+
+/// One open client connection, counted until dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The least time between two log lines about refused connections.
+const REFUSED_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl ClientListener {
-    pub fn new(listener: tokio::net::TcpListener) -> ClientListener {
-        ClientListener { listener }
+    pub fn new(listener: tokio::net::TcpListener, cap: ConnectionCap) -> ClientListener {
+        ClientListener { listener, cap, refused_log: (None, 0) }
+    }
+
+    fn note_refused(&mut self, addr: std::net::SocketAddr) {
+        self.cap.refused.fetch_add(1, Ordering::Relaxed);
+        self.refused_log.1 += 1;
+        let now = std::time::Instant::now();
+        if self.refused_log.0.is_some_and(|last| now.duration_since(last) < REFUSED_LOG_INTERVAL) {
+            return;
+        }
+        let count = std::mem::take(&mut self.refused_log.1);
+        self.refused_log.0 = Some(now);
+        tracing::warn!(%addr, refused = count, cap = self.cap.max, "client connections at the cap: refused (logged at most once per 10 s)");
     }
 }
 
@@ -401,9 +452,19 @@ impl axum::serve::Listener for ClientListener {
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (tcp, addr) = axum::serve::Listener::accept(&mut self.listener).await;
-        let _ = tcp.set_nodelay(true);
-        (FixAuthority::new(tcp), addr)
+        loop {
+            let (tcp, addr) = axum::serve::Listener::accept(&mut self.listener).await;
+            if self.cap.max.is_some_and(|max| self.cap.open.load(Ordering::Relaxed) >= max) {
+                drop(tcp);
+                self.note_refused(addr);
+                continue;
+            }
+            self.cap.open.fetch_add(1, Ordering::Relaxed);
+            let _ = tcp.set_nodelay(true);
+            let mut io = FixAuthority::new(tcp);
+            io._slot = Some(Slot(self.cap.open.clone()));
+            return (io, addr);
+        }
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {

@@ -13,4 +13,5 @@ pub mod cors;
 pub mod gateway;
 pub mod grpc;
 pub mod info;
+pub mod limits;
 pub mod v2;

@@ -80,6 +80,11 @@ struct Flags {
     /// what each costs.
     #[arg(long, env = "CAIRN_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     threads: u16,
+    /// Most client connections open at once; more are closed as soon as they connect. 0, the
+    /// default: what the open-files limit (`ulimit -n`) leaves after 150 descriptors kept for
+    /// storage, snapshots and peers, and those open at start.
+    #[arg(long, env = "CAIRN_MAX_CLIENT_CONNECTIONS", default_value_t = 0)]
+    max_client_connections: usize,
 }
 
 /// A fatal configuration or startup problem, said plainly.
@@ -261,14 +266,27 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
         .merge(cairn_server::v2::router(node.clone(), info.clone()))
         .fallback(grpc::not_found)
         .layer(axum::middleware::from_fn(cairn_server::cors::layer));
+    let fd_limit = cairn_server::limits::fd_soft_limit();
+    let cap = cairn_server::limits::client_connections_max(
+        flags.max_client_connections,
+        fd_limit,
+        cairn_server::limits::fds_open(),
+    );
+    if let Some(limit) = fd_limit.filter(|&l| l < cairn_server::limits::FD_LIMIT_LOW) {
+        tracing::warn!(
+            limit,
+            client_connections_max = cap,
+            "the open-files limit (ulimit -n) is low; raise it to serve more clients"
+        );
+    }
+    let cap = cairn_server::authority::ConnectionCap::new(cap);
     let mut servers = Vec::new();
     for url in split_urls(&flags.listen_client_urls) {
         let addr = url_addr(&url)?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
+        let listener = client_listener(addr)
             .map_err(|e| StartError::Config(format!("cannot listen for clients on {addr}: {e}")))?;
         tracing::info!(%addr, "serving clients (etcd v3 gRPC and JSON gateway, v2 keys API, /health, /version)");
-        let listener = cairn_server::authority::ClientListener::new(listener);
+        let listener = cairn_server::authority::ClientListener::new(listener, cap.clone());
         let router = router.clone();
         servers.push(tokio::spawn(async move {
             axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await
@@ -289,6 +307,18 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
             Err(e) => Err(StartError::Config(format!("the member loop failed: {e}"))),
         },
     }
+}
+
+/// Clients' backlog of connections not yet accepted: etcd's, so a connect flood queues rather
+/// than refuses (the kernel caps it at `net.core.somaxconn`).
+const CLIENT_BACKLOG: u32 = 4096;
+
+fn client_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket =
+        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(CLIENT_BACKLOG)
 }
 
 fn serde_version() -> std::collections::BTreeMap<&'static str, &'static str> {

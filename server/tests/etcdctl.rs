@@ -375,6 +375,52 @@ fn hashkv_at_a_compacted_revision_is_refused() {
     assert!(c.ok(&["endpoint", "hashkv", "--rev", "4"]).contains("127.0.0.1"));
 }
 
+/// A member whose open-files limit is low, flooded with idle client connections: the ones past
+/// its cap are closed at once, it keeps serving (writes, snapshots, its peers), and once the
+/// flood is gone clients connect again.
+#[test]
+fn a_connection_flood_at_a_low_open_files_limit_is_refused_and_the_member_keeps_serving() {
+    let c = {
+        let mut c = Cluster::start(1);
+        c.kill(0);
+        c.members[0].fd_limit = Some(256);
+        // Snapshots every 50 writes: each needs a file while the flood holds its sockets.
+        c.members[0].args = vec!["--snapshot-count".into(), "50".into()];
+        c.start_member(0);
+        c.wait_healthy();
+        c
+    };
+    let addr = c.endpoint(0);
+    let mut flood = Vec::new();
+    for _ in 0..400 {
+        if let Ok(s) = std::net::TcpStream::connect(&addr) {
+            flood.push(s);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // Past the cap, connections were closed by the member.
+    let mut closed = 0;
+    for s in &mut flood {
+        use std::io::Read;
+        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        if matches!(s.read(&mut [0u8; 1]), Ok(0)) {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 200, "only {closed} of 400 connections past a 256-descriptor limit were closed");
+    let logs = c.logs();
+    assert!(logs.contains("client connections at the cap"), "{logs}");
+    assert!(logs.contains("open-files limit (ulimit -n) is low"), "{logs}");
+    drop(flood);
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..120 {
+        assert_eq!(c.ok(&["put", &format!("k{i}"), "v"]).trim(), "OK", "put {i}");
+    }
+    assert_eq!(c.ok(&["get", "k119", "--print-value-only"]).trim(), "v");
+    let logs = c.logs();
+    assert!(!logs.contains("corrupt") && !logs.contains("Too many open files"), "{logs}");
+}
+
 /// A path nothing serves answers etcd's plain 404 (not a 200 carrying a gRPC status), and
 /// `/version` names Cairn beside the etcd API level.
 #[test]

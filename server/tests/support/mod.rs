@@ -14,6 +14,8 @@ pub struct Member {
     pub child: Option<Child>,
     /// Flags added to this member's command line.
     pub args: Vec<String>,
+    /// The open-files limit (`ulimit -n`) the member runs under, if not the test's own.
+    pub fd_limit: Option<u32>,
 }
 
 pub struct Cluster {
@@ -47,6 +49,7 @@ impl Cluster {
                 peer: free_port(),
                 child: None,
                 args: args[i - 1].clone(),
+                fd_limit: None,
             })
             .collect();
         let initial_cluster = members
@@ -69,7 +72,15 @@ impl Cluster {
     pub fn start_member(&mut self, i: usize) {
         let m = &self.members[i];
         let log = std::fs::File::create(self.dir.path().join(format!("{}.log", m.name))).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        let mut cmd = match m.fd_limit {
+            None => Command::new(env!("CARGO_BIN_EXE_cairn")),
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), env!("CARGO_BIN_EXE_cairn")]);
+                sh
+            }
+        };
+        let child = cmd
             .args(["--name", &m.name])
             .arg("--data-dir")
             .arg(self.data_dir(i))
