@@ -10,6 +10,7 @@ pub mod error;
 pub mod node;
 pub mod slow;
 pub mod snapshot_file;
+pub mod stats;
 pub mod storage;
 pub mod transport;
 pub mod writer;

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_core::kv::Event;
@@ -19,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::error::Error as DriverError;
 use crate::slow::warn_if_slow;
 use crate::snapshot_file;
+use crate::stats::PeerStats;
 use crate::storage::Storage;
 use crate::transport::{PeerFrame, Transport};
 use crate::writer::{Job, Writer};
@@ -123,6 +125,7 @@ enum Input {
 pub struct NodeHandle {
     tx: mpsc::Sender<Input>,
     status: watch::Receiver<NodeStatus>,
+    peer_stats: Arc<Mutex<PeerStats>>,
 }
 
 /// The loop stopped (fatal error or shutdown); requests fail with this.
@@ -165,6 +168,11 @@ impl NodeHandle {
         let _ = self.tx.send(Input::CancelWatch { id }).await;
     }
 
+    /// A copy of the member's peer traffic statistics (etcd's v2 stats).
+    pub fn peer_stats(&self) -> PeerStats {
+        self.peer_stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
     /// The member's latest status.
     pub fn status(&self) -> NodeStatus {
         self.status.borrow().clone()
@@ -198,14 +206,16 @@ pub async fn start(
     let voters: Vec<u64> = std::iter::once(cfg.core.id).chain(cfg.peers.keys().copied()).collect();
     let (writer, reports) = Writer::start(storage).map_err(|e| DriverError::StorageThread(e.to_string()))?;
     let weak = tx.downgrade();
+    let peer_stats = PeerStats::shared();
+    let stats = peer_stats.clone();
     let task = tokio::spawn(async move {
-        let result = run(core, &writer, reports, transport, rx, weak, status_tx, voters).await;
+        let result = run(core, &writer, reports, transport, rx, weak, status_tx, voters, stats).await;
         // Whatever was queued is written before the storage closes (a restart in the same
         // process can then open it again).
         writer.close().await;
         result
     });
-    Ok((NodeHandle { tx, status: status_rx }, task))
+    Ok((NodeHandle { tx, status: status_rx, peer_stats }, task))
 }
 
 fn seed_from_os() -> u64 {
@@ -228,6 +238,7 @@ async fn run(
     tx: mpsc::WeakSender<Input>,
     status: watch::Sender<NodeStatus>,
     mut voters: Vec<u64>,
+    peer_stats: Arc<Mutex<PeerStats>>,
 ) -> Result<(), DriverError> {
     voters.sort_unstable();
     let epoch = Instant::now();
@@ -262,6 +273,9 @@ async fn run(
             }
             let done = std::mem::take(&mut fx);
             let started = Instant::now();
+            if let Ok(mut st) = peer_stats.lock() {
+                st.on_sent(started, done.messages.iter());
+            }
             transport.send(
                 done.messages
                     .into_iter()
@@ -298,6 +312,13 @@ async fn run(
             writer.send(jobs);
         }
         publish_status(pipeline.core(), &voters, &status);
+        if !pipeline.core().is_leader() {
+            if let Ok(mut st) = peer_stats.lock() {
+                if !st.followers.is_empty() {
+                    st.forget_followers();
+                }
+            }
+        }
 
         // One timer for the loop's life, moved only when the core's deadline moves (a timer
         // made and dropped every turn costs two trips through the runtime's timer wheel).
@@ -311,7 +332,10 @@ async fn run(
                 None => return Ok(()),
                 Some(input) => s.on_input(pipeline.core_mut(), input),
             },
-            Some(frame) = transport.recv() => s.on_frame(pipeline.core_mut(), frame),
+            Some(frame) = transport.recv() => {
+                count_received(&peer_stats, &frame);
+                s.on_frame(pipeline.core_mut(), frame);
+            }
             report = reports.recv() => {
                 // A failed write or fsync stops the member: never carry on with state that
                 // may not be on disk (fsyncgate).
@@ -343,7 +367,10 @@ async fn run(
         }
         for _ in 0..INPUT_BATCH_MAX {
             match transport.try_recv() {
-                Some(frame) => s.on_frame(pipeline.core_mut(), frame),
+                Some(frame) => {
+                    count_received(&peer_stats, &frame);
+                    s.on_frame(pipeline.core_mut(), frame);
+                }
                 None => break,
             }
         }
@@ -374,6 +401,12 @@ fn write_snapshot_file(
         // is gone.
         let _ = done.blocking_send(result);
     });
+}
+
+fn count_received(stats: &Mutex<PeerStats>, frame: &PeerFrame) {
+    if let (PeerFrame::Raft(m), Ok(mut st)) = (frame, stats.lock()) {
+        st.on_received(Instant::now(), m);
+    }
 }
 
 /// Updates the status front ends read, if anything in it changed (without copying what did

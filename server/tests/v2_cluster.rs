@@ -163,3 +163,42 @@ fn v2_data_survives_kill_9() {
         assert_eq!(after.json()["node"], before["node"], "member {i} after restart");
     }
 }
+
+/// `/v2/stats/self` and `/v2/stats/leader` report the peer traffic as etcd does: followers count
+/// the append requests (appends and heartbeats) they receive, with rates over the last second,
+/// the leader those it sends, and the leader each follower's response latency and counts.
+#[test]
+fn peer_stats_count_appends_rates_and_follower_latency() {
+    let c = Cluster::start(3);
+    for i in 0..3 {
+        send(&c, i, &put("/v2/keys/s", &format!("value={i}")));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let selves: Vec<Value> = (0..3).map(|i| send(&c, i, &get("/v2/stats/self")).json()).collect();
+    let leader = selves.iter().position(|s| s["state"] == "StateLeader").expect("a leader");
+    for (i, s) in selves.iter().enumerate() {
+        if i == leader {
+            assert!(s["sendAppendRequestCnt"].as_u64().unwrap() > 0, "{s}");
+            assert!(s["sendPkgRate"].as_f64().unwrap() > 0.0, "{s}");
+            assert!(s["sendBandwidthRate"].as_f64().unwrap() > 0.0, "{s}");
+            assert!(s.get("recvPkgRate").is_none(), "a leader receives no appends: {s}");
+        } else {
+            assert!(s["recvAppendRequestCnt"].as_u64().unwrap() > 0, "{s}");
+            assert!(s["recvPkgRate"].as_f64().unwrap() > 0.0, "{s}");
+            assert!(s["recvBandwidthRate"].as_f64().unwrap() > 0.0, "{s}");
+            assert_eq!(s["sendAppendRequestCnt"], 0, "{s}");
+        }
+    }
+    let stats = send(&c, leader, &get("/v2/stats/leader")).json();
+    let followers = stats["followers"].as_object().expect("followers");
+    assert_eq!(followers.len(), 2, "{stats}");
+    for (id, f) in followers {
+        assert!(f["counts"]["success"].as_u64().unwrap() > 0, "{id}: {f}");
+        let l = &f["latency"];
+        let (min, avg, max) =
+            (l["minimum"].as_f64().unwrap(), l["average"].as_f64().unwrap(), l["maximum"].as_f64().unwrap());
+        assert!(0.0 < min && min <= avg && avg <= max && max < 1.0, "{id}: {f}");
+    }
+    let follower = (0..3).find(|&i| i != leader).unwrap();
+    assert_eq!(send(&c, follower, &get("/v2/stats/leader")).status, 403);
+}

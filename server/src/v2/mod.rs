@@ -551,10 +551,24 @@ async fn stats_self(State(v2): State<V2>, method: Method) -> Response {
         leader_info: LeaderInfo,
         #[serde(rename = "recvAppendRequestCnt")]
         recv_append_request_cnt: u64,
+        // Rates are left out when zero, as etcd leaves them out (a leader receives no
+        // appends; a follower sends none).
+        #[serde(rename = "recvPkgRate", skip_serializing_if = "is_zero")]
+        recv_pkg_rate: f64,
+        #[serde(rename = "recvBandwidthRate", skip_serializing_if = "is_zero")]
+        recv_bandwidth_rate: f64,
         #[serde(rename = "sendAppendRequestCnt")]
         send_append_request_cnt: u64,
+        #[serde(rename = "sendPkgRate", skip_serializing_if = "is_zero")]
+        send_pkg_rate: f64,
+        #[serde(rename = "sendBandwidthRate", skip_serializing_if = "is_zero")]
+        send_bandwidth_rate: f64,
     }
     let st = v2.node.status();
+    let peers = v2.node.peer_stats();
+    let now = std::time::Instant::now();
+    let (recv_pkg_rate, recv_bandwidth_rate) = peers.received.rates(now);
+    let (send_pkg_rate, send_bandwidth_rate) = peers.sent.rates(now);
     let me = v2.info.members.iter().find(|m| m.id == v2.info.member_id);
     let started = v2.started.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
     let uptime = SystemTime::now().duration_since(v2.started).unwrap_or_default();
@@ -568,10 +582,18 @@ async fn stats_self(State(v2): State<V2>, method: Method) -> Response {
             uptime: json::go_duration(uptime),
             start_time: json::rfc3339_nano(started),
         },
-        recv_append_request_cnt: 0,
-        send_append_request_cnt: 0,
+        recv_append_request_cnt: peers.received.count,
+        recv_pkg_rate,
+        recv_bandwidth_rate,
+        send_append_request_cnt: peers.sent.count,
+        send_pkg_rate,
+        send_bandwidth_rate,
     };
     stats_response(StatusCode::OK, &s)
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// Stats answers: JSON without a trailing newline and without etcd's headers.
@@ -601,8 +623,19 @@ async fn stats_leader(State(v2): State<V2>, method: Method) -> Response {
         fail: u64,
         success: u64,
     }
+    /// Seconds, as etcd reports them.
+    #[derive(Serialize)]
+    struct Latency {
+        current: f64,
+        average: f64,
+        #[serde(rename = "standardDeviation")]
+        standard_deviation: f64,
+        minimum: f64,
+        maximum: f64,
+    }
     #[derive(Serialize)]
     struct Follower {
+        latency: Latency,
         counts: Counts,
     }
     #[derive(Serialize)]
@@ -610,11 +643,25 @@ async fn stats_leader(State(v2): State<V2>, method: Method) -> Response {
         leader: String,
         followers: std::collections::BTreeMap<String, Follower>,
     }
+    let peers = v2.node.peer_stats();
     let followers = st
         .voters
         .iter()
         .filter(|&&id| id != st.id)
-        .map(|id| (format!("{id:x}"), Follower { counts: Counts { fail: 0, success: 0 } }))
+        .map(|id| {
+            let f = peers.followers.get(id).cloned().unwrap_or_default();
+            let follower = Follower {
+                latency: Latency {
+                    current: f.latency_current,
+                    average: f.latency_mean,
+                    standard_deviation: f.latency_stddev(),
+                    minimum: f.latency_min,
+                    maximum: f.latency_max,
+                },
+                counts: Counts { fail: f.fail, success: f.success },
+            };
+            (format!("{id:x}"), follower)
+        })
         .collect();
     stats_response(StatusCode::OK, &LeaderStats { leader: format!("{:x}", st.id), followers })
 }
