@@ -167,7 +167,7 @@ mod tests {
     fn appends_and_heartbeats_are_counted_with_rates_and_latency() {
         let mut s = PeerStats::default();
         let t0 = Instant::now();
-        s.on_sent(t0, [msg(MessageType::MsgHeartbeat, 1, 2), msg(MessageType::MsgVote, 1, 2)].iter());
+        s.on_sent(t0, [msg(MessageType::MsgHeartbeat, 1, 2), msg(MessageType::MsgRequestVote, 1, 2)].iter());
         s.on_received(t0 + Duration::from_millis(4), &msg(MessageType::MsgHeartbeatResponse, 2, 1));
         s.on_received(t0 + Duration::from_millis(5), &msg(MessageType::MsgAppendResponse, 2, 1));
         let mut reject = msg(MessageType::MsgAppendResponse, 2, 1);
