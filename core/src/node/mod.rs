@@ -3,6 +3,11 @@
 //! Inputs are method calls (`step`, `handle_timeout`, `submit`, `on_persisted`); everything the
 //! member wants done leaves through `advance` as an `Output` value. See the crate docs for the
 //! driving loop.
+//!
+//! Here: the driver API, `advance` and applying entries. By concept, beside it: `reads`
+//! (ReadIndex), `batching` (proposals held and proposed in batches), `snapshots` (when to
+//! snapshot, and sending them), `expiry` (requests, leases, v2 TTLs), `forwarding` (lease
+//! requests to the leader).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -25,13 +30,14 @@ use crate::v2::{V2Event, V2Get, V2WatchId, V2Watchers};
 use crate::watch::{WatchHub, WatchId, WatchRequest, WatchUpdate};
 use crate::{Error, Result};
 
-/// How many election timeouts the leader waits for a follower to acknowledge a snapshot before
-/// it takes the snapshot as lost and sends it again.
-const SNAPSHOT_RETRY_ELECTIONS: u64 = 2;
+mod batching;
+mod expiry;
+mod forwarding;
+mod reads;
+mod snapshots;
 
-/// How often, at most, the leader proposes the expiry of v2 keys whose time is up: on a fixed
-/// beat, as etcd's 500 ms sync ticker, so a key goes within one beat of its expiry time.
-const V2_EXPIRE_BEAT_MS: u64 = 500;
+use batching::{Held, PendingWrite};
+use reads::{txn_is_serializable, PendingRead, ReadKind};
 
 /// What a member recovered from its durable storage at boot.
 #[derive(Clone, Debug, Default)]
@@ -114,28 +120,6 @@ impl Output {
             && self.snapshot.is_none()
             && self.forwards.is_empty()
     }
-}
-
-/// A client request waiting for its entry to apply.
-struct PendingWrite {
-    id: RequestId,
-    deadline_ms: u64,
-}
-
-/// A linearizable read waiting for a read index and then for the state machine to reach it.
-struct PendingRead {
-    id: RequestId,
-    request: ReadKind,
-    deadline_ms: u64,
-    /// The ReadIndex round the read joined (its context), 0 before it joined one.
-    round: u64,
-    index: Option<u64>,
-}
-
-enum ReadKind {
-    Range(crate::kv::RangeRequest),
-    Txn(TxnRequest),
-    V2Get(V2Get),
 }
 
 pub struct Core {
@@ -428,28 +412,6 @@ impl Core {
         self.submit_as(id, request);
     }
 
-    /// A request or reply another member forwarded (see `forward`). Forwards not meant for this
-    /// member, requests that may not be forwarded, and replies nothing waits for are dropped.
-    pub fn receive_forward(&mut self, f: Forward) {
-        if self.fatal.is_some() || f.to != self.config.id {
-            return;
-        }
-        match f.body {
-            ForwardBody::Request(request) if is_forwardable(&request) => {
-                let id = self.next_remote;
-                self.next_remote += 1;
-                self.remote.insert(id, (f.from, f.id));
-                self.submit_as(id, request);
-            }
-            ForwardBody::Request(_) => {}
-            ForwardBody::Reply(result) => {
-                if let Some((id, _)) = self.forwarded.remove(&f.id) {
-                    self.respond(id, result);
-                }
-            }
-        }
-    }
-
     fn submit_as(&mut self, id: RequestId, request: Request) {
         if !self.ids.insert(id) {
             // Not recorded: the first request under this id keeps it.
@@ -577,25 +539,6 @@ impl Core {
         mvcc::validate_txn(t)
     }
 
-    /// Whether request `id` may go to the leader: one is known, it is another member, and the
-    /// request came from this member's own clients (a forwarded request is not sent on again).
-    fn may_forward(&self, id: RequestId) -> bool {
-        let leader = self.leader();
-        leader != 0 && leader != self.config.id && id < REMOTE_REQUEST_ID_MIN
-    }
-
-    fn forward(&mut self, id: RequestId, request: Request) {
-        let fid = self.next_forward;
-        self.next_forward += 1;
-        self.forwarded.insert(fid, (id, self.now_ms + self.config.request_timeout_ms));
-        self.out.forwards.push(Forward {
-            from: self.config.id,
-            to: self.leader(),
-            id: fid,
-            body: ForwardBody::Request(request),
-        });
-    }
-
     /// Keep-alive and time-to-live need the leader, and a leader that has applied everything
     /// from earlier terms (else it may not know the lease yet).
     fn check_lease_primary(&self) -> Result<()> {
@@ -607,86 +550,6 @@ impl Core {
             });
         }
         Ok(())
-    }
-
-    fn propose(&mut self, id: RequestId, command: Command) -> Result<()> {
-        let seq = self.next_seq;
-        let origin = Origin { member: self.config.id, nonce: self.nonce, seq };
-        // etcd bounds v2 writes only by its HTTP form limit (10 MiB), not --max-request-bytes.
-        let max = match command {
-            Command::V2(_) => crate::v2::REQUEST_BYTES_MAX,
-            _ => self.config.request_bytes_max,
-        };
-        let data = Proposal { origin: Some(origin), command }.encode();
-        if data.len() > max {
-            return Err(Error::RequestTooLarge);
-        }
-        self.hold(data, Some(seq));
-        self.next_seq += 1;
-        self.writes
-            .insert(seq, PendingWrite { id, deadline_ms: self.now_ms + self.config.request_timeout_ms });
-        Ok(())
-    }
-
-    /// Holds an entry for the next batch of proposals (see `Held`). `seq` names the local write
-    /// it carries, answered with an error should its batch be dropped.
-    fn hold(&mut self, data: Vec<u8>, seq: Option<u64>) {
-        let entry = Entry { data: data.into(), ..Entry::default() };
-        self.held.push(vec![entry], seq);
-    }
-
-    /// Hands raft-rs one proposal message (one batch) and, as leader, counts it in flight.
-    fn step_proposal(&mut self, m: Message) -> Result<()> {
-        let result = self.raw.step(m);
-        self.sync_role();
-        match result {
-            Ok(()) => {
-                if self.is_leader() {
-                    self.held.inflight.push_back(self.raw.raft.raft_log.last_index());
-                }
-                Ok(())
-            }
-            Err(raft::Error::ProposalDropped) if self.leader() == 0 => Err(Error::NoLeader),
-            Err(raft::Error::ProposalDropped) => Err(Error::TooManyRequests),
-            Err(e) => Err(Error::Raft(e.to_string())),
-        }
-    }
-
-    /// Proposes what is held, as one batch, unless this member leads with
-    /// `Config::proposal_batches_max` batches in flight and room in the held one. A member that
-    /// does not lead hands raft-rs the batch at once: raft-rs forwards it to the leader as one
-    /// message, or drops it when there is none.
-    fn release_held(&mut self) {
-        let max = self.config.append_bytes_max as usize;
-        while !self.held.entries.is_empty() {
-            self.held.prune(self.is_leader(), self.raw.raft.raft_log.committed);
-            if self.is_leader()
-                && self.held.inflight.len() >= self.config.proposal_batches_max
-                && self.held.bytes < max
-            {
-                return;
-            }
-            // A batch is at most one append message's worth (and at least one entry).
-            let (entries, local) = self.held.take(max);
-            let mut m = Message::default();
-            m.set_msg_type(raft::eraftpb::MessageType::MsgPropose);
-            m.from = self.config.id;
-            m.set_entries(entries.into());
-            if let Err(e) = self.step_proposal(m) {
-                for seq in local {
-                    if let Some(w) = self.writes.remove(&seq) {
-                        self.respond(w.id, Err(e.clone()));
-                    }
-                }
-            }
-        }
-    }
-
-    fn add_read(&mut self, id: RequestId, request: ReadKind) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let deadline_ms = self.now_ms + self.config.request_timeout_ms;
-        self.reads.insert(seq, PendingRead { id, request, deadline_ms, round: 0, index: None });
     }
 
     /// Opens watch `id` and returns the changes it is owed already (from its start revision up
@@ -928,229 +791,6 @@ impl Core {
         }
     }
 
-    fn start_read_round(&mut self) {
-        if !self.reads.values().any(|r| r.round == 0) {
-            return;
-        }
-        self.read_round += 1;
-        let round = self.read_round;
-        for r in self.reads.values_mut().filter(|r| r.round == 0) {
-            r.round = round;
-        }
-        self.raw.read_index(self.read_context(round));
-        // A round can be lost (no leader yet, the leader changed, the leader has not committed
-        // in its term): start another after an election timeout if it has not answered.
-        self.read_retry_ms = self.now_ms + self.config.election_timeout_ms();
-        self.sync_role();
-    }
-
-    /// A ReadIndex round's context. raft-rs matches heartbeat acknowledgements to pending
-    /// reads by context bytes alone, and a leader also serves reads its followers forward,
-    /// with their contexts. Were contexts only round numbers, a leader's new round could
-    /// collide with a follower's old one, and acknowledgements queued long before (a paused
-    /// leader, resumed) would count as a fresh quorum: a deposed leader would serve a stale
-    /// read. So a context names the member and its boot as well, and is never reused.
-    fn read_context(&self, round: u64) -> Vec<u8> {
-        let mut ctx = Vec::with_capacity(24);
-        ctx.extend_from_slice(&self.config.id.to_be_bytes());
-        ctx.extend_from_slice(&self.nonce.to_be_bytes());
-        ctx.extend_from_slice(&round.to_be_bytes());
-        ctx
-    }
-
-    fn on_read_state(&mut self, index: u64, ctx: &[u8]) {
-        let Ok(bytes) = <[u8; 24]>::try_from(ctx) else { return };
-        if bytes[..16] != self.read_context(0)[..16] {
-            return;
-        }
-        let round = u64::from_be_bytes(bytes[16..].try_into().expect("8 bytes"));
-        for r in self.reads.values_mut().filter(|r| r.round == round && r.index.is_none()) {
-            r.index = Some(index);
-        }
-    }
-
-    fn serve_reads(&mut self) {
-        let applied = self.sm.applied_index();
-        let ready: Vec<u64> = self
-            .reads
-            .iter()
-            .filter(|(_, r)| r.index.is_some_and(|i| i <= applied))
-            .map(|(&s, _)| s)
-            .collect();
-        for seq in ready {
-            let r = self.reads.remove(&seq).expect("listed above");
-            let body = match &r.request {
-                ReadKind::Range(req) => self.sm.read_range(req),
-                ReadKind::Txn(req) => self.sm.read_txn(req),
-                ReadKind::V2Get(g) => {
-                    self.sm.v2().get(&g.path, g.recursive, g.sorted).map(|e| ResponseBody::V2(Some(e)))
-                }
-            };
-            let result = body.map(|b| self.response(self.sm.mvcc().current_revision(), b));
-            self.respond(r.id, result);
-        }
-    }
-
-    fn expire_requests(&mut self) {
-        let now = self.now_ms;
-        let no_leader = self.leader() == 0;
-        let err = || if no_leader { Error::NoLeader } else { Error::TimedOut };
-        let late: Vec<u64> =
-            self.writes.iter().filter(|(_, w)| w.deadline_ms <= now).map(|(&s, _)| s).collect();
-        for seq in late {
-            let w = self.writes.remove(&seq).expect("listed above");
-            // The entry may still commit later; the client must treat the outcome as unknown.
-            self.respond(w.id, Err(Error::TimedOut));
-        }
-        let late: Vec<u64> =
-            self.reads.iter().filter(|(_, r)| r.deadline_ms <= now).map(|(&s, _)| s).collect();
-        for seq in late {
-            let r = self.reads.remove(&seq).expect("listed above");
-            self.respond(r.id, Err(err()));
-        }
-        // A forward whose reply never came: lease renewals and time-to-live change nothing
-        // durable, so "timed out" is exact.
-        let late: Vec<u64> =
-            self.forwarded.iter().filter(|(_, (_, at))| *at <= now).map(|(&f, _)| f).collect();
-        for fid in late {
-            let (id, _) = self.forwarded.remove(&fid).expect("listed above");
-            self.respond(id, Err(Error::TimedOut));
-        }
-    }
-
-    fn retry_lost_snapshots(&mut self) {
-        self.release_unneeded_snapshot();
-        if !self.is_leader() {
-            self.snapshot_sending_since.clear();
-            return;
-        }
-        let patience = SNAPSHOT_RETRY_ELECTIONS * self.config.election_ticks as u64;
-        let mut sending = BTreeMap::new();
-        for (&id, pr) in self.raw.raft.prs().iter() {
-            if pr.state == raft::ProgressState::Snapshot {
-                sending.insert(id, self.snapshot_sending_since.get(&id).copied().unwrap_or(self.ticks));
-            }
-        }
-        let stuck: Vec<u64> =
-            sending.iter().filter(|(_, &since)| self.ticks - since >= patience).map(|(&id, _)| id).collect();
-        for id in stuck {
-            self.raw.report_snapshot(id, raft::SnapshotStatus::Failure);
-            sending.remove(&id);
-        }
-        self.snapshot_sending_since = sending;
-    }
-
-    /// The wall clock, in Unix nanoseconds. v2 TTLs are wall-clock deadlines (as in etcd): the
-    /// leader proposes their expiry stamped with this time, so every replica removes the same
-    /// keys at the same index whatever its own clock says. Drivers call it before
-    /// `handle_timeout`; a member never told the time expires nothing.
-    pub fn set_wall_clock(&mut self, unix_ns: i64) {
-        self.wall_ns = unix_ns;
-    }
-
-    /// The wall clock as last given (`set_wall_clock`); 0 if never.
-    pub fn wall_clock(&self) -> i64 {
-        self.wall_ns
-    }
-
-    /// As leader (with every earlier term applied), on each beat, proposes the expiry of the v2
-    /// keys whose time is up. A lost or repeated proposal is harmless: the next one expires
-    /// what is due, and one that finds nothing due changes nothing.
-    fn expire_v2(&mut self) {
-        if self.now_ms < self.v2_expire_beat_ms {
-            return;
-        }
-        self.v2_expire_beat_ms = self.now_ms + V2_EXPIRE_BEAT_MS;
-        if !self.lessor.is_primary() || self.wall_ns == 0 {
-            return;
-        }
-        let Some(due) = self.sm.v2().next_expiry_ns() else { return };
-        if due > self.wall_ns {
-            return;
-        }
-        let command = Command::V2(crate::v2::V2Write::Expire { now_ns: self.wall_ns });
-        let data = Proposal { origin: None, command }.encode();
-        self.hold(data, None);
-    }
-
-    /// Drops the latest snapshot's data from memory once no follower needs it: none is being
-    /// sent one, and every one can catch up from the log. A follower that later falls behind
-    /// the log gets a new snapshot built for it.
-    fn release_unneeded_snapshot(&mut self) {
-        if !self.raw.store().holds_snapshot_data() {
-            return;
-        }
-        let first_index = self.raw.raft.raft_log.first_index();
-        let needed = self.is_leader()
-            && self.raw.raft.prs().iter().any(|(&id, pr)| {
-                id != self.config.id
-                    && (pr.state == raft::ProgressState::Snapshot || pr.matched + 1 < first_index)
-            });
-        if !needed {
-            self.raw.mut_store().release_snapshot_data();
-        }
-    }
-
-    /// As leader, proposes a revoke for each lease whose TTL ran out on this member's clock.
-    fn expire_leases(&mut self) {
-        if !self.lessor.is_primary() {
-            return;
-        }
-        for id in self.lessor.take_expired(self.now_ms, self.config.request_timeout_ms) {
-            let data = Proposal { origin: None, command: Command::LeaseRevoke { id } }.encode();
-            // If dropped (leadership lost meanwhile), the next leader revokes it instead.
-            self.hold(data, None);
-        }
-        self.sync_role();
-    }
-
-    /// Snapshots every `snapshot_entries` applied entries, and when raft-rs wants one to send
-    /// to a follower and has none in memory; one `SnapshotBuilder` step per call.
-    fn maybe_snapshot(&mut self) -> Result<()> {
-        if self.snapshot_building.is_none() {
-            let applied = self.sm.applied_index();
-            let due = applied >= self.last_snapshot_index + self.config.snapshot_entries
-                || (self.raw.store().snapshot_wanted() && applied > 0);
-            if !due || self.snapshot_unpersisted.is_some() {
-                return Ok(());
-            }
-            let conf_state = self.raw.store().conf_state();
-            // Sized up front: a buffer that doubles copies itself whole into memory never
-            // touched, and first touches are what a step costs most (see `SnapshotBuilder`).
-            let hint = self.snapshot_bytes_last.saturating_add(self.applied_bytes);
-            self.applied_bytes = 0;
-            self.snapshot_building = Some(SnapshotBuilder::start(&self.sm, conf_state, hint));
-        }
-        let building = self.snapshot_building.as_mut().expect("started above");
-        match building.step(&self.sm, self.config.snapshot_step_bytes) {
-            Step::More => return Ok(()),
-            // Started again on the next call, from the compacted store.
-            Step::Abandoned => {
-                self.snapshot_building = None;
-                return Ok(());
-            }
-            Step::Done => {}
-        }
-        let building = self.snapshot_building.take().expect("stepped above");
-        let mut snap = Snapshot::default();
-        let meta = snap.mut_metadata();
-        let (index, term) = (building.index(), building.term());
-        meta.index = index;
-        meta.term = term;
-        meta.set_conf_state(building.conf_state().clone());
-        let data = building.finish();
-        self.snapshot_bytes_last = data.len();
-        snap.set_data(data.into());
-        let log_first_index = index.saturating_sub(self.config.snapshot_catch_up_entries).max(1);
-        self.raw
-            .mut_store()
-            .set_snapshot_and_compact(snap.clone(), log_first_index)
-            .map_err(|e| Error::Raft(format!("compacting the log: {e}")))?;
-        self.last_snapshot_index = index;
-        self.out.snapshot = Some(SnapshotMade { snapshot: snap, log_first_index });
-        Ok(())
-    }
-
     /// Notices role and term changes after anything that may have moved raft-rs.
     ///
     /// raft-rs draws a new randomized election timeout from rand's thread-local generator each time it resets
@@ -1205,66 +845,6 @@ impl Core {
                 body: ForwardBody::Reply(result),
             }),
             None => self.out.responses.push((id, result)),
-        }
-    }
-}
-
-/// A read-only txn is served locally when every op in it is a serializable range (etcd's
-/// `isTxnSerializable`; a nested txn counts as not serializable there too).
-fn txn_is_serializable(t: &TxnRequest) -> bool {
-    use crate::kv::RequestOp;
-    t.success.iter().chain(&t.failure).all(|op| matches!(op, RequestOp::Range(r) if r.serializable))
-}
-
-/// Proposals a leader holds back while `Config::proposal_batches_max` batches are in flight
-/// (appended, not yet committed), to propose them as one batch when one commits. Under load
-/// this trades a little waiting for far fewer rounds: every member's fsync, every append and
-/// acknowledgement, every wakeup is paid per batch, not per request. A lone client never
-/// waits (nothing is in flight when its request comes), and neither does a request while
-/// fewer batches are in flight. Held proposals keep their order, and go as soon as this
-/// member stops leading (raft-rs forwards them to the new leader, or drops them).
-#[derive(Debug, Default)]
-struct Held {
-    /// Each with the local write it carries (a `Core::writes` key), answered with an error if
-    /// its batch is dropped; forwarded and internal proposals carry none.
-    entries: VecDeque<(Entry, Option<u64>)>,
-    bytes: usize,
-    /// Last index of each batch proposed as leader and not yet committed, oldest first.
-    inflight: VecDeque<u64>,
-}
-
-impl Held {
-    fn push(&mut self, entries: Vec<Entry>, seq: Option<u64>) {
-        for e in entries {
-            self.bytes += e.data.len();
-            self.entries.push_back((e, seq));
-        }
-    }
-
-    /// The oldest entries, up to `max` bytes of data (at least one), and the local writes
-    /// among them.
-    fn take(&mut self, max: usize) -> (Vec<Entry>, Vec<u64>) {
-        let (mut entries, mut local, mut bytes) = (Vec::new(), Vec::new(), 0);
-        while let Some((e, _)) = self.entries.front() {
-            if !entries.is_empty() && bytes + e.data.len() > max {
-                break;
-            }
-            let (e, seq) = self.entries.pop_front().expect("checked above");
-            bytes += e.data.len();
-            entries.push(e);
-            local.extend(seq);
-        }
-        self.bytes -= bytes;
-        (entries, local)
-    }
-
-    /// Forgets batches that committed, or all of them when this member does not lead.
-    fn prune(&mut self, leading: bool, committed: u64) {
-        if !leading {
-            self.inflight.clear();
-        }
-        while self.inflight.front().is_some_and(|&last| last <= committed) {
-            self.inflight.pop_front();
         }
     }
 }
