@@ -189,6 +189,15 @@ impl Pipeline {
         self.planted = bug;
     }
 
+    /// The core back, for a driver that carries out every effect before it lets go of the
+    /// pipeline (the in-process test harness). Panics if a persist is still waiting to be
+    /// durable or a snapshot file to be written: that state would be lost.
+    pub fn into_core(self) -> Core {
+        assert!(self.unacked.is_empty(), "a persist is still waiting to be durable");
+        assert!(self.snapshots.writing.is_none(), "a snapshot file is still being written");
+        self.core
+    }
+
     pub fn core(&self) -> &Core {
         &self.core
     }

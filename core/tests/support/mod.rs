@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use cairn_core::eraftpb::{ConfState, Entry, HardState, Message, Snapshot};
 use cairn_core::kv::{Event, KeyValue, PutRequest, RangeRequest};
-use cairn_core::{Config, Core, Error, Output, Recovered, Request, RequestId, Response, ResponseBody};
+use cairn_core::{Config, Core, Error, Output, Pipeline, Recovered, Request, RequestId, Response, ResponseBody};
 
 /// What a member wrote durably.
 #[derive(Clone, Debug, Default)]
@@ -186,33 +186,46 @@ impl Cluster {
         panic!("cluster did not stabilize");
     }
 
-    /// Runs one member's outputs into the network (delivering nothing).
+    /// Runs one member's outputs into the network (delivering nothing), through the same
+    /// `Pipeline` the drivers run, with a disk on which every write is durable at once and a
+    /// snapshot file written as soon as it is asked for.
     pub fn drain(&mut self, id: u64) -> bool {
+        let member = self.members.get_mut(&id).unwrap();
+        let Some(core) = member.core.take() else { return false };
+        let mut pipeline = Pipeline::new(core);
+        let (trace, now_ms) = (&mut self.trace, self.now_ms);
         let mut any = false;
         loop {
-            let member = self.members.get_mut(&id).unwrap();
-            let Some(core) = member.core.as_mut() else { return any };
-            let out = core.advance().expect("fatal core error");
-            if out.is_empty() {
-                return any;
+            let mut observe = |_: &Core, out: &Output| trace.push(format!("{id} @{now_ms} {}", render(out)));
+            let mut fx = pipeline.pump(&mut observe).expect("fatal core error");
+            if fx.is_empty() {
+                break;
             }
             any = true;
-            self.trace.push(format!("{id} @{} {}", self.now_ms, render(&out)));
-            member.disk.write(&out);
-            member.events.extend(out.events.iter().cloned());
-            member.watch_updates.extend(out.watch_updates.iter().cloned());
-            member.v2_watch_updates.extend(out.v2_watch_updates.iter().cloned());
-            self.net.extend(out.messages);
-            self.forwards.extend(out.forwards);
-            if let Some(p) = out.persist {
-                self.net.extend(p.messages);
-                member.core.as_mut().unwrap().on_persisted(p.number);
+            if fx.snapshot_file.take().is_some() {
+                fx.append(pipeline.on_snapshot_file_written(Ok(())).expect("a snapshot file was asked for"));
             }
-            for (rid, r) in out.responses {
+            let mut durable = None;
+            for w in std::mem::take(&mut fx.writes) {
+                durable = w.ticket.or(durable);
+                member.disk.write(&w.into_output());
+            }
+            if let Some(ticket) = durable {
+                fx.append(pipeline.on_durable(ticket));
+            }
+            member.events.extend(fx.events);
+            member.watch_updates.extend(fx.watch_updates);
+            member.v2_watch_updates.extend(fx.v2_watch_updates);
+            self.net.extend(fx.messages);
+            self.forwards.extend(fx.forwards);
+            for (rid, r) in fx.responses {
                 let prev = self.responses.insert(rid, r);
                 assert!(prev.is_none(), "request {rid} answered twice");
             }
         }
+        assert_eq!(pipeline.unacked_persists(), 0, "every write was durable at once");
+        member.core = Some(pipeline.into_core());
+        any
     }
 
     pub fn deliver(&mut self, m: Message) {
