@@ -14,4 +14,5 @@ pub mod gateway;
 pub mod grpc;
 pub mod info;
 pub mod limits;
+pub mod serve;
 pub mod v2;

@@ -289,7 +289,7 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
         let listener = cairn_server::authority::ClientListener::new(listener, cap.clone());
         let router = router.clone();
         servers.push(tokio::spawn(async move {
-            axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await
+            cairn_server::serve::serve(listener, router, shutdown_signal()).await
         }));
     }
 

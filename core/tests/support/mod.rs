@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use cairn_core::eraftpb::{ConfState, Entry, HardState, Message, Snapshot};
 use cairn_core::kv::{Event, KeyValue, PutRequest, RangeRequest};
-use cairn_core::{Config, Core, Error, Output, Pipeline, Recovered, Request, RequestId, Response, ResponseBody};
+use cairn_core::{
+    Config, Core, Error, Output, Pipeline, Recovered, Request, RequestId, Response, ResponseBody,
+};
 
 /// What a member wrote durably.
 #[derive(Clone, Debug, Default)]

@@ -75,6 +75,11 @@ pub const REASON_DUPLICATE_ID: &str = "mvcc: duplicate watch ID provided on the 
 /// member's updates meanwhile; a watcher the member then drops is re-opened from history.
 const OUTBOUND_QUEUED_MAX: usize = 64;
 
+/// Requests read from a client's watch stream and not yet handled, per stream (a create is
+/// about a hundred bytes here). At the bound the stream is read no further until the session
+/// catches up; HTTP/2 flow control then holds the client back.
+const WATCH_REQUESTS_QUEUED_MAX: usize = 65_536;
+
 pub(crate) struct WatchService {
     ctx: Ctx,
     progress_interval: Duration,
@@ -150,6 +155,18 @@ struct Active {
 
 impl Session {
     async fn run(mut self, mut inbound: Streaming<pb::WatchRequest>, progress_interval: Duration) {
+        // The client's requests are read as they arrive, not as the session gets to them: a
+        // client may send thousands of creates without waiting for each reply (etcd's clients
+        // multiplex watches), and requests left unread in HTTP/2's buffers count against its
+        // budget for small DATA frames, which closes the whole connection when spent.
+        let (requests, mut queued) = mpsc::channel(WATCH_REQUESTS_QUEUED_MAX);
+        let reader = tokio::spawn(async move {
+            while let Some(req) = inbound.next().await {
+                if requests.send(req).await.is_err() {
+                    return;
+                }
+            }
+        });
         let mut ticker =
             tokio::time::interval_at(tokio::time::Instant::now() + progress_interval, progress_interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -157,7 +174,7 @@ impl Session {
         let stop = loop {
             let step = tokio::select! {
                 _ = self.out.closed() => Err(Stop::ClientGone),
-                req = inbound.next(), if inbound_open => match req {
+                req = queued.recv(), if inbound_open => match req {
                     Some(Ok(req)) => self.on_request(req).await,
                     Some(Err(status)) => Err(Stop::Failed(status)),
                     None => {
@@ -174,6 +191,7 @@ impl Session {
                 break stop;
             }
         };
+        reader.abort();
         if let Stop::Failed(status) = stop {
             let _ = self.out.send(Err(status)).await;
         }

@@ -1,0 +1,55 @@
+//! The client port's HTTP server: HTTP/1.1 and HTTP/2 on one listener (gRPC, the v3 JSON
+//! gateway, the v2 keys API), hyper's connection machinery with Cairn's HTTP/2 windows.
+//!
+//! Why not `axum::serve`: it offers no HTTP/2 settings, and hyper's defaults (a 1 MiB window
+//! for each stream and for the connection) let a client that multiplexes watches (thousands of
+//! small creates sent without waiting for replies, as etcd's clients do) fill a stream's window
+//! with frames so small that h2's guard against framing floods, sized from the connection
+//! window, closes the whole connection (GOAWAY `too_many_data_frames`). A stream window of
+//! `STREAM_WINDOW_BYTES` (grpc-go's default, which etcd runs with) against a connection window
+//! of `CONNECTION_WINDOW_BYTES` keeps what one stream can have in flight well inside that
+//! guard, and bounds what a client can make the member buffer per connection.
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::serve::Listener;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+
+use crate::authority::ClientListener;
+
+/// Bytes a client may send on one HTTP/2 stream ahead of the member reading them.
+pub const STREAM_WINDOW_BYTES: u32 = 64 * 1024;
+/// Bytes a client may send on one connection, all streams together, ahead of the member.
+pub const CONNECTION_WINDOW_BYTES: u32 = 4 * 1024 * 1024;
+/// How long connections get to finish after shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves `router` on every connection `listener` accepts until `shutdown` completes, then lets
+/// open connections finish (at most `SHUTDOWN_GRACE`).
+pub async fn serve(mut listener: ClientListener, router: axum::Router, shutdown: impl Future<Output = ()>) {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (io, _addr) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // A connection ending in an error is the client's business (it went away, or sent
+            // what HTTP forbids); hyper has answered what can be answered.
+            let _ = connection.await;
+        });
+    }
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
+}
