@@ -14,7 +14,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::serve::Listener;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 
@@ -24,6 +24,13 @@ use crate::authority::ClientListener;
 pub const STREAM_WINDOW_BYTES: u32 = 64 * 1024;
 /// Bytes a client may send on one connection, all streams together, ahead of the member.
 pub const CONNECTION_WINDOW_BYTES: u32 = 4 * 1024 * 1024;
+/// An HTTP/1 client must send a request's whole header within this long, or the connection is
+/// closed: a slowloris client cannot hold a connection by trickling a header.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 connections are pinged after this long without traffic, and closed when a ping goes
+/// unanswered for `KEEPALIVE_TIMEOUT`: a peer that vanished does not keep its connection open.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long connections get to finish after shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -31,10 +38,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// open connections finish (at most `SHUTDOWN_GRACE`).
 pub async fn serve(mut listener: ClientListener, router: axum::Router, shutdown: impl Future<Output = ()>) {
     let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     builder
         .http2()
+        .timer(TokioTimer::new())
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(CONNECTION_WINDOW_BYTES);
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

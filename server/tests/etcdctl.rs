@@ -421,6 +421,42 @@ fn a_connection_flood_at_a_low_open_files_limit_is_refused_and_the_member_keeps_
     assert!(!logs.contains("corrupt") && !logs.contains("Too many open files"), "{logs}");
 }
 
+/// A client that trickles an HTTP/1 request header (slowloris) is cut off after the header
+/// timeout instead of holding its connection for as long as it likes.
+#[test]
+fn a_slowloris_client_is_closed_after_the_header_timeout() {
+    use std::io::{Read, Write};
+    let c = Cluster::start(1);
+    let started = std::time::Instant::now();
+    let mut s = std::net::TcpStream::connect(c.endpoint(0)).unwrap();
+    s.write_all(b"GET /v2/keys/a HTTP/1.1\r\nHost: x\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(25) {
+        // A header line every second, never the blank line that ends the header.
+        if s.write_all(b"X-Slow: 1\r\n").is_err() {
+            closed = true;
+            break;
+        }
+        match s.read(&mut [0u8; 256]) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {
+                // An answer (408 or similar) before the close counts as closing it.
+                closed = true;
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    let took = started.elapsed();
+    assert!(closed, "the connection was still open after {took:?}");
+    assert!(took >= Duration::from_secs(8) && took < Duration::from_secs(20), "closed after {took:?}");
+    assert_eq!(c.ok(&["put", "still", "serving"]).trim(), "OK");
+}
+
 /// A path nothing serves answers etcd's plain 404 (not a 200 carrying a gRPC status), and
 /// `/version` names Cairn beside the etcd API level.
 #[test]
