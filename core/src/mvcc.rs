@@ -843,14 +843,14 @@ fn check_txn_request(req: &TxnRequest, ops_max: usize) -> Result<()> {
     Ok(())
 }
 
-fn check_range_request(req: &RangeRequest) -> Result<()> {
+pub(crate) fn check_range_request(req: &RangeRequest) -> Result<()> {
     if req.key.is_empty() {
         return Err(Error::EmptyKey);
     }
     Ok(())
 }
 
-fn check_put_request(req: &PutRequest) -> Result<()> {
+pub(crate) fn check_put_request(req: &PutRequest) -> Result<()> {
     if req.key.is_empty() {
         return Err(Error::EmptyKey);
     }
@@ -863,7 +863,7 @@ fn check_put_request(req: &PutRequest) -> Result<()> {
     Ok(())
 }
 
-fn check_delete_request(req: &DeleteRangeRequest) -> Result<()> {
+pub(crate) fn check_delete_request(req: &DeleteRangeRequest) -> Result<()> {
     if req.key.is_empty() {
         return Err(Error::EmptyKey);
     }

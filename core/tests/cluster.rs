@@ -518,3 +518,34 @@ fn a_paused_leader_does_not_serve_a_stale_read_from_old_acknowledgements() {
         Err(e) => panic!("unexpected {e}"),
     }
 }
+
+/// A single range, put or delete that can only fail is refused when submitted, as etcd's gRPC
+/// layer refuses it, and costs no log entry: every front end gets the same checks.
+#[test]
+fn single_requests_that_can_only_fail_are_refused_before_the_log() {
+    use cairn_core::kv::{DeleteRangeRequest, PutRequest, RangeRequest};
+    let mut c = Cluster::new(3, 21);
+    let l = c.wait_for_leader();
+    let last = c.core(l).commit_index();
+    let k = |s: &str| bytes::Bytes::from(s.to_string());
+    let refused = [
+        (Request::Range(RangeRequest::default()), Error::EmptyKey),
+        (Request::DeleteRange(DeleteRangeRequest::default()), Error::EmptyKey),
+        (Request::Put(PutRequest::default()), Error::EmptyKey),
+        (
+            Request::Put(PutRequest { key: k("k"), value: k("v"), ignore_value: true, ..Default::default() }),
+            Error::ValueProvided,
+        ),
+        (
+            Request::Put(PutRequest { key: k("k"), lease: 1, ignore_lease: true, ..Default::default() }),
+            Error::LeaseProvided,
+        ),
+    ];
+    for (request, err) in refused {
+        assert_eq!(c.request(l, request.clone()).unwrap_err(), err, "{request:?}");
+    }
+    assert_eq!(c.core(l).commit_index(), last, "no entry was proposed");
+    let ok = PutRequest { key: k("k"), ignore_value: true, ignore_lease: true, ..Default::default() };
+    // Allowed by the checks; fails on apply as etcd's does (the key does not exist yet).
+    assert_eq!(c.request(l, Request::Put(ok)).unwrap_err(), Error::KeyNotFound);
+}

@@ -332,22 +332,6 @@ fn member_conversion() {
     assert!(!m.is_learner);
 }
 
-// ---- Request checks (etcd's v3rpc/key.go) ----
-
-#[test]
-fn single_requests_are_checked_as_etcd_does() {
-    assert_eq!(convert::check_range(&RangeRequest::default()), Err(Error::EmptyKey));
-    assert_eq!(convert::check_range(&full_range()), Ok(()));
-    assert_eq!(convert::check_delete(&DeleteRangeRequest::default()), Err(Error::EmptyKey));
-    assert_eq!(convert::check_put(&PutRequest::default()), Err(Error::EmptyKey));
-    let value = PutRequest { key: b("k"), value: b("v"), ignore_value: true, ..Default::default() };
-    assert_eq!(convert::check_put(&value), Err(Error::ValueProvided));
-    let lease = PutRequest { key: b("k"), lease: 1, ignore_lease: true, ..Default::default() };
-    assert_eq!(convert::check_put(&lease), Err(Error::LeaseProvided));
-    let ok = PutRequest { key: b("k"), ignore_value: true, ignore_lease: true, ..Default::default() };
-    assert_eq!(convert::check_put(&ok), Ok(()));
-}
-
 // ---- Errors ----
 
 #[test]

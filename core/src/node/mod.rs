@@ -427,6 +427,14 @@ impl Core {
         if self.writes.len() + self.reads.len() >= self.config.pending_requests_max {
             return Err(Error::TooManyRequests);
         }
+        // etcd's gRPC layer refuses these before they reach Raft, so a request that can only
+        // fail costs no log entry; every front end gets the same checks here.
+        match &request {
+            Request::Range(r) => mvcc::check_range_request(r)?,
+            Request::Put(p) => mvcc::check_put_request(p)?,
+            Request::DeleteRange(d) => mvcc::check_delete_request(d)?,
+            _ => {}
+        }
         match request {
             Request::Range(r) if r.serializable || self.planted_stale_reads() => {
                 let body = self.sm.read_range(&r)?;

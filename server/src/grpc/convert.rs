@@ -401,35 +401,3 @@ pub fn compaction_request_from_pb(c: pb::CompactionRequest) -> kv::CompactionReq
 pub fn compaction_request_to_pb(c: kv::CompactionRequest) -> pb::CompactionRequest {
     pb::CompactionRequest { revision: c.revision, physical: c.physical }
 }
-
-// ---- Request checks (etcd's v3rpc/key.go) ----
-
-/// The checks etcd's gRPC layer makes before a single range, put or delete reaches Raft, so a
-/// request that can only fail costs no log entry. (Txns are checked by the core when
-/// submitted.)
-pub fn check_range(r: &kv::RangeRequest) -> Result<(), cairn_core::Error> {
-    if r.key.is_empty() {
-        return Err(cairn_core::Error::EmptyKey);
-    }
-    Ok(())
-}
-
-pub fn check_put(p: &kv::PutRequest) -> Result<(), cairn_core::Error> {
-    if p.key.is_empty() {
-        return Err(cairn_core::Error::EmptyKey);
-    }
-    if p.ignore_value && !p.value.is_empty() {
-        return Err(cairn_core::Error::ValueProvided);
-    }
-    if p.ignore_lease && p.lease != 0 {
-        return Err(cairn_core::Error::LeaseProvided);
-    }
-    Ok(())
-}
-
-pub fn check_delete(d: &kv::DeleteRangeRequest) -> Result<(), cairn_core::Error> {
-    if d.key.is_empty() {
-        return Err(cairn_core::Error::EmptyKey);
-    }
-    Ok(())
-}

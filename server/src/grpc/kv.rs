@@ -4,7 +4,7 @@ use cairn_core::{Request, ResponseBody};
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
 
 use super::convert;
-use super::error::{status, unexpected};
+use super::error::unexpected;
 use super::pb::etcdserverpb as pb;
 use super::Ctx;
 
@@ -25,7 +25,6 @@ impl pb::kv_server::Kv for KvService {
         req: GrpcRequest<pb::RangeRequest>,
     ) -> Result<GrpcResponse<pb::RangeResponse>, Status> {
         let r = convert::range_request_from_pb(req.into_inner())?;
-        convert::check_range(&r).map_err(|e| status(&e))?;
         let resp = self.ctx.request(Request::Range(r)).await?;
         match resp.body {
             ResponseBody::Range(r) => {
@@ -37,7 +36,6 @@ impl pb::kv_server::Kv for KvService {
 
     async fn put(&self, req: GrpcRequest<pb::PutRequest>) -> Result<GrpcResponse<pb::PutResponse>, Status> {
         let p = convert::put_request_from_pb(req.into_inner());
-        convert::check_put(&p).map_err(|e| status(&e))?;
         let resp = self.ctx.request(Request::Put(p)).await?;
         match resp.body {
             ResponseBody::Put(p) => {
@@ -52,7 +50,6 @@ impl pb::kv_server::Kv for KvService {
         req: GrpcRequest<pb::DeleteRangeRequest>,
     ) -> Result<GrpcResponse<pb::DeleteRangeResponse>, Status> {
         let d = convert::delete_request_from_pb(req.into_inner());
-        convert::check_delete(&d).map_err(|e| status(&e))?;
         let resp = self.ctx.request(Request::DeleteRange(d)).await?;
         match resp.body {
             ResponseBody::DeleteRange(d) => {
