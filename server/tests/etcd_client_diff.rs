@@ -173,3 +173,26 @@ async fn etcd_client_sees_the_same_answers_from_cairn_as_from_etcd() {
     assert_eq!(from_etcd.len(), from_cairn.len());
     assert_eq!(from_etcd.len(), 26, "the whole scenario ran: {from_etcd:#?}");
 }
+
+/// A request over the size limit (`--max-request-bytes` plus etcd's 512 KiB of gRPC overhead)
+/// is refused before it is decoded, with etcd's status and message, which clients act on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_request_is_refused_as_etcd_refuses_it() {
+    use cairn_server::grpc::pb::etcdserverpb::{kv_client::KvClient, PutRequest};
+    let etcd = Server::start(Kind::Etcd);
+    let cairn = Server::start(Kind::Cairn);
+    let mut answers = Vec::new();
+    for url in [&etcd.url, &cairn.url] {
+        let mut kv =
+            KvClient::connect(url.clone()).await.expect("connect").max_encoding_message_size(16 << 20);
+        let put = PutRequest {
+            key: b"big".to_vec().into(),
+            value: vec![7u8; 3 << 20].into(),
+            ..Default::default()
+        };
+        let e = kv.put(put).await.expect_err("a 3 MiB put is over the limit");
+        answers.push((e.code(), e.message().to_string()));
+    }
+    assert_eq!(answers[0], answers[1], "etcd, then Cairn");
+    assert_eq!(answers[1].0, tonic::Code::ResourceExhausted);
+}

@@ -78,12 +78,36 @@ pub fn grpc_router(node: NodeHandle, info: Arc<ServerInfo>) -> axum::Router {
     routes(node, info).into_axum_router().layer(axum::middleware::from_fn(
         |req: axum::extract::Request, next: axum::middleware::Next| async move {
             if is_grpc(&req) {
-                next.run(req).await
+                let mut response = next.run(req).await;
+                oversized_as_etcd_answers(response.headers_mut());
+                response
             } else {
                 not_found(req).await
             }
         },
     ))
+}
+
+/// A request message over the size limit: tonic answers OUT_OF_RANGE ("Error, decoded message
+/// length too large: found N bytes, the limit is: M bytes"); etcd (grpc-go) answers
+/// RESOURCE_EXHAUSTED "grpc: received message larger than max (N vs. M)", which clients act
+/// on. Rewritten here for unary calls, whose status travels in the response headers.
+fn oversized_as_etcd_answers(headers: &mut axum::http::HeaderMap) {
+    const TONIC: &str = "Error, decoded message length too large: found ";
+    let is_out_of_range = headers.get("grpc-status").is_some_and(|v| v.as_bytes() == b"11");
+    let Some(message) = headers.get("grpc-message").and_then(|v| v.to_str().ok()) else { return };
+    if !is_out_of_range {
+        return;
+    }
+    let decoded = message.replace("%20", " ").replace("%3A", ":").replace("%2C", ",");
+    let Some(rest) = decoded.strip_prefix(TONIC) else { return };
+    let numbers: Vec<&str> = rest.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).collect();
+    let [found, limit] = numbers[..] else { return };
+    let text = format!("grpc: received message larger than max ({found} vs. {limit})");
+    if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
+        headers.insert("grpc-status", axum::http::HeaderValue::from_static("8"));
+        headers.insert("grpc-message", v);
+    }
 }
 
 /// Whether `req` is a gRPC call (content type `application/grpc`, `application/grpc+proto`...).
