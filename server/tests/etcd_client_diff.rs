@@ -196,3 +196,41 @@ async fn an_oversized_request_is_refused_as_etcd_refuses_it() {
     assert_eq!(answers[0], answers[1], "etcd, then Cairn");
     assert_eq!(answers[1].0, tonic::Code::ResourceExhausted);
 }
+
+/// A txn nested too deep is refused as invalid with etcd's answer, never as an internal error
+/// (etcd refuses past its operation budget, about 127 levels; Cairn past what its decoder
+/// follows, about 49: see `grpc::too_deep_as_etcd_answers`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_txn_nested_too_deep_is_invalid_not_internal() {
+    use cairn_server::grpc::pb::etcdserverpb::{kv_client::KvClient, request_op, RequestOp, TxnRequest};
+    let etcd = Server::start(Kind::Etcd);
+    let cairn = Server::start(Kind::Cairn);
+    let nested = |depth: usize| {
+        let mut t = TxnRequest::default();
+        for _ in 0..depth {
+            t = TxnRequest {
+                success: vec![RequestOp { request: Some(request_op::Request::RequestTxn(t)) }],
+                ..Default::default()
+            };
+        }
+        t
+    };
+    let answer = |r: Result<tonic::Response<_>, tonic::Status>| match r {
+        Ok(_) => "ok".to_string(),
+        Err(e) => format!("{:?}: {}", e.code(), e.message()),
+    };
+    let mut at_200 = Vec::new();
+    for url in [&etcd.url, &cairn.url] {
+        let mut kv = KvClient::connect(url.clone()).await.expect("connect");
+        assert_eq!(answer(kv.txn(nested(40)).await), "ok", "{url}: 40 levels");
+        at_200.push(answer(kv.txn(nested(200)).await));
+    }
+    assert_eq!(at_200[0], at_200[1], "200 levels: etcd, then Cairn");
+    assert_eq!(at_200[1], "InvalidArgument: etcdserver: too many operations in txn request");
+    let mut kv = KvClient::connect(cairn.url.clone()).await.expect("connect");
+    assert_eq!(
+        answer(kv.txn(nested(60)).await),
+        "InvalidArgument: etcdserver: too many operations in txn request",
+        "60 levels: refused as invalid by Cairn (etcd serves it)"
+    );
+}

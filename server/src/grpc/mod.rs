@@ -80,12 +80,34 @@ pub fn grpc_router(node: NodeHandle, info: Arc<ServerInfo>) -> axum::Router {
             if is_grpc(&req) {
                 let mut response = next.run(req).await;
                 oversized_as_etcd_answers(response.headers_mut());
+                too_deep_as_etcd_answers(response.headers_mut());
                 response
             } else {
                 not_found(req).await
             }
         },
     ))
+}
+
+/// A txn nested deeper than the protobuf decoder follows (prost stops at 100 levels of
+/// messages, about 49 nested txns; deeper input could exhaust the stack): tonic answers INTERNAL
+/// "failed to decode Protobuf message: TxnRequest... recursion limit reached". etcd refuses a txn
+/// nested past its operation budget (128 ops, so about 127 levels) with INVALID_ARGUMENT "too many
+/// operations in txn request"; Cairn gives the same answer, sooner.
+fn too_deep_as_etcd_answers(headers: &mut axum::http::HeaderMap) {
+    let is_internal = headers.get("grpc-status").is_some_and(|v| v.as_bytes() == b"13");
+    let Some(message) = headers.get("grpc-message").and_then(|v| v.to_str().ok()) else { return };
+    let decoded = message.replace("%20", " ").replace("%3A", ":");
+    if is_internal
+        && decoded.starts_with("failed to decode Protobuf message: TxnRequest")
+        && decoded.ends_with("recursion limit reached")
+    {
+        headers.insert("grpc-status", axum::http::HeaderValue::from_static("3"));
+        let text = cairn_core::Error::TooManyOps.to_string();
+        if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
+            headers.insert("grpc-message", v);
+        }
+    }
 }
 
 /// A request message over the size limit: tonic answers OUT_OF_RANGE ("Error, decoded message
