@@ -31,6 +31,35 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// unanswered for `KEEPALIVE_TIMEOUT`: a peer that vanished does not keep its connection open.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// The least time between two log lines about client connections that ended in an error.
+pub const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Client connections that ended in an error: counted, logged at most once per interval with the
+/// count since the last line and the latest error.
+#[derive(Default)]
+struct ErrorLog {
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl ErrorLog {
+    fn note(&self, error: &str) {
+        let Ok(mut st) = self.state.lock() else { return };
+        st.1 += 1;
+        let now = std::time::Instant::now();
+        if st.0.is_some_and(|last| now.duration_since(last) < ERROR_LOG_INTERVAL) {
+            return;
+        }
+        let count = std::mem::take(&mut st.1);
+        st.0 = Some(now);
+        drop(st);
+        tracing::warn!(
+            connections = count,
+            latest = error,
+            "client connections ended in an error (logged at most once per 10 s)"
+        );
+    }
+}
+
 /// How long connections get to finish after shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -47,6 +76,7 @@ pub async fn serve(mut listener: ClientListener, router: axum::Router, shutdown:
         .keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let errors = std::sync::Arc::new(ErrorLog::default());
     tokio::pin!(shutdown);
     loop {
         let (io, _addr) = tokio::select! {
@@ -56,10 +86,15 @@ pub async fn serve(mut listener: ClientListener, router: axum::Router, shutdown:
         let service = TowerToHyperService::new(router.clone());
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
         let connection = graceful.watch(connection);
+        let errors = errors.clone();
         tokio::spawn(async move {
-            // A connection ending in an error is the client's business (it went away, or sent
-            // what HTTP forbids); hyper has answered what can be answered.
-            let _ = connection.await;
+            // A connection ending in an error is mostly the client's business (it went away, or
+            // sent what HTTP forbids: a reset flood, a malformed frame); hyper has answered what
+            // can be answered. Outsiders can cause these as fast as they connect, so they are
+            // counted and logged at most once per `ERROR_LOG_INTERVAL`.
+            if let Err(e) = connection.await {
+                errors.note(&e.to_string());
+            }
         });
     }
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;

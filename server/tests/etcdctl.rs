@@ -457,6 +457,28 @@ fn a_slowloris_client_is_closed_after_the_header_timeout() {
     assert_eq!(c.ok(&["put", "still", "serving"]).trim(), "OK");
 }
 
+/// Connections an outsider breaks on purpose (here: HTTP/2 frames that are a protocol error)
+/// are counted in one log line per interval, not logged one line each.
+#[test]
+fn broken_client_connections_cannot_flood_the_log() {
+    use std::io::{Read, Write};
+    let c = Cluster::start(1);
+    for _ in 0..200 {
+        let mut s = std::net::TcpStream::connect(c.endpoint(0)).unwrap();
+        let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        bytes.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]); // SETTINGS
+        bytes.extend_from_slice(&[0, 0, 1, 0, 0, 0, 0, 0, 0, 0]); // DATA on stream 0: forbidden
+        let _ = s.write_all(&bytes);
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let _ = s.read(&mut [0u8; 1024]);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let logs = c.logs();
+    let lines = logs.lines().filter(|l| l.contains("client connections ended in an error")).count();
+    assert!((1..=2).contains(&lines), "{lines} lines for 200 broken connections:\n{logs}");
+    assert_eq!(c.ok(&["put", "still", "serving"]).trim(), "OK");
+}
+
 /// A path nothing serves answers etcd's plain 404 (not a 200 carrying a gRPC status), and
 /// `/version` names Cairn beside the etcd API level.
 #[test]
