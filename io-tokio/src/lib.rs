@@ -1,10 +1,11 @@
 //! # cairn-io-tokio
 //!
-//! The real driver for `cairn-core`: the member loop on tokio (`node`), durable storage on
-//! fjall with snapshots in their own files (`storage`, `snapshot_file`) written and fsynced on
-//! a thread of its own (`writer`), and the TCP peer transport (`transport`). A thin loop, no
-//! protocol logic: it moves the core's outputs to disk and network in the order the core's docs
-//! prescribe.
+//! The real driver for `cairn-core`: the member loop on tokio (`node`), which carries out what
+//! `cairn_core::Pipeline` asks, durable storage on fjall with snapshots in their own files
+//! (`storage`, `snapshot_file`) written and fsynced on a thread of its own (`writer`), the TCP
+//! peer transport with its hello and bounds (`transport`), peer traffic statistics (`stats`),
+//! slow-step warnings (`slow`) and the driver's errors (`error`). A thin loop, no protocol logic
+//! and no ordering of its own: the order is the pipeline's, which the simulator runs too.
 
 pub mod error;
 pub mod node;

@@ -79,8 +79,7 @@ pub fn grpc_router(node: NodeHandle, info: Arc<ServerInfo>) -> axum::Router {
         |req: axum::extract::Request, next: axum::middleware::Next| async move {
             if is_grpc(&req) {
                 let mut response = next.run(req).await;
-                oversized_as_etcd_answers(response.headers_mut());
-                too_deep_as_etcd_answers(response.headers_mut());
+                tonic_refusals_as_etcd_answers(response.headers_mut());
                 response
             } else {
                 not_found(req).await
@@ -89,45 +88,40 @@ pub fn grpc_router(node: NodeHandle, info: Arc<ServerInfo>) -> axum::Router {
     ))
 }
 
-/// A txn nested deeper than the protobuf decoder follows (prost stops at 100 levels of
-/// messages, about 49 nested txns; deeper input could exhaust the stack): tonic answers INTERNAL
-/// "failed to decode Protobuf message: TxnRequest... recursion limit reached". etcd refuses a txn
-/// nested past its operation budget (128 ops, so about 127 levels) with INVALID_ARGUMENT "too many
-/// operations in txn request"; Cairn gives the same answer, sooner.
-fn too_deep_as_etcd_answers(headers: &mut axum::http::HeaderMap) {
-    let is_internal = headers.get("grpc-status").is_some_and(|v| v.as_bytes() == b"13");
-    let Some(message) = headers.get("grpc-message").and_then(|v| v.to_str().ok()) else { return };
-    let decoded = message.replace("%20", " ").replace("%3A", ":");
-    if is_internal
-        && decoded.starts_with("failed to decode Protobuf message: TxnRequest")
-        && decoded.ends_with("recursion limit reached")
-    {
-        headers.insert("grpc-status", axum::http::HeaderValue::from_static("3"));
-        let text = cairn_core::Error::TooManyOps.to_string();
-        if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
-            headers.insert("grpc-message", v);
-        }
-    }
-}
-
-/// A request message over the size limit: tonic answers OUT_OF_RANGE ("Error, decoded message
-/// length too large: found N bytes, the limit is: M bytes"); etcd (grpc-go) answers
-/// RESOURCE_EXHAUSTED "grpc: received message larger than max (N vs. M)", which clients act
-/// on. Rewritten here for unary calls, whose status travels in the response headers.
-fn oversized_as_etcd_answers(headers: &mut axum::http::HeaderMap) {
-    const TONIC: &str = "Error, decoded message length too large: found ";
-    let is_out_of_range = headers.get("grpc-status").is_some_and(|v| v.as_bytes() == b"11");
-    let Some(message) = headers.get("grpc-message").and_then(|v| v.to_str().ok()) else { return };
-    if !is_out_of_range {
+/// Two of tonic's refusals, answered as etcd (grpc-go) answers them, since clients act on code
+/// and text. Only unary calls' errors can be rewritten: their status travels in the response
+/// headers; a response without `grpc-status` there (a success, a stream) is left at once.
+/// - A request over the size limit: tonic's OUT_OF_RANGE "Error, decoded message length too
+///   large: found N bytes, the limit is: M bytes" becomes RESOURCE_EXHAUSTED "grpc: received
+///   message larger than max (N vs. M)".
+/// - A txn nested deeper than the protobuf decoder follows (prost stops at 100 levels of
+///   messages, about 49 nested txns; deeper input could exhaust the stack): tonic's INTERNAL
+///   "failed to decode Protobuf message: TxnRequest... recursion limit reached" becomes
+///   INVALID_ARGUMENT "too many operations in txn request", etcd's answer to a txn nested past
+///   its operation budget (128 ops, about 127 levels); Cairn gives it sooner.
+fn tonic_refusals_as_etcd_answers(headers: &mut axum::http::HeaderMap) {
+    const TOO_LARGE: &str = "Error, decoded message length too large: found ";
+    let Some(status) = headers.get("grpc-status").map(|v| v.as_bytes().to_vec()) else { return };
+    if status != b"11" && status != b"13" {
         return;
     }
-    let decoded = message.replace("%20", " ").replace("%3A", ":").replace("%2C", ",");
-    let Some(rest) = decoded.strip_prefix(TONIC) else { return };
-    let numbers: Vec<&str> = rest.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).collect();
-    let [found, limit] = numbers[..] else { return };
-    let text = format!("grpc: received message larger than max ({found} vs. {limit})");
+    let Some(message) = headers.get("grpc-message").and_then(|v| v.to_str().ok()) else { return };
+    let message = message.replace("%20", " ").replace("%3A", ":").replace("%2C", ",");
+    let (code, text) = if status == b"11" {
+        let Some(rest) = message.strip_prefix(TOO_LARGE) else { return };
+        let numbers: Vec<&str> =
+            rest.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).collect();
+        let [found, limit] = numbers[..] else { return };
+        ("8", format!("grpc: received message larger than max ({found} vs. {limit})"))
+    } else if message.starts_with("failed to decode Protobuf message: TxnRequest")
+        && message.ends_with("recursion limit reached")
+    {
+        ("3", cairn_core::Error::TooManyOps.to_string())
+    } else {
+        return;
+    };
     if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
-        headers.insert("grpc-status", axum::http::HeaderValue::from_static("8"));
+        headers.insert("grpc-status", axum::http::HeaderValue::from_static(code));
         headers.insert("grpc-message", v);
     }
 }
