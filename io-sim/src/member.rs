@@ -138,8 +138,7 @@ pub async fn run(env: Arc<MemberEnv>) {
     loop {
         // Carry out what the pipeline asks until it asks nothing more.
         loop {
-            let observer = env.observer.clone();
-            let more = match pipeline.pump(&mut |core, out| observer.advanced(env.id, core, out)) {
+            let more = match pipeline.pump(&mut |core, out| env.observer.advanced(env.id, core, out)) {
                 Ok(more) => more,
                 Err(e) => return env.observer.stopped(env.id, &format!("fatal: {e}")),
             };

@@ -256,6 +256,7 @@ async fn run(
     // the next only after the last is reported); its outcome comes back here.
     let (file_tx, mut file_done) = mpsc::channel::<std::io::Result<()>>(1);
     let mut fx = Effects::default();
+    let mut was_leading = false;
     let timer = tokio::time::sleep_until(epoch.into());
     tokio::pin!(timer);
     loop {
@@ -312,13 +313,15 @@ async fn run(
             writer.send(jobs);
         }
         publish_status(pipeline.core(), &voters, &status);
-        if !pipeline.core().is_leader() {
+        // Follower figures are the leader's; they go when it stops leading (checked on the
+        // change, not every turn).
+        let leading = pipeline.core().is_leader();
+        if was_leading && !leading {
             if let Ok(mut st) = peer_stats.lock() {
-                if !st.followers.is_empty() {
-                    st.forget_followers();
-                }
+                st.forget_followers();
             }
         }
+        was_leading = leading;
 
         // One timer for the loop's life, moved only when the core's deadline moves (a timer
         // made and dropped every turn costs two trips through the runtime's timer wheel).
