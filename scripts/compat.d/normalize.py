@@ -110,7 +110,7 @@ class Run:
 
     def _discover(self, cmd, text):
         """Finds the member ids the session creates, and every lease id, in order."""
-        for m in re.finditer(r"Member ([0-9a-f]+) (?:added|updated|removed)", text):
+        for m in re.finditer(r"Member\s+([0-9a-f]+) (?:added|updated|removed)", text):
             self._name(int(m.group(1), 16), "<new-member-id>")
         for m in re.finditer(r'"member":\{"ID":"?(\d+)', text):
             self._name(m.group(1), "<new-member-id>")
@@ -176,6 +176,8 @@ class Run:
             r"127\.0\.0\.1:(\d+)", lambda m: "127.0.0.1:" + self.ports.get(m.group(1), m.group(1)), text
         )
         text = self.ids_re.sub(lambda m: self.ids[m.group(1)], text)
+        # etcdctl prints "Member %16x added": an id under 16 hex digits comes padded with spaces.
+        text = re.sub(r"Member +<", "Member <", text)
         text = VERSION.sub("<version>", text)
         if unordered:
             text = sort_answer(text)
