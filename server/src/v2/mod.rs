@@ -35,6 +35,40 @@ const WATCH_TIMEOUT: Duration = Duration::from_secs(300);
 /// values.
 const FORM_BYTES_MAX: usize = 10 << 20;
 
+/// How much of a body past [`FORM_BYTES_MAX`] is read and thrown away before the refusal is
+/// sent, and for how long. A client that writes its whole request before reading (most HTTP/1
+/// clients) would otherwise meet a connection reset mid-write and never see the answer; past
+/// these bounds the connection is closed anyway, so a sender cannot hold it open.
+const DRAIN_BYTES_MAX: usize = 64 << 20;
+const DRAIN_TIME_MAX: Duration = Duration::from_secs(2);
+
+/// Reads a form body of at most [`FORM_BYTES_MAX`] bytes; `None` when it is larger (or the
+/// connection fails), after draining what follows within [`DRAIN_BYTES_MAX`] and
+/// [`DRAIN_TIME_MAX`]. Memory held stays within the form limit whatever is sent.
+async fn read_form(body: Body) -> Option<Bytes> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut form = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.ok()?;
+        if form.len() + chunk.len() > FORM_BYTES_MAX {
+            let mut drained = 0usize;
+            let drain = async {
+                while let Some(Ok(chunk)) = stream.next().await {
+                    drained += chunk.len();
+                    if drained > DRAIN_BYTES_MAX {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_TIME_MAX, drain).await;
+            return None;
+        }
+        form.extend_from_slice(&chunk);
+    }
+    Some(Bytes::from(form))
+}
+
 #[derive(Clone)]
 struct V2 {
     node: NodeHandle,
@@ -169,9 +203,13 @@ async fn keys(State(v2): State<V2>, method: Method, uri: Uri, headers: HeaderMap
         r.extensions_mut().insert(crate::cors::BeforeHandlers);
         return r;
     }
-    let body = match axum::body::to_bytes(body, FORM_BYTES_MAX + 1).await {
-        Ok(b) if b.len() <= FORM_BYTES_MAX => b,
-        Ok(_) | Err(_) => return v2.error_response(210, "http: POST too large", 0),
+    let body = match read_form(body).await {
+        Some(b) => b,
+        None => {
+            let mut r = v2.error_response(210, "http: POST too large", 0);
+            r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
+        }
     };
     let (op, no_value) = match parse(&method, &uri, &headers, &body) {
         Ok(x) => x,

@@ -153,7 +153,8 @@ impl Server {
     }
 
     pub fn send(&self, req: &Request) -> Response {
-        send(&self.url, req)
+        try_send(&self.url, req)
+            .unwrap_or_else(|e| panic!("{} at {}: {}: {e}", self.kind.label(), self.url, req.describe()))
     }
 }
 
