@@ -9,7 +9,11 @@ pub struct Config {
     /// This member's id, non-zero.
     pub id: u64,
     /// The voters a new cluster starts with (ignored on restart: membership comes from the log).
+    /// Empty for a member joining an existing cluster: it learns the members from the leader.
     pub voters: Vec<u64>,
+    /// The initial voters' peer URLs, written with them into a new cluster's first entries
+    /// (*cluster-wide*: every initial member must give the same).
+    pub peer_urls: std::collections::BTreeMap<u64, Vec<String>>,
     /// Seeds everything random in the member (election timeouts, proposal nonces). Must differ
     /// between members, and between boots of one member, for elections to break ties and for
     /// proposals from before a restart never to be taken for ones after it. A simulator derives
@@ -61,6 +65,10 @@ pub struct Config {
     /// feature, which production builds do not enable.
     #[cfg(feature = "planted-bugs")]
     pub planted_bug_stale_reads: bool,
+    /// A deliberately planted bug: a learner is added to Raft's configuration as a voter
+    /// while the member list says learner, so it votes and counts toward commits.
+    #[cfg(feature = "planted-bugs")]
+    pub planted_bug_learner_votes: bool,
 }
 
 impl Config {
@@ -69,6 +77,7 @@ impl Config {
         Config {
             id,
             voters,
+            peer_urls: Default::default(),
             seed,
             tick_ms: 100,
             heartbeat_ticks: 1,
@@ -87,6 +96,8 @@ impl Config {
             check_quorum: true,
             #[cfg(feature = "planted-bugs")]
             planted_bug_stale_reads: false,
+            #[cfg(feature = "planted-bugs")]
+            planted_bug_learner_votes: false,
         }
     }
 

@@ -48,6 +48,47 @@ pub enum Error {
     #[error("etcdserver: duplicate request id {0}")]
     DuplicateRequestId(u64),
 
+    // ---- Membership ----
+    #[error("etcdserver: member ID already exist")]
+    MemberExists,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    /// The id belonged to a member that was removed; ids are never reused.
+    #[error("etcdserver: ID removed")]
+    IdRemoved,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
+    /// etcd's strict reconfiguration check: after the change, fewer voters than a quorum
+    /// would be started and in touch with the leader.
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    NotEnoughStartedMembers,
+    /// Another configuration change is in the log and not yet applied: one at a time.
+    #[error("etcdserver: a membership change is already in progress; retry when it is applied")]
+    MembershipChangePending,
+    /// A learner serves serializable reads only.
+    #[error("etcdserver: rpc not supported for learner")]
+    NotSupportedForLearner,
+    /// Leadership can only be moved by the leader (etcd's ErrGRPCNotLeader).
+    #[error("etcdserver: not leader")]
+    MoveLeaderNotLeader,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimedOut,
+    /// raft-rs refused a configuration change when it applied (the leader's checks admit
+    /// only changes it accepts; this is the answer should one slip through).
+    #[error("etcdserver: membership change refused: {0}")]
+    ConfChangeRefused(String),
+    /// This member was removed from the cluster; it serves nothing more.
+    #[error("etcdserver: server stopped: this member was removed from the cluster")]
+    MemberRemoved,
+
     // ---- The v2 keys store ----
     /// An etcd v2 error: `code` is etcd's error code, `cause` what it concerns (a path, a
     /// failed comparison), `index` the v2 store's index when it happened.

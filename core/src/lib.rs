@@ -87,12 +87,14 @@
 //! - `storage`: the in-memory Raft log raft-rs reads from.
 //! - `kv`: etcd-shaped key-value types.
 //! - `forward`: lease requests a follower hands the leader, and the replies.
+//! - `membership`: the member set as replicated state, and the changes to it.
 
 pub mod config;
 pub mod error;
 pub mod forward;
 pub mod kv;
 pub mod lease;
+pub mod membership;
 pub mod mvcc;
 pub mod node;
 pub mod pipeline;
@@ -106,6 +108,7 @@ pub mod watch;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use forward::{Forward, ForwardBody};
+pub use membership::Member;
 pub use node::{Core, Output, Persist, Recovered, SnapshotMade};
 pub use pipeline::{DiskWrite, DiskWriteKind, Effects, Pipeline};
 pub use request::{Header, Request, RequestId, Response, ResponseBody};

@@ -46,6 +46,32 @@ pub enum Request {
         name: String,
         client_urls: Vec<String>,
     },
+    /// Adds a voter, or a learner. `id` 0 lets the leader choose one. Served by the leader
+    /// (forwarded to it from other members); answered once the change is applied.
+    MemberAdd {
+        id: u64,
+        peer_urls: Vec<String>,
+        learner: bool,
+    },
+    MemberRemove {
+        id: u64,
+    },
+    /// Changes a member's peer URLs (no change to who votes).
+    MemberUpdate {
+        id: u64,
+        peer_urls: Vec<String>,
+    },
+    /// A learner that has caught up becomes a voter.
+    MemberPromote {
+        id: u64,
+    },
+    /// Served by this member's applied state, as etcd's MemberList.
+    MemberList,
+    /// Hands leadership to voter `to`; only the leader takes it (`Error::MoveLeaderNotLeader`).
+    /// Answered once `to` leads.
+    MoveLeader {
+        to: u64,
+    },
     /// A read of the etcd v2 keys store.
     V2Get(V2Get),
     /// A change to the etcd v2 keys store, through the log.
@@ -86,6 +112,13 @@ pub enum ResponseBody {
         ids: Vec<i64>,
     },
     Published,
+    /// A membership change or list: the member concerned (added, removed, updated or
+    /// promoted), and every member after the change.
+    Members {
+        member: Option<crate::membership::Member>,
+        members: Vec<crate::membership::Member>,
+    },
+    MovedLeader,
     /// A v2 read or write (for `V2Write::Expire`, the last key it expired, if any).
     V2(Option<V2Event>),
 }
@@ -118,6 +151,10 @@ pub enum Command {
         client_urls: Vec<String>,
     },
     V2(V2Write),
+    MemberUpdate {
+        id: u64,
+        peer_urls: Vec<String>,
+    },
 }
 
 /// Who proposed an entry, so that exactly that member answers the client when it applies.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::kv::{Event, RangeRequest, TxnRequest};
 use crate::lease::{Lease, Leases};
+use crate::membership::{Member, MemberChange};
 use crate::mvcc::Mvcc;
 use crate::request::{codec, Command, Origin, ResponseBody};
 use crate::v2::{V2Event, V2Store};
@@ -21,8 +22,12 @@ pub struct StateMachine {
     leases: Leases,
     /// Which proposals were applied, so each applies at most once (see `first_application`).
     proposals: AppliedProposals,
-    /// What each member published about itself (see `Request::PublishMember`).
-    members: BTreeMap<u64, MemberAttributes>,
+    /// The members, by id: added by configuration-change entries (see `membership`), named by
+    /// what each published about itself (`Request::PublishMember`).
+    members: BTreeMap<u64, Member>,
+    /// Ids of members removed: never used again (etcd's rule; a fresh member under an old id
+    /// could vote twice in one term).
+    removed: BTreeSet<u64>,
     /// The etcd v2 keys store (a separate key space, as in etcd).
     v2: V2Store,
     /// Raft index and term of the last entry applied.
@@ -33,13 +38,6 @@ pub struct StateMachine {
     /// simulator checks Raft's state machine safety with it.
     applied_digest: u64,
     mvcc: Mvcc,
-}
-
-/// A member's published attributes.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberAttributes {
-    pub name: String,
-    pub client_urls: Vec<String>,
 }
 
 /// What applying one command did.
@@ -59,7 +57,7 @@ pub struct Applied {
 }
 
 /// Leading byte of an encoded snapshot; bumped when the encoding changes.
-const SNAPSHOT_FORMAT: u8 = 3;
+const SNAPSHOT_FORMAT: u8 = 4;
 
 impl Default for StateMachine {
     fn default() -> Self {
@@ -74,6 +72,7 @@ impl StateMachine {
             leases: Leases::default(),
             proposals: AppliedProposals::default(),
             members: BTreeMap::new(),
+            removed: BTreeSet::new(),
             v2: V2Store::default(),
             applied_index: 0,
             applied_term: 0,
@@ -101,9 +100,42 @@ impl StateMachine {
         self.applied_term
     }
 
-    /// Every member's published name and client URLs.
-    pub fn members(&self) -> &BTreeMap<u64, MemberAttributes> {
+    /// The members, by id.
+    pub fn members(&self) -> &BTreeMap<u64, Member> {
         &self.members
+    }
+
+    /// Whether `id` belonged to a member that was removed.
+    pub fn was_removed(&self, id: u64) -> bool {
+        self.removed.contains(&id)
+    }
+
+    /// Applies the member change of the configuration-change entry at `index` (raft-rs has
+    /// accepted it: it applies on every replica alike). Returns the member concerned.
+    pub fn apply_member_change(&mut self, index: u64, term: u64, payload: &[u8], change: &MemberChange) -> Member {
+        self.advance_to(index, term, payload);
+        match change {
+            MemberChange::Add { id, peer_urls, learner } => {
+                let m = self.members.entry(*id).or_insert_with(|| Member { id: *id, ..Member::default() });
+                m.peer_urls = peer_urls.clone();
+                m.learner = *learner;
+                m.clone()
+            }
+            MemberChange::Remove { id } => {
+                self.removed.insert(*id);
+                self.members.remove(id).unwrap_or(Member { id: *id, ..Member::default() })
+            }
+            MemberChange::Promote { id } => {
+                let m = self.members.entry(*id).or_insert_with(|| Member { id: *id, ..Member::default() });
+                m.learner = false;
+                m.clone()
+            }
+        }
+    }
+
+    /// Every member, by id (etcd lists them so).
+    pub fn member_list(&self) -> Vec<Member> {
+        self.members.values().cloned().collect()
     }
 
     pub fn applied_digest(&self) -> u64 {
@@ -174,10 +206,26 @@ impl StateMachine {
                     Err(e) => (Err(e), vec![]),
                 }
             }
-            Command::PublishMember { member, name, client_urls } => {
-                let attrs = MemberAttributes { name: name.clone(), client_urls: client_urls.clone() };
-                self.members.insert(*member, attrs);
-                (Ok(ResponseBody::Published), vec![])
+            Command::PublishMember { member, name, client_urls } => match self.members.get_mut(member) {
+                Some(m) => {
+                    m.name = name.clone();
+                    m.client_urls = client_urls.clone();
+                    (Ok(ResponseBody::Published), vec![])
+                }
+                // A member removed while its publication was in flight stays removed.
+                None => (Err(Error::MemberNotFound), vec![]),
+            },
+            Command::MemberUpdate { id, peer_urls } => {
+                let clash = self.members.values().any(|m| m.id != *id && m.peer_urls.iter().any(|u| peer_urls.contains(u)));
+                match self.members.get_mut(id) {
+                    None => (Err(Error::MemberNotFound), vec![]),
+                    Some(_) if clash => (Err(Error::PeerUrlExists), vec![]),
+                    Some(m) => {
+                        m.peer_urls = peer_urls.clone();
+                        let member = Some(m.clone());
+                        (Ok(ResponseBody::Members { member, members: self.member_list() }), vec![])
+                    }
+                }
             }
             Command::V2(w) => match self.v2.apply(w) {
                 Ok(applied) => {
@@ -259,7 +307,8 @@ impl StateMachine {
         struct Header<'a> {
             leases: &'a Leases,
             proposals: &'a AppliedProposals,
-            members: &'a BTreeMap<u64, MemberAttributes>,
+            members: &'a BTreeMap<u64, Member>,
+            removed: &'a BTreeSet<u64>,
             v2: &'a V2Store,
             applied_index: u64,
             applied_term: u64,
@@ -269,6 +318,7 @@ impl StateMachine {
             leases: &self.leases,
             proposals: &self.proposals,
             members: &self.members,
+            removed: &self.removed,
             v2: &self.v2,
             applied_index: self.applied_index,
             applied_term: self.applied_term,

@@ -31,10 +31,10 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// A log for a member that has never run: empty, with the initial voters.
-    pub fn new_bootstrap(voters: &[u64]) -> LogStore {
-        let mem = MemStorage::new_with_conf_state(ConfState::from((voters.to_vec(), vec![])));
-        LogStore { mem, snapshot: Snapshot::default(), data: None, wanted: Cell::new(false) }
+    /// A log for a member that has never run: empty, with no voters yet (a new cluster's
+    /// member writes its initial voters as its first entries; a joining one learns them).
+    pub fn new_empty() -> LogStore {
+        LogStore { mem: MemStorage::new(), snapshot: Snapshot::default(), data: None, wanted: Cell::new(false) }
     }
 
     /// Rebuilds the log from what the driver recovered: the latest snapshot (if any), the hard

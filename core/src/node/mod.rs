@@ -33,10 +33,12 @@ use crate::{Error, Result};
 mod batching;
 mod expiry;
 mod forwarding;
+mod membership;
 mod reads;
 mod snapshots;
 
 use batching::{Held, PendingWrite};
+use membership::PendingMove;
 use reads::{txn_is_serializable, PendingRead, ReadKind};
 
 /// What a member recovered from its durable storage at boot.
@@ -184,6 +186,12 @@ pub struct Core {
     /// sent each, and its forward id.
     remote: BTreeMap<RequestId, (u64, u64)>,
     next_remote: RequestId,
+    /// Leader moves waiting for their transferee to lead.
+    moves: Vec<PendingMove>,
+    /// `campaign` was called before committed entries were applied (see there).
+    campaign_when_applied: bool,
+    /// The tick at which this member's removal applied (see `is_removed`).
+    removed_at_tick: Option<u64>,
     /// Set when the member found its own state untrustworthy; every later `advance` fails.
     fatal: Option<Error>,
     out: Output,
@@ -194,13 +202,12 @@ impl Core {
     pub fn new(config: Config, recovered: Option<Recovered>) -> Result<Core> {
         assert!(config.id != 0, "member ids are non-zero");
         assert!(config.election_ticks > config.heartbeat_ticks, "election timeout must exceed the heartbeat");
-        let mut out = Output::default();
+        let out = Output::default();
+        let bootstrap = recovered.is_none() && !config.voters.is_empty();
         let (store, sm) = match recovered {
-            None => {
-                let store = LogStore::new_bootstrap(&config.voters);
-                out.conf_state = Some(store.conf_state());
-                (store, StateMachine::new())
-            }
+            // A new cluster's member (see `bootstrap`), or one joining an existing cluster,
+            // which learns everything from the leader.
+            None => (LogStore::new_empty(), StateMachine::new()),
             Some(r) => {
                 let sm = match &r.snapshot {
                     Some(s) => StateMachine::decode(s.get_data())?,
@@ -278,10 +285,19 @@ impl Core {
             next_forward: 1,
             remote: BTreeMap::new(),
             next_remote: REMOTE_REQUEST_ID_MIN,
+            moves: Vec::new(),
+            campaign_when_applied: false,
+            removed_at_tick: None,
             fatal: None,
             out,
             config,
         };
+        if bootstrap {
+            core.bootstrap();
+        }
+        if core.sm.was_removed(core.config.id) {
+            core.removed_at_tick = Some(0);
+        }
         core.sync_role();
         Ok(core)
     }
@@ -342,7 +358,15 @@ impl Core {
 
     /// Starts an election at once rather than waiting for the timeout (tests, leader
     /// transfer, a single-member cluster's first boot).
+    ///
+    /// raft-rs will not campaign while committed configuration changes wait to be applied (a
+    /// new member's bootstrap entries, at first): the election then starts once they are.
     pub fn campaign(&mut self) {
+        if self.raw.raft.raft_log.committed > self.raw.raft.raft_log.applied {
+            self.campaign_when_applied = true;
+            return;
+        }
+        self.campaign_when_applied = false;
         // Refused only when this member cannot be leader (not a voter): nothing to do then.
         let _ = self.raw.campaign();
         self.sync_role();
@@ -392,6 +416,9 @@ impl Core {
             self.next_tick_ms = self.now_ms + self.config.tick_ms;
             self.sync_role();
             self.retry_lost_snapshots();
+            if self.is_removed() && self.is_leader() && self.raw.raft.lead_transferee.is_none() {
+                self.hand_over_leadership();
+            }
         }
         self.expire_requests();
         self.expire_leases();
@@ -416,6 +443,14 @@ impl Core {
         if !self.ids.insert(id) {
             // Not recorded: the first request under this id keeps it.
             self.out.responses.push((id, Err(Error::DuplicateRequestId(id))));
+            return;
+        }
+        if self.is_removed() {
+            self.respond(id, Err(Error::MemberRemoved));
+            return;
+        }
+        if self.is_learner() && !Core::learner_may_serve(&request) {
+            self.respond(id, Err(Error::NotSupportedForLearner));
             return;
         }
         if let Err(e) = self.route(id, request) {
@@ -473,6 +508,28 @@ impl Core {
             Request::PublishMember { member, name, client_urls } => {
                 self.propose(id, Command::PublishMember { member, name, client_urls })
             }
+            Request::MemberList => {
+                let r = self.member_list_response();
+                self.respond(id, Ok(r));
+                Ok(())
+            }
+            Request::MoveLeader { to } => self.move_leader(id, to),
+            Request::MemberAdd { .. }
+            | Request::MemberRemove { .. }
+            | Request::MemberUpdate { .. }
+            | Request::MemberPromote { .. }
+                if !self.is_leader() =>
+            {
+                if !self.may_forward(id) {
+                    return Err(Error::NoLeader);
+                }
+                self.forward(id, request);
+                Ok(())
+            }
+            Request::MemberAdd { .. }
+            | Request::MemberRemove { .. }
+            | Request::MemberUpdate { .. }
+            | Request::MemberPromote { .. } => self.change_members(id, request),
             Request::LeaseKeepAlive { .. } | Request::LeaseTimeToLive { .. }
                 if !self.lessor.is_primary() && self.may_forward(id) =>
             {
@@ -619,9 +676,13 @@ impl Core {
             self.handle_ready()?;
         }
         self.report_applied();
+        if self.campaign_when_applied {
+            self.campaign();
+        }
         self.serve_reads();
         self.maybe_snapshot()?;
         self.sync_role();
+        self.resolve_moves();
         self.check_invariants();
         Ok(std::mem::take(&mut self.out))
     }
@@ -640,8 +701,8 @@ impl Core {
         assert!(log.committed <= log.last_index(), "commit index past the log");
         assert_eq!(
             self.ids.len(),
-            self.writes.len() + self.reads.len() + self.forwarded.len(),
-            "every open request id is a pending write, read or forward, and no more"
+            self.writes.len() + self.reads.len() + self.forwarded.len() + self.moves.len(),
+            "every open request id is a pending write, read, forward or leader move, and no more"
         );
         assert!(self.held.inflight.iter().zip(self.held.inflight.iter().skip(1)).all(|(a, b)| a < b));
         assert!(self.remote.keys().all(|&id| id >= REMOTE_REQUEST_ID_MIN && self.ids.contains(&id)));
@@ -676,6 +737,9 @@ impl Core {
             self.last_snapshot_index = index;
             self.snapshot_unpersisted = Some((rd.number(), index));
             self.out.conf_state = Some(snap.get_metadata().get_conf_state().clone());
+            if self.sm.was_removed(self.config.id) {
+                self.on_removed();
+            }
             // Leases the old state knew may be gone; the leader's clock restarts from the new
             // state if this member leads again.
             self.lessor.demote();
@@ -755,13 +819,7 @@ impl Core {
                     let cs = self.raw.apply_conf_change(&cc);
                     self.on_conf_applied(e, cs)?;
                 }
-                EntryType::EntryConfChangeV2 => {
-                    let mut cc = ConfChangeV2::default();
-                    cc.merge_from_bytes(&e.data)
-                        .map_err(|err| Error::Corrupt(format!("conf change: {err}")))?;
-                    let cs = self.raw.apply_conf_change(&cc);
-                    self.on_conf_applied(e, cs)?;
-                }
+                EntryType::EntryConfChangeV2 => self.apply_conf_change_entry(e)?,
             }
         }
         Ok(())

@@ -377,6 +377,29 @@ impl Cluster {
         self.held.remove(&id).unwrap_or_default()
     }
 
+    /// Starts a member that joins the running cluster (empty disk, no initial voters): it
+    /// learns everything from the leader once a membership change has added `id`.
+    pub fn join(&mut self, id: u64) {
+        let first = self.members.values().next().expect("a cluster has members");
+        let mut config = first.config.clone();
+        config.id = id;
+        config.voters = vec![];
+        config.seed = config.seed.wrapping_mul(31).wrapping_add(id);
+        let core = Core::new(config.clone(), None).expect("new member");
+        self.members.insert(
+            id,
+            Member {
+                core: Some(core),
+                disk: Disk::default(),
+                config,
+                events: vec![],
+                watch_updates: vec![],
+                v2_watch_updates: vec![],
+                boots: 1,
+            },
+        );
+    }
+
     /// Stops a member as a crash would: everything not on its disk is gone. Messages already
     /// in flight to it are dropped on delivery.
     pub fn crash(&mut self, id: u64) {
