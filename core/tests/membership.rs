@@ -218,3 +218,14 @@ fn a_member_joining_after_compaction_catches_up_by_snapshot_and_survives_a_crash
     c.run_for(500);
     c.assert_converged();
 }
+
+#[test]
+fn a_leader_that_just_took_over_counts_the_members_it_hears_from() {
+    let (mut c, l) = cluster(3, 10);
+    let f = follower_of(&c, l);
+    assert!(matches!(c.request(l, Request::MoveLeader { to: f }).unwrap().body, ResponseBody::MovedLeader));
+    // At once, before any election timeout passed under the new leader.
+    changed(c.request(f, Request::MemberRemove { id: f }));
+    c.run_for(3_000);
+    assert!(c.core(f).is_removed());
+}

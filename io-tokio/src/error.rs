@@ -22,6 +22,9 @@ pub enum Error {
     /// The storage thread could not be started, or stopped without saying why.
     #[error("the storage thread: {0}")]
     StorageThread(String),
+    /// A configuration change removed this member from the cluster.
+    #[error("this member was removed from the cluster")]
+    Removed,
     /// The core stopped: its state is untrustworthy (a corrupt log or snapshot, a disk that lost
     /// acknowledged entries), or it could not start from what storage recovered.
     #[error("{0}")]

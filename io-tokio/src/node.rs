@@ -39,7 +39,9 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Where this member listens for peers.
     pub listen_peer: SocketAddr,
-    /// Every other voter's peer address.
+    /// Every other member's peer address, to reach until the member set is known from the
+    /// log (a new cluster's initial members; a joining member's, as `transport::discover`
+    /// answered). After that the peers follow the configuration.
     pub peers: BTreeMap<u64, SocketAddr>,
 }
 
@@ -54,8 +56,10 @@ pub struct NodeStatus {
     pub revision: i64,
     pub compacted_revision: i64,
     pub voters: Vec<u64>,
-    /// Each member's published name and client URLs, as applied here.
-    pub members: BTreeMap<u64, cairn_core::state_machine::MemberAttributes>,
+    /// Every member (ids, names, peer and client URLs, learner flags), as applied here.
+    pub members: BTreeMap<u64, cairn_core::Member>,
+    /// Whether this member is a learner.
+    pub is_learner: bool,
     /// The v2 keys store's index (etcd's `X-Etcd-Index`).
     pub v2_index: u64,
     /// v2 keys expired so far.
@@ -203,13 +207,12 @@ pub async fn start(
         .map_err(|source| DriverError::Bind { addr: cfg.listen_peer, source })?;
     let (tx, rx) = mpsc::channel(INPUTS_QUEUED_MAX);
     let (status_tx, status_rx) = watch::channel(NodeStatus::default());
-    let voters: Vec<u64> = std::iter::once(cfg.core.id).chain(cfg.peers.keys().copied()).collect();
     let (writer, reports) = Writer::start(storage).map_err(|e| DriverError::StorageThread(e.to_string()))?;
     let weak = tx.downgrade();
     let peer_stats = PeerStats::shared();
     let stats = peer_stats.clone();
     let task = tokio::spawn(async move {
-        let result = run(core, &writer, reports, transport, rx, weak, status_tx, voters, stats).await;
+        let result = run(core, &writer, reports, transport, rx, weak, status_tx, stats).await;
         // Whatever was queued is written before the storage closes (a restart in the same
         // process can then open it again).
         writer.close().await;
@@ -237,10 +240,8 @@ async fn run(
     mut rx: mpsc::Receiver<Input>,
     tx: mpsc::WeakSender<Input>,
     status: watch::Sender<NodeStatus>,
-    mut voters: Vec<u64>,
     peer_stats: Arc<Mutex<PeerStats>>,
 ) -> Result<(), DriverError> {
-    voters.sort_unstable();
     let epoch = Instant::now();
     let now_ms = || epoch.elapsed().as_millis() as u64;
     let mut s = LoopState {
@@ -257,6 +258,8 @@ async fn run(
     let (file_tx, mut file_done) = mpsc::channel::<std::io::Result<()>>(1);
     let mut fx = Effects::default();
     let mut was_leading = false;
+    // The member set the transport was last given (ids and peer URLs).
+    let mut peer_set: Vec<(u64, Vec<String>)> = Vec::new();
     let timer = tokio::time::sleep_until(epoch.into());
     tokio::pin!(timer);
     loop {
@@ -312,7 +315,24 @@ async fn run(
         if !jobs.is_empty() {
             writer.send(jobs);
         }
-        publish_status(pipeline.core(), &voters, &status);
+        let core = pipeline.core();
+        if core.may_stop() {
+            tracing::error!(
+                member = %format!("{:x}", core.id()),
+                "this member was removed from the cluster; stopping (its data dir cannot serve it again: start a new member with an empty data dir after `member add`)"
+            );
+            return Err(DriverError::Removed);
+        }
+        let members = core.state().members();
+        if !members.is_empty()
+            && (members.len() != peer_set.len()
+                || members.values().zip(&peer_set).any(|(m, (id, urls))| m.id != *id || &m.peer_urls != urls))
+        {
+            peer_set = members.values().map(|m| (m.id, m.peer_urls.clone())).collect();
+            transport.set_members(&peer_set);
+            tracing::info!(members = ?peer_set, "peers follow the configuration");
+        }
+        publish_status(pipeline.core(), &status);
         // Follower figures are the leader's; they go when it stops leading (checked on the
         // change, not every turn).
         let leading = pipeline.core().is_leader();
@@ -414,8 +434,12 @@ fn count_received(stats: &Mutex<PeerStats>, frame: &PeerFrame) {
 
 /// Updates the status front ends read, if anything in it changed (without copying what did
 /// not: this runs every turn of the loop).
-fn publish_status(core: &Core, voters: &[u64], status: &watch::Sender<NodeStatus>) {
+fn publish_status(core: &Core, status: &watch::Sender<NodeStatus>) {
     let st = core.state();
+    let cs = core.conf_state();
+    let is_learner = cs.learners.contains(&core.id());
+    let mut voters = cs.voters;
+    voters.sort_unstable();
     // The lists are left empty here (no allocation) and copied in only when they changed.
     let fresh = NodeStatus {
         id: core.id(),
@@ -427,12 +451,13 @@ fn publish_status(core: &Core, voters: &[u64], status: &watch::Sender<NodeStatus
         compacted_revision: st.mvcc().compacted_revision(),
         voters: Vec::new(),
         members: BTreeMap::new(),
+        is_learner,
         v2_index: st.v2().index(),
         v2_expired: st.v2().expired_count(),
     };
     status.send_if_modified(|s| {
         if s.voters != voters || &s.members != st.members() {
-            *s = NodeStatus { voters: voters.to_vec(), members: st.members().clone(), ..fresh };
+            *s = NodeStatus { voters, members: st.members().clone(), ..fresh };
             return true;
         }
         // Lists unchanged: set them aside, compare the rest, put them back.

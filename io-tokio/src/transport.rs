@@ -21,6 +21,15 @@
 //! first: that takes mutual TLS on the peer port.
 //! - At most `CONNECTIONS_PER_ADDRESS_MAX` connections from one IP address and
 //!   `CONNECTIONS_MAX` in all; more are closed at once.
+//!
+//! The peers follow the configuration: `Transport::set_members` starts a writer for a member
+//! added, stops the one of a member removed, and changes who may say hello.
+//!
+//! A member joining an existing cluster does not know its own id (the leader chose it) nor the
+//! cluster's: it asks (`discover`) by opening a connection with a `JoinQuery` (its peer URLs)
+//! instead of a hello; the answer (`JoinAnswer`) names the cluster, the member whose peer URLs
+//! those are, and every member's id and peer URLs, and the connection closes (etcd's joining
+//! member reads the same from its peers' `/members`). The member list is no secret either.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
@@ -74,6 +83,79 @@ pub enum PeerFrame {
 const KIND_RAFT: u8 = 1;
 const KIND_FORWARD: u8 = 2;
 const KIND_HELLO: u8 = 4;
+const KIND_JOIN_QUERY: u8 = 5;
+const KIND_JOIN_ANSWER: u8 = 6;
+/// Largest join query or answer.
+const JOIN_BYTES_MAX: usize = 64 * 1024;
+/// How long `discover` waits on one peer.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A joining member's question: who am I, given my peer URLs?
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JoinQuery {
+    pub peer_urls: Vec<String>,
+}
+
+/// The answer: the cluster, the asker's member id (0 if no member has those peer URLs yet),
+/// and every member's id and peer URLs.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JoinAnswer {
+    pub cluster_id: u64,
+    pub member_id: u64,
+    pub members: Vec<(u64, Vec<String>)>,
+}
+
+fn join_codec() -> impl bincode::Options {
+    use bincode::Options;
+    bincode::DefaultOptions::new().with_fixint_encoding().with_limit(JOIN_BYTES_MAX as u64)
+}
+
+fn encode_join<T: serde::Serialize>(kind: u8, v: &T) -> io::Result<Vec<u8>> {
+    use bincode::Options;
+    let mut out = vec![kind];
+    join_codec().serialize_into(&mut out, v).map_err(io::Error::other)?;
+    Ok(out)
+}
+
+fn decode_join<T: serde::de::DeserializeOwned>(kind: u8, buf: &[u8]) -> Option<T> {
+    use bincode::Options;
+    let (&k, body) = buf.split_first()?;
+    (k == kind).then(|| join_codec().deserialize(body).ok()).flatten()
+}
+
+/// Asks the members at `peers` who the member with `peer_urls` is; the first answer that
+/// knows it wins. An error when none does (not added yet, or none reachable).
+pub async fn discover(peers: &[SocketAddr], peer_urls: &[String]) -> io::Result<JoinAnswer> {
+    let query = encode_join(KIND_JOIN_QUERY, &JoinQuery { peer_urls: peer_urls.to_vec() })?;
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no peer to ask");
+    for &addr in peers {
+        let ask = async {
+            let mut stream = TcpStream::connect(addr).await?;
+            stream.write_u32(query.len() as u32).await?;
+            stream.write_all(&query).await?;
+            let len = stream.read_u32().await? as usize;
+            if len == 0 || len > JOIN_BYTES_MAX {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "a malformed join answer"));
+            }
+            let mut buf = vec![0u8; len];
+            stream.read_exact(&mut buf).await?;
+            decode_join::<JoinAnswer>(KIND_JOIN_ANSWER, &buf)
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a malformed join answer"))
+        };
+        match tokio::time::timeout(JOIN_TIMEOUT, ask).await {
+            Ok(Ok(a)) if a.member_id != 0 => return Ok(a),
+            Ok(Ok(_)) => {
+                last = io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{addr} knows no member with peer URLs {peer_urls:?} (add it first: etcdctl member add)"),
+                )
+            }
+            Ok(Err(e)) => last = io::Error::new(e.kind(), format!("{addr}: {e}")),
+            Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, format!("{addr}: no answer")),
+        }
+    }
+    Err(last)
+}
 
 /// The first frame on a peer connection: which cluster, from which member, to which.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -256,7 +338,9 @@ struct Gate {
     id: u64,
     cluster_id: u64,
     /// Members that may connect: every member of the configuration but this one.
-    members: BTreeSet<u64>,
+    members: Mutex<BTreeSet<u64>>,
+    /// Every member's id and peer URLs, for answering join queries.
+    directory: Mutex<Vec<(u64, Vec<String>)>>,
     per_address: Mutex<HashMap<IpAddr, usize>>,
     stats: Arc<TransportStats>,
     refused_log: RateLimitedLog,
@@ -283,7 +367,7 @@ impl Gate {
         if hello.to != self.id {
             return Err("a connection meant for another member refused");
         }
-        if !self.members.contains(&hello.from) {
+        if !self.members.lock().is_ok_and(|m| m.contains(&hello.from)) {
             return Err("a connection from a member id outside the configuration refused");
         }
         Ok(())
@@ -310,7 +394,11 @@ impl Drop for Slot {
 }
 
 pub struct Transport {
-    peers: BTreeMap<u64, mpsc::Sender<PeerFrame>>,
+    id: u64,
+    cluster_id: u64,
+    /// Each peer's address and the queue of its writer.
+    peers: BTreeMap<u64, (SocketAddr, mpsc::Sender<PeerFrame>)>,
+    gate: Arc<Gate>,
     inbound: mpsc::Receiver<PeerFrame>,
     stats: Arc<TransportStats>,
     local_addr: SocketAddr,
@@ -332,27 +420,65 @@ impl Transport {
         let gate = Arc::new(Gate {
             id,
             cluster_id,
-            members: peers.keys().copied().collect(),
+            members: Mutex::new(peers.keys().copied().collect()),
+            directory: Mutex::new(Vec::new()),
             per_address: Mutex::new(HashMap::new()),
             stats: stats.clone(),
             refused_log: RateLimitedLog::new(),
             failed_log: RateLimitedLog::new(),
         });
-        tokio::spawn(accept_loop(listener, in_tx, gate));
-        let mut queues = BTreeMap::new();
+        tokio::spawn(accept_loop(listener, in_tx, gate.clone()));
+        let mut t = Transport { id, cluster_id, peers: BTreeMap::new(), gate, inbound, stats, local_addr };
         for (peer, addr) in peers {
-            let (tx, rx) = mpsc::channel(OUTBOUND_QUEUED_MAX);
-            tokio::spawn(write_loop(addr, Hello { cluster_id, from: id, to: peer }, rx));
-            queues.insert(peer, tx);
+            t.connect(peer, addr);
         }
-        Ok(Transport { peers: queues, inbound, stats, local_addr })
+        Ok(t)
+    }
+
+    fn connect(&mut self, peer: u64, addr: SocketAddr) {
+        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUED_MAX);
+        tokio::spawn(write_loop(addr, Hello { cluster_id: self.cluster_id, from: self.id, to: peer }, rx));
+        self.peers.insert(peer, (addr, tx));
+    }
+
+    /// Follows a configuration change: `members` is every member's id and peer URLs (this
+    /// one's included). A writer starts for each member added (or whose address changed) and
+    /// stops for each removed, and only members may say hello. A member whose peer URL does
+    /// not resolve is left unreachable, and logged.
+    pub fn set_members(&mut self, members: &[(u64, Vec<String>)]) {
+        let mut wanted = BTreeMap::new();
+        for (id, urls) in members.iter().filter(|(id, _)| *id != self.id) {
+            match urls.first().map(|u| url_addr(u)) {
+                Some(Some(addr)) => {
+                    wanted.insert(*id, addr);
+                }
+                _ => tracing::warn!(member = %format!("{id:x}"), ?urls, "a member's peer URL does not resolve; it is unreachable"),
+            }
+        }
+        self.peers.retain(|id, (addr, _)| wanted.get(id) == Some(addr));
+        for (id, addr) in wanted {
+            if !self.peers.contains_key(&id) {
+                self.connect(id, addr);
+            }
+        }
+        if let Ok(mut m) = self.gate.members.lock() {
+            *m = members.iter().map(|(id, _)| *id).filter(|&id| id != self.id).collect();
+        }
+        if let Ok(mut d) = self.gate.directory.lock() {
+            *d = members.to_vec();
+        }
+    }
+
+    /// The peers written to, by id.
+    pub fn peer_ids(&self) -> Vec<u64> {
+        self.peers.keys().copied().collect()
     }
 
     /// Queues frames for their peers; never waits. Frames to unknown peers, or to a peer whose
     /// queue is full, are dropped (Raft resends what matters; a lost forward times out).
     pub fn send(&mut self, frames: impl Iterator<Item = PeerFrame>) {
         for frame in frames {
-            if let Some(q) = self.peers.get(&frame.to()) {
+            if let Some((_, q)) = self.peers.get(&frame.to()) {
                 let _ = q.try_send(frame);
             }
         }
@@ -425,7 +551,7 @@ async fn read_frames(stream: &mut TcpStream, inbound: &mpsc::Sender<PeerFrame>, 
     let mut sender: Option<u64> = None;
     let accepted = Instant::now();
     loop {
-        if sender.is_none() && reader.announced_len().is_some_and(|len| len != Hello::BYTES) {
+        if sender.is_none() && reader.announced_len().is_some_and(|len| len != Hello::BYTES && len > JOIN_BYTES_MAX) {
             // Nothing but a hello is read from a connection that has not said one.
             return Closed::Refused("a connection that did not open with a hello refused");
         }
@@ -436,6 +562,9 @@ async fn read_frames(stream: &mut TcpStream, inbound: &mpsc::Sender<PeerFrame>, 
                 Err(e) => return Closed::Failed(e.to_string()),
             };
             let Some(from) = sender else {
+                if let Some(q) = decode_join::<JoinQuery>(KIND_JOIN_QUERY, &frame) {
+                    return answer_join(stream, gate, &q).await;
+                }
                 let Some(hello) = Hello::decode(&frame) else {
                     return Closed::Refused("a connection that did not open with a hello refused");
                 };
@@ -478,9 +607,38 @@ async fn read_frames(stream: &mut TcpStream, inbound: &mpsc::Sender<PeerFrame>, 
     }
 }
 
+/// Answers a join query from the directory and closes.
+async fn answer_join(stream: &mut TcpStream, gate: &Gate, q: &JoinQuery) -> Closed {
+    let members = gate.directory.lock().map(|d| d.clone()).unwrap_or_default();
+    let member_id = members
+        .iter()
+        .find(|(_, urls)| !q.peer_urls.is_empty() && urls.iter().any(|u| q.peer_urls.contains(u)))
+        .map_or(0, |(id, _)| *id);
+    let answer = JoinAnswer { cluster_id: gate.cluster_id, member_id, members };
+    let Ok(bytes) = encode_join(KIND_JOIN_ANSWER, &answer) else { return Closed::Gone };
+    let _ = tokio::time::timeout(JOIN_TIMEOUT, async {
+        stream.write_u32(bytes.len() as u32).await?;
+        stream.write_all(&bytes).await?;
+        stream.flush().await
+    })
+    .await;
+    Closed::Gone
+}
+
+/// `http://host:port` (or `host:port`) to a socket address; None if it does not resolve.
+pub fn url_addr(url: &str) -> Option<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).unwrap_or(url);
+    rest.trim_end_matches('/').to_socket_addrs().ok().and_then(|mut a| a.next())
+}
+
 async fn write_loop(addr: SocketAddr, hello: Hello, mut queue: mpsc::Receiver<PeerFrame>) {
     let mut backoff = BACKOFF_MS_MIN;
     loop {
+        if queue.is_closed() {
+            // The member left the configuration.
+            return;
+        }
         let stream = match TcpStream::connect(addr).await {
             Ok(s) => s,
             Err(_) => {

@@ -10,11 +10,27 @@ pub struct MemberInfo {
     pub is_learner: bool,
 }
 
+impl From<&cairn_core::Member> for MemberInfo {
+    fn from(m: &cairn_core::Member) -> MemberInfo {
+        MemberInfo {
+            id: m.id,
+            name: m.name.clone(),
+            peer_urls: m.peer_urls.clone(),
+            client_urls: m.client_urls.clone(),
+            is_learner: m.learner,
+        }
+    }
+}
+
+/// Every member as this member has applied the configuration, by id (as etcd lists them).
+pub fn members(status: &cairn_io_tokio::NodeStatus) -> Vec<MemberInfo> {
+    status.members.values().map(MemberInfo::from).collect()
+}
+
 #[derive(Clone, Debug)]
 pub struct ServerInfo {
     pub cluster_id: u64,
     pub member_id: u64,
-    pub members: Vec<MemberInfo>,
     /// The etcd version Cairn reports (clients check it): the API level it implements.
     pub etcd_version: String,
     /// Largest request accepted, in bytes (`--max-request-bytes`).

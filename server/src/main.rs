@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::Json;
 use cairn_io_tokio::{NodeConfig, NodeHandle};
 use cairn_server::grpc;
-use cairn_server::info::{MemberInfo, ServerInfo};
+use cairn_server::info::ServerInfo;
 use clap::Parser;
 
 /// See server/Cargo.toml for why not the system allocator.
@@ -183,38 +183,61 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
     let Some((_, my_urls)) = cluster.iter().find(|(n, _)| *n == flags.name) else {
         return Err(StartError::Config(format!("--initial-cluster has no member named {:?}", flags.name)));
     };
-    let member_id = id_of(my_urls);
-    let mut members = Vec::new();
+    std::fs::create_dir_all(&flags.data_dir)?;
+    // Who this member is: as recorded in its data dir at its first start (the flags only
+    // matter then, as with etcd); for a member joining an existing cluster, as its peers say
+    // (the leader chose its id); for a new cluster's member, from the flags, the same on
+    // every member.
+    let identity_file = flags.data_dir.join(IDENTITY_FILE);
     let mut peers = BTreeMap::new();
-    for (name, urls) in &cluster {
-        let id = id_of(urls);
-        if id != member_id {
-            peers.insert(id, url_addr(&urls[0])?);
+    let mut peer_urls = BTreeMap::new();
+    let mut ids = Vec::new();
+    let (member_id, cluster_id) = match read_identity(&identity_file)? {
+        Some(identity) => identity,
+        None if flags.initial_cluster_state == "existing" => {
+            let others: Vec<SocketAddr> = cluster
+                .iter()
+                .filter(|(n, _)| *n != flags.name)
+                .filter_map(|(_, urls)| url_addr(&urls[0]).ok())
+                .collect();
+            let answer = discover(&others, my_urls).await?;
+            for (id, urls) in &answer.members {
+                if *id != answer.member_id {
+                    if let Some(addr) = urls.first().and_then(|u| url_addr(u).ok()) {
+                        peers.insert(*id, addr);
+                    }
+                }
+            }
+            tracing::info!(member_id = %format!("{:x}", answer.member_id), cluster_id = %format!("{:x}", answer.cluster_id),
+                members = answer.members.len(), "joining an existing cluster");
+            (answer.member_id, answer.cluster_id)
         }
-        members.push(MemberInfo {
-            id,
-            name: name.clone(),
-            peer_urls: urls.clone(),
-            client_urls: if id == member_id { split_urls(&flags.advertise_client_urls) } else { vec![] },
-            is_learner: false,
-        });
-    }
-    // Listed by id, as etcd lists its members everywhere (MemberList, /v2/members).
-    members.sort_by_key(|m| m.id);
-    let mut ids: Vec<u64> = members.iter().map(|m| m.id).collect();
-    ids.sort_unstable();
-    let id_strings: Vec<String> = ids.iter().map(|i| format!("{i:x}")).collect();
-    let mut parts: Vec<&str> = id_strings.iter().map(String::as_str).collect();
-    parts.push(&flags.initial_cluster_token);
-    let cluster_id = fnv64(&parts);
+        None => {
+            let member_id = id_of(my_urls);
+            for (_, urls) in &cluster {
+                let id = id_of(urls);
+                ids.push(id);
+                peer_urls.insert(id, urls.clone());
+                if id != member_id {
+                    peers.insert(id, url_addr(&urls[0])?);
+                }
+            }
+            ids.sort_unstable();
+            let id_strings: Vec<String> = ids.iter().map(|i| format!("{i:x}")).collect();
+            let mut parts: Vec<&str> = id_strings.iter().map(String::as_str).collect();
+            parts.push(&flags.initial_cluster_token);
+            (member_id, fnv64(&parts))
+        }
+    };
+    write_identity(&identity_file, member_id, cluster_id)?;
 
-    let mut core = cairn_core::Config::new(member_id, ids.clone(), 0);
+    let mut core = cairn_core::Config::new(member_id, ids, 0);
+    core.peer_urls = peer_urls;
     core.tick_ms = flags.heartbeat_interval;
     core.election_ticks = (flags.election_timeout / flags.heartbeat_interval) as usize;
     core.snapshot_entries = flags.snapshot_count.max(1);
     core.request_bytes_max = flags.max_request_bytes;
     let listen_peer = url_addr(split_urls(&flags.listen_peer_urls).first().map_or("", |s| s.as_str()))?;
-    std::fs::create_dir_all(&flags.data_dir)?;
     let (node, loop_task) = cairn_io_tokio::start(NodeConfig {
         core,
         cluster_id,
@@ -226,7 +249,6 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
     let info = Arc::new(ServerInfo {
         cluster_id,
         member_id,
-        members,
         etcd_version: ETCD_VERSION.to_string(),
         max_request_bytes: flags.max_request_bytes,
         data_dir: Some(flags.data_dir.clone()),
@@ -306,6 +328,68 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
             Ok(Err(e)) => Err(StartError::Node(e)),
             Err(e) => Err(StartError::Config(format!("the member loop failed: {e}"))),
         },
+    }
+}
+
+/// The file in the data dir that records who the member is: `member_id` and `cluster_id`, in
+/// hex, one `key=value` per line.
+const IDENTITY_FILE: &str = "member";
+
+fn read_identity(path: &std::path::Path) -> Result<Option<(u64, u64)>, StartError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let field = |key: &str| {
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .find(|(k, _)| k.trim() == key)
+            .and_then(|(_, v)| u64::from_str_radix(v.trim(), 16).ok())
+    };
+    match (field("member_id"), field("cluster_id")) {
+        (Some(m), Some(c)) if m != 0 => Ok(Some((m, c))),
+        _ => Err(StartError::Config(format!(
+            "{} is damaged (it must say member_id=<hex> and cluster_id=<hex>)",
+            path.display()
+        ))),
+    }
+}
+
+fn write_identity(path: &std::path::Path, member_id: u64, cluster_id: u64) -> Result<(), StartError> {
+    use std::io::Write;
+    let text = format!("member_id={member_id:x}\ncluster_id={cluster_id:x}\n");
+    if std::fs::read_to_string(path).is_ok_and(|t| t == text) {
+        return Ok(());
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Asks the cluster's members who this member is, for up to a minute: the operator may start
+/// it just before `member add` has applied.
+async fn discover(peers: &[SocketAddr], my_urls: &[String]) -> Result<cairn_io_tokio::transport::JoinAnswer, StartError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match cairn_io_tokio::transport::discover(peers, my_urls).await {
+            Ok(a) => return Ok(a),
+            Err(e) if std::time::Instant::now() >= deadline => {
+                return Err(StartError::Config(format!(
+                    "--initial-cluster-state existing: could not learn this member's id from its peers: {e}"
+                )))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "asking the cluster who this member is; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
     }
 }
 

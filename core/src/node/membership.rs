@@ -156,7 +156,7 @@ impl Core {
 
     /// etcd's strict reconfiguration check, on the leader: with `voters` voters after the
     /// change, at least a quorum of them must be started (published) and in touch with the
-    /// leader (raft-rs's `recent_active`, kept by check-quorum), not counting `leaving`.
+    /// leader (heard from within an election timeout), not counting `leaving`.
     fn check_voters_after(&self, voters: usize, leaving: Option<u64>) -> Result<()> {
         let members = self.sm.members();
         let active = self
@@ -165,12 +165,18 @@ impl Core {
             .iter()
             .filter(|&&v| Some(v) != leaving)
             .filter(|&&v| members.get(&v).is_some_and(Member::is_started))
-            .filter(|&&v| v == self.config.id || self.raw.raft.prs().get(v).is_some_and(|p| p.recent_active))
+            .filter(|&&v| v == self.config.id || self.heard_recently(v))
             .count();
         if voters == 0 || active < quorum(voters) {
             return Err(Error::NotEnoughStartedMembers);
         }
         Ok(())
+    }
+
+    /// Whether a message from `peer` arrived within the last election timeout (etcd asks its
+    /// peer transport the same: is it connected, and since when).
+    fn heard_recently(&self, peer: u64) -> bool {
+        self.heard_from.get(&peer).is_some_and(|&at| at + self.config.election_timeout_ms() >= self.now_ms)
     }
 
     /// An id no member has or had, drawn from the member's seed.

@@ -190,6 +190,9 @@ pub struct Core {
     moves: Vec<PendingMove>,
     /// `campaign` was called before committed entries were applied (see there).
     campaign_when_applied: bool,
+    /// When a message from each peer last arrived (`now_ms`), for the strict reconfiguration
+    /// check.
+    heard_from: BTreeMap<u64, u64>,
     /// The tick at which this member's removal applied (see `is_removed`).
     removed_at_tick: Option<u64>,
     /// Set when the member found its own state untrustworthy; every later `advance` fails.
@@ -287,6 +290,7 @@ impl Core {
             next_remote: REMOTE_REQUEST_ID_MIN,
             moves: Vec::new(),
             campaign_when_applied: false,
+            heard_from: BTreeMap::new(),
             removed_at_tick: None,
             fatal: None,
             out,
@@ -396,6 +400,7 @@ impl Core {
             )));
             return;
         }
+        self.heard_from.insert(msg.from, self.now_ms);
         if msg.get_msg_type() == raft::eraftpb::MessageType::MsgPropose && !msg.entries.is_empty() {
             // Proposals a follower forwarded: batched with this member's own.
             self.held.push(msg.entries.into(), None);

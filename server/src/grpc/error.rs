@@ -73,6 +73,27 @@ pub fn code(e: &Error) -> Code {
         // The member has stopped (a fatal error, or shutdown): like etcd's ErrGRPCStopped, the
         // client should go to another member.
         Error::Corrupt(_) | Error::Raft(_) => Code::Unavailable,
+        // rpctypes: ErrGRPCMemberExist, ErrGRPCPeerURLExist, ErrGRPCMemberNotLearner,
+        // ErrGRPCLearnerNotReady, ErrGRPCTooManyLearners, ErrGRPCMemberNotEnoughStarted,
+        // ErrGRPCNotLeader (MoveLeader), ErrGRPCBadLeaderTransferee.
+        Error::MemberExists
+        | Error::PeerUrlExists
+        | Error::IdRemoved
+        | Error::MemberNotLearner
+        | Error::LearnerNotReady
+        | Error::TooManyLearners
+        | Error::NotEnoughStartedMembers
+        | Error::MoveLeaderNotLeader
+        | Error::BadLeaderTransferee
+        | Error::ConfChangeRefused(_) => Code::FailedPrecondition,
+        // rpctypes: ErrGRPCMemberNotFound.
+        Error::MemberNotFound => Code::NotFound,
+        // rpctypes: ErrGRPCNotSupportedForLearner, ErrGRPCTimeoutLeaderTransfer; a change
+        // waiting on another and a removed member: try again, or elsewhere.
+        Error::NotSupportedForLearner
+        | Error::LeaderTransferTimedOut
+        | Error::MembershipChangePending
+        | Error::MemberRemoved => Code::Unavailable,
         // Variants added to the core later: a safe default until they are mapped here.
         _ => Code::Unknown,
     }

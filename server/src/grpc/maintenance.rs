@@ -114,7 +114,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
             }
             None => 0,
         } as i64;
-        let is_learner = info.members.iter().any(|m| m.id == info.member_id && m.is_learner);
+        let is_learner = st.is_learner;
         Ok(GrpcResponse::new(pb::StatusResponse {
             header: Some(super::convert::header(info, &st, None)),
             version: info.status_version(),
@@ -182,13 +182,15 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         ))
     }
 
+    /// Hands leadership to another voter by Raft leadership transfer; only the leader takes it
+    /// (etcdctl's `move-leader` finds the leader itself).
     async fn move_leader(
         &self,
-        _req: GrpcRequest<pb::MoveLeaderRequest>,
+        req: GrpcRequest<pb::MoveLeaderRequest>,
     ) -> Result<GrpcResponse<pb::MoveLeaderResponse>, Status> {
-        Err(Status::unimplemented(
-            "Maintenance.MoveLeader: Cairn cannot transfer leadership on request yet (it comes with membership changes)",
-        ))
+        let to = req.into_inner().target_id;
+        let r = self.ctx.request(cairn_core::Request::MoveLeader { to }).await?;
+        Ok(GrpcResponse::new(pb::MoveLeaderResponse { header: self.ctx.header(Some(r.header)) }))
     }
 }
 

@@ -169,17 +169,9 @@ impl Ctx {
         Some(self.node.with_status(|st| convert::header(&self.info, st, header)))
     }
 
-    /// `m` as configured, with the name and client URLs it published through the log, once
-    /// this member has applied that.
-    pub(crate) fn with_published(&self, m: &crate::info::MemberInfo) -> crate::info::MemberInfo {
-        let mut m = m.clone();
-        self.node.with_status(|st| {
-            if let Some(p) = st.members.get(&m.id) {
-                m.name = p.name.clone();
-                m.client_urls = p.client_urls.clone();
-            }
-        });
-        m
+    /// Every member, as this member has applied the configuration.
+    pub(crate) fn members(&self) -> Vec<crate::info::MemberInfo> {
+        self.node.with_status(crate::info::members)
     }
 
     /// Sends a request through the member; a failure becomes etcd's status for it.

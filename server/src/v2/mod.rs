@@ -442,21 +442,17 @@ struct MemberJson {
     client_urls: Vec<String>,
 }
 
+fn member_json(m: &cairn_core::Member) -> MemberJson {
+    MemberJson {
+        id: format!("{:x}", m.id),
+        name: m.name.clone(),
+        peer_urls: m.peer_urls.clone(),
+        client_urls: m.client_urls.clone(),
+    }
+}
+
 fn member_list(v2: &V2) -> Vec<MemberJson> {
-    let published = v2.node.status().members;
-    v2.info
-        .members
-        .iter()
-        .map(|m| {
-            let p = published.get(&m.id);
-            MemberJson {
-                id: format!("{:x}", m.id),
-                name: p.map_or_else(|| m.name.clone(), |p| p.name.clone()),
-                peer_urls: m.peer_urls.clone(),
-                client_urls: p.map_or_else(|| m.client_urls.clone(), |p| p.client_urls.clone()),
-            }
-        })
-        .collect()
+    v2.node.with_status(|st| st.members.values().map(member_json).collect())
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>, v2: &V2) -> Response {
@@ -482,22 +478,78 @@ fn is_read(m: &Method) -> bool {
     *m == Method::GET || *m == Method::HEAD
 }
 
-/// Membership changes are not served: a form body gets etcd's content-type error, JSON an
-/// error saying so.
-fn members_write(v2: &V2, headers: &HeaderMap) -> Response {
+/// A v2 membership change: `POST /v2/members` adds (`{"peerURLs": [...]}`), `PUT
+/// /v2/members/<id>` changes peer URLs, `DELETE /v2/members/<id>` removes, with etcd's
+/// statuses (201, 204; 409 for a taken peer URL, 404 for an unknown member, 410 for a removed
+/// one) and messages. Bodies must be JSON, as etcd requires.
+async fn members_write(v2: &V2, method: &Method, headers: &HeaderMap, id: Option<&str>, body: Body) -> Response {
     #[derive(Serialize)]
     struct Msg {
         message: String,
     }
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let (status, message) = if ct.split(';').next().is_some_and(|c| c.trim() == "application/json") {
-        (StatusCode::NOT_IMPLEMENTED, "membership changes are not supported by this member".to_string())
-    } else {
-        (StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Bad Content-Type {ct}, accept application/json"))
+    let error = |status: StatusCode, message: String| {
+        let mut body = json::encode(&Msg { message });
+        body.pop(); // without a newline, as etcd writes it
+        json_response(status, body, v2)
     };
-    let mut body = json::encode(&Msg { message });
-    body.pop(); // without a newline, as etcd writes it
-    json_response(status, body, v2)
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let is_json = ct.split(';').next().is_some_and(|c| c.trim() == "application/json");
+    let id = match id {
+        None if *method == Method::POST => None,
+        None => return method_not_allowed("GET,POST"),
+        Some(_) if *method == Method::POST => return method_not_allowed("GET,DELETE,PUT"),
+        Some(raw) => match u64::from_str_radix(raw, 16) {
+            Ok(id) => Some(id),
+            Err(_) => return error(StatusCode::NOT_FOUND, format!("No such member: {raw}")),
+        },
+    };
+    let peer_urls = if *method == Method::DELETE {
+        vec![]
+    } else {
+        if !is_json {
+            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Bad Content-Type {ct}, accept application/json"));
+        }
+        #[derive(serde::Deserialize)]
+        struct Change {
+            #[serde(rename = "peerURLs")]
+            peer_urls: Vec<String>,
+        }
+        let Some(bytes) = read_form(body).await else {
+            return error(StatusCode::BAD_REQUEST, "http: request body too large".into());
+        };
+        match serde_json::from_slice::<Change>(&bytes) {
+            Ok(c) if crate::grpc::cluster::check_peer_urls(&c.peer_urls).is_ok() => c.peer_urls,
+            Ok(_) => return error(StatusCode::BAD_REQUEST, "etcdserver: given member URLs are invalid".into()),
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        }
+    };
+    let request = match (method, id) {
+        (&Method::POST, _) => Request::MemberAdd { id: 0, peer_urls, learner: false },
+        (&Method::PUT, Some(id)) => Request::MemberUpdate { id, peer_urls },
+        (_, Some(id)) => Request::MemberRemove { id },
+        _ => return method_not_allowed("GET,POST"),
+    };
+    let shown = id.map(|i| format!("{i:x}")).unwrap_or_default();
+    match v2.node.request(request).await {
+        Ok(resp) => match (method, resp.body) {
+            (&Method::POST, ResponseBody::Members { member: Some(m), .. }) => {
+                json_response(StatusCode::CREATED, json::encode(&member_json(&m)), v2)
+            }
+            _ => {
+                let mut r = json_response(StatusCode::NO_CONTENT, Vec::new(), v2);
+                r.headers_mut().remove(header::CONTENT_TYPE);
+                r
+            }
+        },
+        Err(Error::MemberExists) => error(StatusCode::CONFLICT, "membership: ID exists".into()),
+        Err(Error::PeerUrlExists) => error(StatusCode::CONFLICT, "membership: peerURL exists".into()),
+        Err(Error::MemberNotFound) => error(StatusCode::NOT_FOUND, format!("No such member: {shown}")),
+        Err(Error::IdRemoved) => error(StatusCode::GONE, format!("Member permanently removed: {shown}")),
+        Err(e @ (Error::NotEnoughStartedMembers | Error::MembershipChangePending)) => {
+            error(StatusCode::CONFLICT, e.to_string())
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 /// Go's answer for a path no handler serves.
@@ -510,10 +562,10 @@ async fn not_found() -> Response {
     r
 }
 
-async fn members(State(v2): State<V2>, method: Method, headers: HeaderMap) -> Response {
+async fn members(State(v2): State<V2>, method: Method, headers: HeaderMap, body: Body) -> Response {
     if !is_read(&method) {
         if matches!(method, Method::POST | Method::PUT | Method::DELETE) {
-            return members_write(&v2, &headers);
+            return members_write(&v2, &method, &headers, None, body).await;
         }
         return method_not_allowed("GET,POST,DELETE,PUT");
     }
@@ -530,10 +582,11 @@ async fn member(
     method: Method,
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
+    body: Body,
 ) -> Response {
     if !is_read(&method) {
         if matches!(method, Method::POST | Method::PUT | Method::DELETE) {
-            return members_write(&v2, &headers);
+            return members_write(&v2, &method, &headers, Some(&id), body).await;
         }
         return method_not_allowed("GET,POST,DELETE,PUT");
     }
@@ -607,7 +660,7 @@ async fn stats_self(State(v2): State<V2>, method: Method) -> Response {
     let now = std::time::Instant::now();
     let (recv_pkg_rate, recv_bandwidth_rate) = peers.received.rates(now);
     let (send_pkg_rate, send_bandwidth_rate) = peers.sent.rates(now);
-    let me = v2.info.members.iter().find(|m| m.id == v2.info.member_id);
+    let me = st.members.get(&v2.info.member_id);
     let started = v2.started.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
     let uptime = SystemTime::now().duration_since(v2.started).unwrap_or_default();
     let s = SelfStats {
