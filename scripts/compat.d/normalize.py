@@ -176,8 +176,16 @@ class Run:
             r"127\.0\.0\.1:(\d+)", lambda m: "127.0.0.1:" + self.ports.get(m.group(1), m.group(1)), text
         )
         text = self.ids_re.sub(lambda m: self.ids[m.group(1)], text)
-        # etcdctl prints "Member %16x added": an id under 16 hex digits comes padded with spaces.
+        # Members are listed by id, and ids are random on both: the list's order carries no meaning.
+        text = re.sub(
+            r'(ETCD_INITIAL_CLUSTER=")([^"]*)(")',
+            lambda m: m.group(1) + ",".join(sorted(m.group(2).split(","))) + m.group(3),
+            text,
+        )
+        # etcdctl prints "Member %16x added to cluster %16x": an id under 16 hex digits comes
+        # padded with spaces.
         text = re.sub(r"Member +<", "Member <", text)
+        text = re.sub(r"cluster +<", "cluster <", text)
         text = VERSION.sub("<version>", text)
         if unordered:
             text = sort_answer(text)
