@@ -186,11 +186,16 @@ impl Storage for LogStore {
     /// raft-rs asks for a snapshot when a follower needs entries the log no longer has. The
     /// core snapshots before it compacts, so the latest snapshot always covers them. Without
     /// its data in memory (or with none made yet), the answer is "temporarily unavailable",
-    /// which raft-rs retries, and the snapshot is marked wanted for the core to build.
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let index = self.snapshot.get_metadata().index;
+    /// which raft-rs retries, and the snapshot is marked wanted for the core to build. The same
+    /// goes for a snapshot made before `to` joined: its configuration does not hold `to`, and
+    /// raft-rs's receiver refuses such a snapshot (it would not know itself a member).
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let meta = self.snapshot.get_metadata();
+        let index = meta.index;
+        let cs = meta.get_conf_state();
+        let holds_to = cs.voters.contains(&to) || cs.learners.contains(&to);
         match &self.data {
-            Some(data) if index != 0 && index >= request_index => {
+            Some(data) if index != 0 && index >= request_index && holds_to => {
                 let mut snap = self.snapshot.clone();
                 snap.data = data.clone();
                 Ok(snap)

@@ -229,3 +229,36 @@ fn a_leader_that_just_took_over_counts_the_members_it_hears_from() {
     c.run_for(3_000);
     assert!(c.core(f).is_removed());
 }
+
+/// Found by the simulator (seed 51): the leader still held the data of a snapshot it had just
+/// sent a lagging follower, made before a learner was added; sent to the learner, that
+/// snapshot's configuration lacks it and raft-rs refuses it, over and over. A snapshot for a
+/// member it does not know is made afresh.
+#[test]
+fn a_joining_member_is_not_sent_a_snapshot_from_before_it_was_added() {
+    let mut c = Cluster::with_config(3, 11, |cfg| {
+        cfg.snapshot_entries = 10;
+        cfg.snapshot_catch_up_entries = 2;
+    });
+    let l = c.wait_for_leader();
+    publish_all(&mut c);
+    let f = follower_of(&c, l);
+    c.crash(f);
+    for i in 0..40 {
+        c.put(l, &format!("k{i}"), "v").unwrap();
+    }
+    // The follower comes back and is sent a snapshot; its answers are lost for now, so the
+    // leader keeps the snapshot's data in memory.
+    c.drop_if = Some(Box::new(move |m| {
+        m.from == f && m.get_msg_type() == cairn_core::eraftpb::MessageType::MsgAppendResponse && !m.reject
+    }));
+    c.restart(f);
+    c.run_for(300);
+    assert!(c.members[&f].disk.snapshots_installed >= 1);
+    changed(c.request(l, add(4, true)));
+    c.join(4);
+    c.run_for(3_000);
+    c.drop_if = None;
+    c.run_for(1_000);
+    assert_eq!(c.core(4).applied_index(), c.core(l).applied_index(), "the learner caught up");
+}

@@ -48,12 +48,15 @@ pub trait Observer: Send + Sync {
     /// The fsync last started completed: what was written before it started is durable.
     fn synced(&self, member: u64);
     fn stopped(&self, member: u64, reason: &str);
+    /// A configuration change removed the member and it stopped, as a real one does.
+    fn removed(&self, member: u64);
 }
 
 /// Everything about a member that outlives its crashes: its address, its disk, its clock.
 pub struct MemberEnv {
     pub id: u64,
     pub addr: SocketAddr,
+    /// Whom to reach until the member set is known from the log (see `peer_addresses`).
     pub peers: BTreeMap<u64, SocketAddr>,
     pub config: Config,
     pub disk: Arc<Mutex<SimDisk>>,
@@ -135,6 +138,13 @@ pub async fn run(env: Arc<MemberEnv>) {
     pipeline.core_mut().set_wall_clock(crate::clock::wall_ns(env.local_ms()));
     pipeline.core_mut().handle_timeout(env.local_ms());
     let mut fx = Effects::default();
+    // The peers follow the configuration, as the real transport's do: every member's first
+    // peer URL, once the member set is known from the log.
+    let mut peers = env.peers.clone();
+    let mut peer_set: Vec<(u64, Vec<String>)> = Vec::new();
+    // The member publishes its name through the log until that commits, as the daemon does
+    // at start (etcd's "started": the strict reconfiguration check counts only those).
+    let mut publish_due: Option<u64> = Some(0);
     loop {
         // Carry out what the pipeline asks until it asks nothing more.
         loop {
@@ -161,6 +171,7 @@ pub async fn run(env: Arc<MemberEnv>) {
             env.observer.sent(env.id, &done.messages, &done.forwards);
             send_all(
                 &env,
+                &peers,
                 &ep,
                 done.messages.into_iter().map(Wire::Raft).chain(done.forwards.into_iter().map(Wire::Forward)),
             )
@@ -175,6 +186,10 @@ pub async fn run(env: Arc<MemberEnv>) {
                 });
             }
             for (rid, result) in done.responses {
+                if rid == PUBLISH_REQUEST {
+                    publish_due = result.is_err().then(|| env.local_ms() + PUBLISH_RETRY_MS);
+                    continue;
+                }
                 if let Some((client, client_id)) = requests.remove(&rid) {
                     let _ =
                         ep.send_to_raw(client, TAG, Box::new(Wire::Reply { id: client_id, result })).await;
@@ -193,6 +208,19 @@ pub async fn run(env: Arc<MemberEnv>) {
                 };
                 let _ = ep.send_to_raw(*client, TAG, Box::new(msg)).await;
             }
+        }
+
+        let core = pipeline.core();
+        if core.may_stop() {
+            return env.observer.removed(env.id);
+        }
+        let members = core.state().members();
+        if !members.is_empty()
+            && (members.len() != peer_set.len()
+                || members.values().zip(&peer_set).any(|(m, (id, urls))| m.id != *id || &m.peer_urls != urls))
+        {
+            peer_set = members.values().map(|m| (m.id, m.peer_urls.clone())).collect();
+            peers = peer_addresses(env.id, &peer_set);
         }
 
         // Wait for a message, the disk, or the core's next deadline on this member's clock.
@@ -256,8 +284,22 @@ pub async fn run(env: Arc<MemberEnv>) {
         let core = pipeline.core_mut();
         core.set_wall_clock(crate::clock::wall_ns(env.local_ms()));
         core.handle_timeout(env.local_ms());
+        if publish_due.is_some_and(|at| env.local_ms() >= at) {
+            publish_due = None;
+            let request = cairn_core::Request::PublishMember {
+                member: env.id,
+                name: format!("member-{}", env.id),
+                client_urls: vec![format!("http://{}", env.addr)],
+            };
+            core.submit(PUBLISH_REQUEST, request);
+        }
     }
 }
+
+/// The request id the member's own publication goes under (clients' ids count up from 1).
+const PUBLISH_REQUEST: RequestId = 1 << 62;
+/// How long after a failed publication the member tries again.
+const PUBLISH_RETRY_MS: u64 = 500;
 
 /// The member's disk as its storage thread: takes every write handed over since it last
 /// looked, fsyncs once if any asked for it (group commit), taking a latency drawn per fsync,
@@ -297,7 +339,25 @@ async fn disk_task(
     }
 }
 
-async fn send_all(env: &MemberEnv, ep: &Endpoint, msgs: impl Iterator<Item = Wire>) {
+/// Every other member's address, from its first peer URL (`http://ip:port`).
+fn peer_addresses(me: u64, members: &[(u64, Vec<String>)]) -> BTreeMap<u64, SocketAddr> {
+    members
+        .iter()
+        .filter(|(id, _)| *id != me)
+        .filter_map(|(id, urls)| {
+            let url = urls.first()?;
+            let rest = url.strip_prefix("http://").unwrap_or(url).trim_end_matches('/');
+            rest.parse().ok().map(|a| (*id, a))
+        })
+        .collect()
+}
+
+async fn send_all(
+    env: &MemberEnv,
+    peers: &BTreeMap<u64, SocketAddr>,
+    ep: &Endpoint,
+    msgs: impl Iterator<Item = Wire>,
+) {
     let dup = env.send_faults.lock().unwrap().duplicate_rate;
     for w in msgs {
         let to = match &w {
@@ -305,7 +365,7 @@ async fn send_all(env: &MemberEnv, ep: &Endpoint, msgs: impl Iterator<Item = Wir
             Wire::Forward(f) => f.to,
             _ => continue,
         };
-        let Some(&addr) = env.peers.get(&to) else { continue };
+        let Some(&addr) = peers.get(&to) else { continue };
         if dup > 0.0 && madsim::rand::thread_rng().gen_bool(dup) {
             let _ = ep.send_to_raw(addr, TAG, Box::new(w.clone())).await;
         }

@@ -54,6 +54,19 @@ pub enum Observation {
     Crashed { member: u64 },
     /// The member booted from its disk: `log` is its recovered log after `snapshot_index`.
     Restarted { member: u64, snapshot_index: u64, log: Vec<EntryId> },
+    /// The member granted its vote to `candidate` in `term` (a vote response sent).
+    Voted { member: u64, term: u64, candidate: u64 },
+    /// The member's applied member list changed (or it booted): its Raft configuration as
+    /// raft-rs applied it, and the voters and learners its member list names, each sorted.
+    Configuration {
+        member: u64,
+        raft_voters: std::collections::BTreeSet<u64>,
+        raft_learners: std::collections::BTreeSet<u64>,
+        listed_voters: std::collections::BTreeSet<u64>,
+        listed_learners: std::collections::BTreeSet<u64>,
+    },
+    /// The member applied the removal of member `removed`, in an entry of term `term`.
+    MemberRemoved { member: u64, removed: u64, term: u64 },
 }
 
 impl Observation {
@@ -69,7 +82,10 @@ impl Observation {
             | Observation::SyncStarted { member }
             | Observation::Synced { member }
             | Observation::Crashed { member }
-            | Observation::Restarted { member, .. } => *member,
+            | Observation::Restarted { member, .. }
+            | Observation::Voted { member, .. }
+            | Observation::Configuration { member, .. }
+            | Observation::MemberRemoved { member, .. } => *member,
         }
     }
 }

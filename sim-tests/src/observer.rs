@@ -15,8 +15,10 @@ use crate::invariants::Invariants;
 use crate::observe::{hash_bytes, EntryId, Observation, Role, Violation};
 use crate::trace::Trace;
 
-#[derive(Default, Clone, Copy, Debug)]
+#[derive(Default, Clone, Debug)]
 struct Seen {
+    /// The member ids in its applied member list, each with its learner flag.
+    member_ids: Vec<(u64, bool)>,
     term: u64,
     role: Option<Role>,
     leader: u64,
@@ -97,7 +99,7 @@ impl SimObserver {
         if s.seen.len() != members {
             return false;
         }
-        let first = s.seen.values().next().copied().unwrap();
+        let first = s.seen.values().next().cloned().unwrap();
         let leaders = s.seen.values().filter(|x| x.role == Some(Role::Leader)).count();
         // A healed cluster removes v2 keys whose time is up: the leader proposes their expiry
         // by its own clock.
@@ -114,6 +116,12 @@ impl SimObserver {
             })
     }
 
+    /// The member seen leading in the highest term, if any.
+    pub fn leader(&self) -> Option<u64> {
+        let s = self.state.lock().unwrap();
+        s.seen.iter().filter(|(_, x)| x.role == Some(Role::Leader)).max_by_key(|(_, x)| x.term).map(|(&m, _)| m)
+    }
+
     pub fn describe_members(&self) -> String {
         let s = self.state.lock().unwrap();
         s.seen
@@ -126,6 +134,14 @@ impl SimObserver {
             })
             .collect::<Vec<_>>()
             .join("; ")
+    }
+
+    /// `member` left the cluster (removed, and its machine shut down): no longer expected to
+    /// converge.
+    pub fn forget(&self, member: u64) {
+        let mut s = self.state.lock().unwrap();
+        s.seen.remove(&member);
+        s.finals.remove(&member);
     }
 
     /// The harness crashed `member`: its unsynced writes are gone.
@@ -179,7 +195,7 @@ impl SimObserver {
             StateRole::Leader => Role::Leader,
         };
         let (term, leader) = (core.term(), core.leader());
-        let prev = self.state.lock().unwrap().seen.get(&member).copied().unwrap_or_default();
+        let prev = self.state.lock().unwrap().seen.get(&member).cloned().unwrap_or_default();
         if prev.role != Some(role) || prev.term != term || prev.leader != leader {
             let at = self.now_ms();
             self.trace.record(
@@ -194,6 +210,25 @@ impl SimObserver {
             seen.term = term;
             seen.leader = leader;
         }
+    }
+}
+
+/// A member's applied member list: each id with its learner flag.
+fn listed(core: &Core) -> Vec<(u64, bool)> {
+    core.state().members().values().map(|m| (m.id, m.learner)).collect()
+}
+
+impl SimObserver {
+    fn observe_configuration(&self, member: u64, core: &Core) {
+        let cs = core.conf_state();
+        let members = core.state().members();
+        self.observe(Observation::Configuration {
+            member,
+            raft_voters: cs.voters.iter().copied().collect(),
+            raft_learners: cs.learners.iter().copied().collect(),
+            listed_voters: members.values().filter(|m| !m.learner).map(|m| m.id).collect(),
+            listed_learners: members.values().filter(|m| m.learner).map(|m| m.id).collect(),
+        });
     }
 }
 
@@ -221,6 +256,7 @@ impl Observer for SimObserver {
             seen.commit = core.commit_index();
             seen.digest = core.state().applied_digest();
             seen.revision = core.state().mvcc().current_revision();
+            seen.member_ids = listed(core);
         }
         self.observe_role(member, core);
     }
@@ -270,6 +306,24 @@ impl Observer for SimObserver {
         let prev = self.state.lock().unwrap().seen.get(&member).map_or(0, |s| s.applied);
         if applied != prev {
             let sm = core.state();
+            let ids_changed = {
+                let s = self.state.lock().unwrap();
+                let old = s.seen.get(&member).map(|x| x.member_ids.as_slice()).unwrap_or(&[]);
+                old.len() != sm.members().len()
+                    || !old.iter().copied().eq(sm.members().values().map(|m| (m.id, m.learner)))
+            };
+            if ids_changed {
+                let new = listed(core);
+                let old = std::mem::replace(
+                    &mut self.state.lock().unwrap().seen.entry(member).or_default().member_ids,
+                    new,
+                );
+                for &(gone, _) in old.iter().filter(|(id, _)| !sm.members().contains_key(id) && sm.was_removed(*id)) {
+                    self.trace.record(at, "member-removed", json!({ "member": member, "removed": gone }));
+                    self.observe(Observation::MemberRemoved { member, removed: gone, term: sm.applied_term() });
+                }
+                self.observe_configuration(member, core);
+            }
             {
                 let mut s = self.state.lock().unwrap();
                 let seen = s.seen.entry(member).or_default();
@@ -315,6 +369,9 @@ impl Observer for SimObserver {
         }
         let term = self.state.lock().unwrap().seen.get(&member).map_or(0, |s| s.term);
         for m in msgs {
+            if m.get_msg_type() == MessageType::MsgRequestVoteResponse && !m.reject {
+                self.observe(Observation::Voted { member, term: m.term, candidate: m.to });
+            }
             // An acknowledgement from an earlier term is refused by whoever gets it; only one
             // in the member's current term can count toward a commit.
             if m.get_msg_type() == MessageType::MsgAppendResponse && !m.reject && m.term == term {
@@ -329,6 +386,11 @@ impl Observer for SimObserver {
 
     fn synced(&self, member: u64) {
         self.observe(Observation::Synced { member });
+    }
+
+    fn removed(&self, member: u64) {
+        let at = self.now_ms();
+        self.trace.record(at, "stopped-removed", json!({ "member": member }));
     }
 
     fn stopped(&self, member: u64, reason: &str) {

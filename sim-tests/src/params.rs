@@ -19,6 +19,9 @@ pub enum PlantedBug {
     /// write is handed to the disk rather than when it is durable
     /// (`cairn_core::pipeline::PlantedPipelineBug::AckBeforeSync`).
     AckBeforeSync,
+    /// A learner is added to Raft's configuration as a voter while the member list says
+    /// learner (`cairn_core::Config::planted_bug_learner_votes`): it votes.
+    LearnerVotes,
 }
 
 #[derive(Clone, Debug)]
@@ -61,6 +64,9 @@ pub struct RunParams {
     /// Share of key-value operations made on the v2 keys store instead, per mille (checked for
     /// linearizability the same way, on keys of their own).
     pub v2_permille: u32,
+    /// Relative weight of membership changes among the fault actions (add a learner, promote
+    /// it, remove a member, replace a crashed one, move the leader, update peer URLs).
+    pub membership_weight: u32,
     pub planted: PlantedBug,
 }
 
@@ -95,6 +101,11 @@ impl RunParams {
             fsync_us_max: *pick(&mut rng, &[100, 2_000, 10_000]),
             // Drawn last, so every earlier parameter of a seed stays what it was.
             v2_permille: *pick(&mut rng, &[0, 200, 500]),
+            // After v2_permille, for the same reason. A planted learner bug needs learners.
+            membership_weight: match (*pick(&mut rng, &[0, 1, 2, 3]), planted) {
+                (0, PlantedBug::LearnerVotes) => 3,
+                (w, _) => w,
+            },
             planted,
         }
     }

@@ -30,7 +30,7 @@ use crate::observer::SimObserver;
 use crate::params::{PlantedBug, RunParams};
 use crate::trace::Trace;
 use crate::watch_check;
-use crate::workload::{self, ClientCtx};
+use crate::workload::{self, ClientCtx, Directory};
 
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
@@ -155,43 +155,11 @@ async fn simulate(params: RunParams, keep_trace: bool) -> (RunReport, Arc<SimObs
     let peers: BTreeMap<u64, SocketAddr> = ids.iter().map(|&i| (i, member_addr(i))).collect();
     let mut members: BTreeMap<u64, Member> = BTreeMap::new();
     for &id in &ids {
-        let mut config = Config::new(id, ids.clone(), params.seed.wrapping_mul(31).wrapping_add(id));
-        config.snapshot_entries = params.snapshot_entries;
-        config.snapshot_catch_up_entries = params.snapshot_entries / 2;
-        // Shorter than the clients' own timeout, so members usually answer "timed out" first.
-        config.request_timeout_ms = 1_500;
-        config.planted_bug_stale_reads = params.planted == PlantedBug::StaleReads;
-        let mut disk = SimDisk::new();
-        disk.set_skip_sync(params.planted == PlantedBug::SkipFsync);
-        let clock = ClockModel::random(&mut madsim::rand::thread_rng(), params.skew);
-        let env = Arc::new(MemberEnv {
-            id,
-            addr: member_addr(id),
-            peers: peers.clone(),
-            config,
-            disk: Arc::new(Mutex::new(disk)),
-            clock: Arc::new(Mutex::new(clock)),
-            send_faults: Arc::new(Mutex::new(SendFaults { duplicate_rate: params.duplicate_rate })),
-            observer: observer.clone(),
-            epoch,
-            fsync_us_max: params.fsync_us_max,
-            planted: match params.planted {
-                PlantedBug::AckBeforeSync => PlantedPipelineBug::AckBeforeSync,
-                _ => PlantedPipelineBug::None,
-            },
-            boots: AtomicU64::new(0),
-        });
-        let init_env = env.clone();
-        let node = handle
-            .create_node()
-            .name(format!("member-{id}"))
-            .ip(member_addr(id).ip())
-            .init(move || member::run(init_env.clone()))
-            .build();
-        members.insert(id, Member { node, env, down: false, paused: false });
+        let m = start_member(&params, &handle, id, ids.clone(), peers.clone(), &observer, epoch);
+        members.insert(id, m);
     }
 
-    let member_list: Vec<(u64, SocketAddr)> = peers.iter().map(|(&i, &a)| (i, a)).collect();
+    let directory: Directory = Arc::new(Mutex::new(peers.iter().map(|(&i, &a)| (i, a)).collect()));
     let mut client_nodes = Vec::new();
     let mut next_client = 1u64;
     let mut spawn_client = |kind: &str| {
@@ -200,7 +168,7 @@ async fn simulate(params: RunParams, keep_trace: bool) -> (RunReport, Arc<SimObs
         let ctx = ClientCtx {
             id,
             addr: client_addr(id),
-            members: member_list.clone(),
+            members: directory.clone(),
             history: history.clone(),
             trace: trace.clone(),
             epoch,
@@ -226,14 +194,31 @@ async fn simulate(params: RunParams, keep_trace: bool) -> (RunReport, Arc<SimObs
     }
 
     // ---- Safety phase: workload under faults ----
-    let mut faults = Faults { restarts: vec![], resumes: vec![], heal_partition_at: None };
+    let mut faults = Faults { restarts: vec![], resumes: vec![], heal_partition_at: None, shutdowns: vec![] };
+    let admin = handle.create_node().name("admin").ip(client_addr(201).ip()).build();
+    let mut changes = MemberChanges { next_id: params.members + 1, directory: directory.clone(), admin };
     let safety_end = epoch + Duration::from_millis(params.safety_ms);
     while Instant::now() < safety_end && observer.violation().is_none() && observer.stopped().is_none() {
         let wait = madsim::rand::thread_rng()
             .gen_range(params.fault_interval_ms / 2..=params.fault_interval_ms * 3 / 2);
         madsim::time::sleep(Duration::from_millis(wait)).await;
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = faults.shutdowns.drain(..).partition(|(at, _)| *at <= now);
+        faults.shutdowns = later;
+        for (_, id) in due {
+            shut_down(&handle, &mut members, &directory, &observer, &trace, id, epoch);
+        }
         faults.due(&handle, &mut members, &client_nodes, &trace, epoch);
-        faults.inject(&params, &handle, &mut members, &client_nodes, &observer, &trace, epoch);
+        let total = params.crash_weight
+            + params.partition_weight
+            + params.pause_weight
+            + params.clock_step_weight
+            + params.membership_weight;
+        if madsim::rand::thread_rng().gen_range(0..total.max(1)) < params.membership_weight {
+            changes.act(&params, &handle, &mut members, &mut faults, &observer, &history, &trace, epoch).await;
+        } else {
+            faults.inject(&params, &handle, &mut members, &client_nodes, &observer, &trace, epoch);
+        }
     }
 
     // ---- Heal phase: remove every fault, stop the workload, converge ----
@@ -252,6 +237,14 @@ async fn simulate(params: RunParams, keep_trace: bool) -> (RunReport, Arc<SimObs
         }
     }
     stop.store(true, Ordering::SeqCst);
+    // Members whose shutdown was pending go now; then the harness's member set is made the
+    // cluster's (a change whose answer never came may or may not have applied).
+    for (_, id) in std::mem::take(&mut faults.shutdowns) {
+        shut_down(&handle, &mut members, &changes.directory, &observer, &trace, id, epoch);
+    }
+    if params.membership_weight > 0 && observer.violation().is_none() && observer.stopped().is_none() {
+        changes.reconcile(&params, &handle, &mut members, &observer, &history, &trace, epoch).await;
+    }
 
     // A broken safety property is reported before a member's stop: the stop is usually how
     // raft noticed the same damage later (a member that lost acknowledged entries).
@@ -295,7 +288,7 @@ async fn converge(
     let sentinel = ClientCtx {
         id: 200,
         addr: client_addr(200),
-        members: members.keys().map(|&i| (i, member_addr(i))).collect(),
+        members: Arc::new(Mutex::new(members.keys().map(|&i| (i, member_addr(i))).collect())),
         history: history.clone(),
         trace: trace.clone(),
         epoch,
@@ -370,11 +363,254 @@ fn check_histories(
     verdict.err().map(|v| Failure::Correctness(v.to_string()))
 }
 
+/// Starts member `id` on a node of its own: a new cluster's member (`voters` its initial
+/// voters) or one joining (`voters` empty), with a fresh disk and clock.
+fn start_member(
+    params: &RunParams,
+    handle: &Handle,
+    id: u64,
+    voters: Vec<u64>,
+    peers: BTreeMap<u64, SocketAddr>,
+    observer: &Arc<SimObserver>,
+    epoch: Instant,
+) -> Member {
+    let mut config = Config::new(id, voters.clone(), params.seed.wrapping_mul(31).wrapping_add(id));
+    for &v in &voters {
+        config.peer_urls.insert(v, vec![peer_url(v)]);
+    }
+    config.snapshot_entries = params.snapshot_entries;
+    config.snapshot_catch_up_entries = params.snapshot_entries / 2;
+    // Shorter than the clients' own timeout, so members usually answer "timed out" first.
+    config.request_timeout_ms = 1_500;
+    config.planted_bug_stale_reads = params.planted == PlantedBug::StaleReads;
+    config.planted_bug_learner_votes = params.planted == PlantedBug::LearnerVotes;
+    let mut disk = SimDisk::new();
+    disk.set_skip_sync(params.planted == PlantedBug::SkipFsync);
+    let clock = ClockModel::random(&mut madsim::rand::thread_rng(), params.skew);
+    let env = Arc::new(MemberEnv {
+        id,
+        addr: member_addr(id),
+        peers,
+        config,
+        disk: Arc::new(Mutex::new(disk)),
+        clock: Arc::new(Mutex::new(clock)),
+        send_faults: Arc::new(Mutex::new(SendFaults { duplicate_rate: params.duplicate_rate })),
+        observer: observer.clone(),
+        epoch,
+        fsync_us_max: params.fsync_us_max,
+        planted: match params.planted {
+            PlantedBug::AckBeforeSync => PlantedPipelineBug::AckBeforeSync,
+            _ => PlantedPipelineBug::None,
+        },
+        boots: AtomicU64::new(0),
+    });
+    let init_env = env.clone();
+    let node = handle
+        .create_node()
+        .name(format!("member-{id}"))
+        .ip(member_addr(id).ip())
+        .init(move || member::run(init_env.clone()))
+        .build();
+    Member { node, env, down: false, paused: false }
+}
+
+/// A member's peer URL: its simulated address (`io-sim` reaches peers by their first one).
+fn peer_url(id: u64) -> String {
+    format!("http://{}", member_addr(id))
+}
+
+/// Shuts a removed member's machine down: it leaves the harness, the clients' directory and
+/// the convergence check.
+fn shut_down(
+    handle: &Handle,
+    members: &mut BTreeMap<u64, Member>,
+    directory: &Directory,
+    observer: &SimObserver,
+    trace: &Trace,
+    id: u64,
+    epoch: Instant,
+) {
+    let Some(m) = members.remove(&id) else { return };
+    handle.kill(m.node.id());
+    directory.lock().unwrap().retain(|(i, _)| *i != id);
+    observer.forget(id);
+    trace.record(global_ms(epoch), "shutdown", json!({ "member": id }));
+}
+
+/// Membership changes the harness makes, as an operator would, under every fault.
+struct MemberChanges {
+    next_id: u64,
+    directory: Directory,
+    /// The node the operator's requests come from.
+    admin: NodeHandle,
+}
+
+/// Most members the harness grows a cluster to.
+const MEMBERS_MAX: usize = 7;
+
+impl MemberChanges {
+    /// One request as the admin client, to `to`; None when no answer came.
+    async fn call(
+        &self,
+        params: &RunParams,
+        history: &History,
+        trace: &Trace,
+        epoch: Instant,
+        to: u64,
+        request: Request,
+    ) -> Option<Result<cairn_core::Response, cairn_core::Error>> {
+        let ctx = ClientCtx {
+            id: 201,
+            addr: client_addr(201),
+            members: self.directory.clone(),
+            history: history.clone(),
+            trace: trace.clone(),
+            epoch,
+            params: params.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        self.admin.spawn(async move { workload::call_once(&ctx, to, request).await }).await.ok().flatten()
+    }
+
+    /// The member list as the leader has it applied (a member cut off, or removed without
+    /// knowing it, lists what it last knew).
+    async fn list(
+        &self,
+        params: &RunParams,
+        history: &History,
+        trace: &Trace,
+        epoch: Instant,
+        observer: &SimObserver,
+    ) -> Option<Vec<cairn_core::Member>> {
+        let leader = observer.leader()?;
+        match self.call(params, history, trace, epoch, leader, Request::MemberList).await {
+            Some(Ok(cairn_core::Response { body: cairn_core::ResponseBody::Members { members, .. }, .. })) => {
+                Some(members)
+            }
+            _ => None,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn act(
+        &mut self,
+        params: &RunParams,
+        handle: &Handle,
+        members: &mut BTreeMap<u64, Member>,
+        faults: &mut Faults,
+        observer: &Arc<SimObserver>,
+        history: &History,
+        trace: &Trace,
+        epoch: Instant,
+    ) {
+        let Some(list) = self.list(params, history, trace, epoch, observer).await else { return };
+        let learners: Vec<u64> = list.iter().filter(|m| m.learner).map(|m| m.id).collect();
+        let voters: Vec<u64> = list.iter().filter(|m| !m.learner).map(|m| m.id).collect();
+        let to = observer.leader().unwrap_or(voters[0]);
+        let (roll, pick) = {
+            let mut rng = madsim::rand::thread_rng();
+            (rng.gen_range(0..6u32), rng.gen_range(0..list.len()))
+        };
+        let down: Vec<u64> = voters.iter().copied().filter(|v| members.get(v).is_some_and(|m| m.down)).collect();
+        let (kind, id, request) = match roll {
+            // Replace a crashed voter: remove it (a fresh one is added as a learner later).
+            0 | 1 if !down.is_empty() && voters.len() >= 3 => ("member_remove", down[0], Request::MemberRemove { id: down[0] }),
+            0 | 1 | 2 if learners.is_empty() && list.len() < MEMBERS_MAX && self.next_id < 250 => {
+                let id = self.next_id;
+                self.next_id += 1;
+                ("member_add", id, Request::MemberAdd { id, peer_urls: vec![peer_url(id)], learner: true })
+            }
+            0..=2 if !learners.is_empty() => ("member_promote", learners[0], Request::MemberPromote { id: learners[0] }),
+            3 => {
+                let id = list[pick].id;
+                if !list[pick].learner && voters.len() <= 3 {
+                    return;
+                }
+                ("member_remove", id, Request::MemberRemove { id })
+            }
+            4 => {
+                let target = voters[pick % voters.len()];
+                ("move_leader", target, Request::MoveLeader { to: target })
+            }
+            _ => {
+                let m = &list[pick];
+                // The same address, written another way: the peers must follow.
+                let url = if m.peer_urls.first().is_some_and(|u| u.ends_with('/')) { peer_url(m.id) } else { peer_url(m.id) + "/" };
+                ("member_update", m.id, Request::MemberUpdate { id: m.id, peer_urls: vec![url] })
+            }
+        };
+        let answer = self.call(params, history, trace, epoch, to, request).await;
+        let (committed, detail) = match &answer {
+            Some(Ok(_)) => (Some(true), String::new()),
+            Some(Err(e)) => (Some(false), e.to_string()),
+            None => (None, "no answer".into()),
+        };
+        trace.record(global_ms(epoch), kind, json!({ "member": id, "via": to, "committed": committed, "error": detail }));
+        match kind {
+            // Started whatever the answer: if the add did not apply the member waits, unknown
+            // to the cluster, until the end-of-run reconciliation shuts it down.
+            "member_add" if committed != Some(false) => {
+                // Its peers to start with: the members as the clients know them (a real joining
+                // member learns them from its peers, `transport::discover`).
+                let peers: BTreeMap<u64, SocketAddr> = self.directory.lock().unwrap().iter().copied().collect();
+                let m = start_member(params, handle, id, vec![], peers, observer, epoch);
+                members.insert(id, m);
+                self.directory.lock().unwrap().push((id, member_addr(id)));
+            }
+            "member_remove" if committed == Some(true) => {
+                // The operator shuts the machine down a little later (it may be cut off meanwhile
+                // and never hear of its removal).
+                let after = madsim::rand::thread_rng().gen_range(0..3_000);
+                faults.shutdowns.push((Instant::now() + Duration::from_millis(after), id));
+            }
+            _ => {}
+        }
+    }
+
+    /// After healing: members the cluster does not list are shut down, so the harness
+    /// expects exactly the cluster's members to converge.
+    #[allow(clippy::too_many_arguments)]
+    async fn reconcile(
+        &mut self,
+        params: &RunParams,
+        handle: &Handle,
+        members: &mut BTreeMap<u64, Member>,
+        observer: &SimObserver,
+        history: &History,
+        trace: &Trace,
+        epoch: Instant,
+    ) {
+        // A change whose answer never came may still be in the log: the list counts once the
+        // leader gives the same one twice, a while apart.
+        let deadline = Instant::now() + Duration::from_millis(params.heal_ms_max / 2);
+        let mut last: Option<BTreeSet<u64>> = None;
+        while Instant::now() < deadline {
+            if let Some(list) = self.list(params, history, trace, epoch, observer).await {
+                let listed: BTreeSet<u64> = list.iter().map(|m| m.id).collect();
+                if last.as_ref() != Some(&listed) {
+                    last = Some(listed);
+                    madsim::time::sleep(Duration::from_millis(1_500)).await;
+                    continue;
+                }
+                let gone: Vec<u64> = members.keys().copied().filter(|id| !listed.contains(id)).collect();
+                for id in gone {
+                    shut_down(handle, members, &self.directory, observer, trace, id, epoch);
+                }
+                trace.record(global_ms(epoch), "members", json!({ "listed": listed }));
+                return;
+            }
+            madsim::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
 /// Fault actions and their scheduled undoing.
 struct Faults {
     restarts: Vec<(Instant, u64)>,
     resumes: Vec<(Instant, u64)>,
     heal_partition_at: Option<Instant>,
+    /// Removed members whose machines go down at the given time.
+    shutdowns: Vec<(Instant, u64)>,
 }
 
 impl Faults {
@@ -391,7 +627,7 @@ impl Faults {
         let (due, later): (Vec<_>, Vec<_>) = self.restarts.drain(..).partition(|(at, _)| *at <= now);
         self.restarts = later;
         for (_, id) in due {
-            let m = members.get_mut(&id).unwrap();
+            let Some(m) = members.get_mut(&id) else { continue };
             handle.restart(m.node.id());
             m.down = false;
             trace.record(global_ms(epoch), "restart", json!({ "member": id }));
@@ -399,7 +635,7 @@ impl Faults {
         let (due, later): (Vec<_>, Vec<_>) = self.resumes.drain(..).partition(|(at, _)| *at <= now);
         self.resumes = later;
         for (_, id) in due {
-            let m = members.get_mut(&id).unwrap();
+            let Some(m) = members.get_mut(&id) else { continue };
             handle.resume(m.node.id());
             m.paused = false;
             trace.record(global_ms(epoch), "resume", json!({ "member": id }));

@@ -27,10 +27,15 @@ use crate::watch_check::{WatchEnd, WatchSession};
 /// How long a client waits for an answer before it calls the outcome unknown.
 const CLIENT_TIMEOUT_MS: u64 = 2_000;
 
+/// Member ids and addresses, shared by the harness and every client.
+pub type Directory = Arc<std::sync::Mutex<Vec<(u64, SocketAddr)>>>;
+
 pub struct ClientCtx {
     pub id: u64,
     pub addr: SocketAddr,
-    pub members: Vec<(u64, SocketAddr)>,
+    /// The members clients may send to: the harness adds and drops members as the
+    /// configuration changes.
+    pub members: Directory,
     pub history: History,
     pub trace: Trace,
     pub epoch: Instant,
@@ -51,12 +56,16 @@ impl ClientCtx {
         self.stop.load(Ordering::SeqCst)
     }
 
+    /// A member's address; a member the directory no longer lists (removed) has a made-up
+    /// address no one listens at, as a machine shut down would.
     fn member_addr(&self, id: u64) -> SocketAddr {
-        self.members.iter().find(|(m, _)| *m == id).map(|(_, a)| *a).expect("a member of the cluster")
+        let members = self.members.lock().unwrap();
+        members.iter().find(|(m, _)| *m == id).map(|(_, a)| *a).unwrap_or(SocketAddr::from(([10, 0, 3, 1], 1)))
     }
 
     fn random_member(&self) -> u64 {
-        self.members[madsim::rand::thread_rng().gen_range(0..self.members.len())].0
+        let members = self.members.lock().unwrap();
+        members[madsim::rand::thread_rng().gen_range(0..members.len())].0
     }
 }
 
@@ -79,6 +88,12 @@ async fn call(ep: &Endpoint, to: SocketAddr, id: u64, request: Request) -> Optio
             _ = madsim::time::sleep_until(deadline).fuse() => return None,
         }
     }
+}
+
+/// Sends `request` once to member `to`; None when no answer came in time.
+pub async fn call_once(ctx: &ClientCtx, to: u64, request: Request) -> Option<Result<Response, Error>> {
+    let ep = Endpoint::bind(ctx.addr).await.expect("bind client");
+    call(&ep, ctx.member_addr(to), 1, request).await
 }
 
 /// Sends `request` (to the leader as far as it can tell) until it succeeds or `deadline`

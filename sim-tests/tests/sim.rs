@@ -107,6 +107,23 @@ mod planted_bugs {
         assert_eq!(again.trace_hash, r.trace_hash);
     }
 
+    /// A learner put into Raft's configuration as a voter while the member list says learner:
+    /// it votes and counts toward commits, and the quorum changes before it has caught up.
+    #[test]
+    fn a_learner_counted_as_a_voter_is_caught_and_replays() {
+        let opts = short(PlantedBug::LearnerVotes);
+        let r = first_failure(0..40, &opts).expect("a learner counted as a voter went unnoticed for 40 seeds");
+        let f = r.failure.clone().unwrap();
+        assert!(
+            matches!(&f, Failure::Correctness(m) if m.contains("configuration is the member list")),
+            "seed {}: {f}",
+            r.seed
+        );
+        let again = run_seed(r.seed, &opts);
+        assert_eq!(again.failure, r.failure);
+        assert_eq!(again.trace_hash, r.trace_hash);
+    }
+
     #[test]
     fn a_disk_that_skips_fsync_is_caught_by_the_invariants_and_replays() {
         let opts = short(PlantedBug::SkipFsync);

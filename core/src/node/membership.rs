@@ -64,16 +64,12 @@ impl Core {
     /// more, and a driver stops it once `may_stop` (a restart on the same data replays the
     /// removal and finds it removed again).
     pub fn is_removed(&self) -> bool {
-        self.removed_at_tick.is_some()
+        self.removed
     }
 
-    /// A removed member may stop: it does not lead, or it has had two election timeouts to
-    /// hand leadership over.
+    /// A removed member may stop (it has handed leadership over, if it led, and stepped down).
     pub fn may_stop(&self) -> bool {
-        match self.removed_at_tick {
-            None => false,
-            Some(at) => !self.is_leader() || self.ticks >= at + 2 * self.config.election_ticks as u64,
-        }
+        self.is_removed() && !self.is_leader()
     }
 
     /// Requests a learner may serve: reads that need no quorum, its own publication, the
@@ -252,15 +248,11 @@ impl Core {
     }
 
     /// This member's removal applied. A leader hands leadership to the voter that has the
-    /// most of the log before it stops (see `may_stop`).
+    /// most of the log (raft-rs sends it TimeoutNow at once when it has all of it) and steps
+    /// down: raft-rs cannot go on leading a configuration without itself (it would count its
+    /// own progress, which is gone), and etcd's raft steps down there too.
     pub(super) fn on_removed(&mut self) {
-        if self.removed_at_tick.is_none() {
-            self.removed_at_tick = Some(self.ticks);
-        }
-        self.hand_over_leadership();
-    }
-
-    pub(super) fn hand_over_leadership(&mut self) {
+        self.removed = true;
         if !self.is_leader() {
             return;
         }
@@ -274,6 +266,8 @@ impl Core {
         if let Some((_, to)) = best {
             self.raw.transfer_leader(to);
         }
+        let term = self.raw.raft.term;
+        self.raw.raft.become_follower(term, raft::INVALID_ID);
     }
 
     /// `Request::MoveLeader`, answered when `to` leads (see `resolve_moves`).

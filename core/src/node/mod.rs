@@ -45,7 +45,8 @@ use reads::{txn_is_serializable, PendingRead, ReadKind};
 #[derive(Clone, Debug, Default)]
 pub struct Recovered {
     pub hard_state: HardState,
-    /// The membership as last persisted (`Output::conf_state`).
+    /// The membership as last persisted (`Output::conf_state`). Not what the member restarts
+    /// with: that is the snapshot's, the changes after it being applied again from the log.
     pub conf_state: ConfState,
     /// The latest snapshot, if one was persisted.
     pub snapshot: Option<Snapshot>,
@@ -193,8 +194,8 @@ pub struct Core {
     /// When a message from each peer last arrived (`now_ms`), for the strict reconfiguration
     /// check.
     heard_from: BTreeMap<u64, u64>,
-    /// The tick at which this member's removal applied (see `is_removed`).
-    removed_at_tick: Option<u64>,
+    /// A configuration change removed this member (see `is_removed`).
+    removed: bool,
     /// Set when the member found its own state untrustworthy; every later `advance` fails.
     fatal: Option<Error>,
     out: Output,
@@ -226,7 +227,16 @@ impl Core {
                         )));
                     }
                 }
-                let store = LogStore::recover(r.snapshot, r.hard_state, r.conf_state, &r.entries)
+                // The configuration as of the snapshot (or the empty one before the first
+                // entry), not the latest persisted: committed entries after the snapshot are
+                // applied again, configuration changes among them, and each must apply to the
+                // configuration it was made for (as etcd restores it from its snapshot).
+                let conf_state = r
+                    .snapshot
+                    .as_ref()
+                    .map(|s| s.get_metadata().get_conf_state().clone())
+                    .unwrap_or_default();
+                let store = LogStore::recover(r.snapshot, r.hard_state, conf_state, &r.entries)
                     .map_err(|e| Error::Corrupt(format!("recovered log: {e}")))?;
                 (store, sm)
             }
@@ -291,7 +301,7 @@ impl Core {
             moves: Vec::new(),
             campaign_when_applied: false,
             heard_from: BTreeMap::new(),
-            removed_at_tick: None,
+            removed: false,
             fatal: None,
             out,
             config,
@@ -300,7 +310,7 @@ impl Core {
             core.bootstrap();
         }
         if core.sm.was_removed(core.config.id) {
-            core.removed_at_tick = Some(0);
+            core.removed = true;
         }
         core.sync_role();
         Ok(core)
@@ -421,9 +431,6 @@ impl Core {
             self.next_tick_ms = self.now_ms + self.config.tick_ms;
             self.sync_role();
             self.retry_lost_snapshots();
-            if self.is_removed() && self.is_leader() && self.raw.raft.lead_transferee.is_none() {
-                self.hand_over_leadership();
-            }
         }
         self.expire_requests();
         self.expire_leases();

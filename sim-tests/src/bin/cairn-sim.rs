@@ -1,7 +1,7 @@
 //! `cairn-sim`: the seed runner.
 //!
 //! ```text
-//! cairn-sim replay --seed 42 [--trace out.jsonl] [--planted stale-reads|skip-fsync|ack-before-sync]
+//! cairn-sim replay --seed 42 [--trace out.jsonl] [--planted stale-reads|skip-fsync|ack-before-sync|learner-votes]
 //! cairn-sim sweep --seeds 0..1000 [--budget-secs 600] [--planted ...]
 //! ```
 //!
@@ -45,6 +45,7 @@ mod cli {
         StaleReads,
         SkipFsync,
         AckBeforeSync,
+        LearnerVotes,
     }
 
     impl From<Planted> for PlantedBug {
@@ -54,6 +55,7 @@ mod cli {
                 Planted::StaleReads => PlantedBug::StaleReads,
                 Planted::SkipFsync => PlantedBug::SkipFsync,
                 Planted::AckBeforeSync => PlantedBug::AckBeforeSync,
+                Planted::LearnerVotes => PlantedBug::LearnerVotes,
             }
         }
     }
@@ -88,6 +90,7 @@ mod cli {
             Planted::StaleReads => " --planted stale-reads".into(),
             Planted::SkipFsync => " --planted skip-fsync".into(),
             Planted::AckBeforeSync => " --planted ack-before-sync".into(),
+            Planted::LearnerVotes => " --planted learner-votes".into(),
         }
     }
 

@@ -12,6 +12,9 @@
 //!   the watch checker and `no_lost_write` compare against.
 //! - `durability` (Figure 2, persistent state): what a member's disk said it synced survives
 //!   a crash.
+//! - `membership` (thesis §4): the Raft configuration is the member list; a leader has a
+//!   quorum of the listed voters' votes (a learner's never counts); a removed member never
+//!   leads again.
 //! - `no_lost_write` (end of run): every acknowledged write is in the converged store and in the
 //!   reference history.
 //!
@@ -55,6 +58,7 @@ pub mod durability;
 pub mod election_safety;
 pub mod leader_completeness;
 pub mod log_matching;
+pub mod membership;
 pub mod no_lost_write;
 pub mod state_machine_safety;
 
@@ -71,6 +75,7 @@ use durability::Durability;
 use election_safety::ElectionSafety;
 use leader_completeness::LeaderCompleteness;
 use log_matching::LogMatching;
+use membership::Membership;
 use state_machine_safety::StateMachineSafety;
 
 /// Every online property, fed one observation at a time.
@@ -82,6 +87,7 @@ pub struct Invariants {
     leader_completeness: LeaderCompleteness,
     state_machine_safety: StateMachineSafety,
     durability: Durability,
+    membership: Membership,
 }
 
 impl Invariants {
@@ -101,6 +107,7 @@ impl Invariants {
 
     fn check(&mut self, obs: &Observation) -> Result<(), Violation> {
         self.election_safety.observe(obs)?;
+        self.membership.observe(obs)?;
         // These read the logs as they were before `obs`...
         self.log_matching.observe(&self.logs, obs)?;
         self.state_machine_safety.observe(&self.logs, obs)?;
@@ -380,7 +387,10 @@ impl Logs {
             Observation::Events { .. }
             | Observation::Acknowledged { .. }
             | Observation::SyncStarted { .. }
-            | Observation::Synced { .. } => {}
+            | Observation::Synced { .. }
+            | Observation::Voted { .. }
+            | Observation::Configuration { .. }
+            | Observation::MemberRemoved { .. } => {}
             Observation::Crashed { .. } => log.up = false,
             Observation::Restarted { snapshot_index, log: entries, .. } => {
                 let chain = if *snapshot_index == 0 {
