@@ -262,3 +262,42 @@ fn a_joining_member_is_not_sent_a_snapshot_from_before_it_was_added() {
     c.run_for(1_000);
     assert_eq!(c.core(4).applied_index(), c.core(l).applied_index(), "the learner caught up");
 }
+
+/// A restarted member replays the configuration changes after its snapshot onto that
+/// snapshot's configuration (as etcd restores it), and ends with the configuration and member
+/// list the others have: the learner added, then promoted, with its peer URLs.
+#[test]
+fn a_restart_replays_configuration_changes_from_the_snapshots_configuration() {
+    let (mut c, l) = cluster(3, 12);
+    changed(c.request(l, add(4, true)));
+    c.join(4);
+    c.run_for(1_000);
+    changed(c.request(l, Request::MemberPromote { id: 4 }));
+    c.run_for(300);
+    let f = follower_of(&c, l);
+    c.crash(f);
+    c.restart(f);
+    c.run_for(500);
+    let members = c.core(f).state().members().clone();
+    assert_eq!(members[&4].peer_urls, vec!["http://m4:2380".to_string()]);
+    assert!(!members[&4].learner);
+    let mut voters = c.core(f).conf_state().voters;
+    voters.sort_unstable();
+    assert_eq!(voters, vec![1, 2, 3, 4]);
+    c.assert_converged();
+}
+
+/// Found by the simulator (seed 7): a leader that applied its own removal went on stepping
+/// acknowledgements, and raft-rs, missing its own progress, panicked. It steps down at once.
+#[test]
+fn a_leader_steps_down_when_its_removal_applies() {
+    let (mut c, l) = cluster(3, 13);
+    let rid = c.submit(l, Request::MemberRemove { id: l });
+    changed(c.wait(rid));
+    assert!(!c.core(l).is_leader() && c.core(l).may_stop());
+    // Acknowledgements and proposals still reach it: it must not fall over.
+    let others: Vec<u64> = c.members.keys().copied().filter(|&id| id != l).collect();
+    c.put(others[0], "after", "removal").unwrap();
+    c.run_for(1_000);
+    assert!(c.core(l).is_removed());
+}

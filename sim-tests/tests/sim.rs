@@ -59,10 +59,13 @@ mod regressions {
 
     /// Seeds that once found a bug, with their full-length runs. 4741: a paused leader served a
     /// stale read from old ReadIndex acknowledgements (seeds before it found bugs under earlier
-    /// run parameters; kept as extra coverage).
+    /// run parameters; kept as extra coverage). With membership changes: 7, a leader that
+    /// applied its own removal kept stepping and raft-rs panicked; 51, a member that joined was
+    /// sent a snapshot from before it was added, refused forever; 853 and 1811, the harness
+    /// trusted a member list from a removed member, or one with a change still in the log.
     #[test]
     fn seeds_that_found_bugs_pass() {
-        for seed in [101, 195, 405, 422, 4741] {
+        for seed in [101, 195, 405, 422, 4741, 7, 51, 853, 1811] {
             let r = run_seed(seed, &RunOptions::default());
             assert!(r.failure.is_none(), "seed {seed} failed again: {}", r.failure.unwrap());
         }
