@@ -27,6 +27,9 @@ use crate::writer::{Job, Writer};
 
 /// Requests from front ends waiting for the loop; past this, callers wait (backpressure).
 const INPUTS_QUEUED_MAX: usize = 4096;
+/// How long a removed member lingers before it stops, for its last messages to go out and
+/// the answers it waits for to come in.
+const REMOVED_GRACE: Duration = Duration::from_secs(1);
 /// Watch updates buffered per watcher; a watcher that falls this far behind is dropped
 /// (its stream ends and the client re-watches from its last revision, as with etcd).
 pub const WATCH_BUFFER_MAX: usize = 1024;
@@ -258,6 +261,8 @@ async fn run(
     let (file_tx, mut file_done) = mpsc::channel::<std::io::Result<()>>(1);
     let mut fx = Effects::default();
     let mut was_leading = false;
+    // When a removed member stops (see `REMOVED_GRACE`).
+    let mut stopping_at: Option<Instant> = None;
     // The member set the transport was last given (ids and peer URLs).
     let mut peer_set: Vec<(u64, Vec<String>)> = Vec::new();
     let timer = tokio::time::sleep_until(epoch.into());
@@ -317,11 +322,20 @@ async fn run(
         }
         let core = pipeline.core();
         if core.may_stop() {
-            tracing::error!(
-                member = %format!("{:x}", core.id()),
-                "this member was removed from the cluster; stopping (its data dir cannot serve it again: start a new member with an empty data dir after `member add`)"
-            );
-            return Err(DriverError::Removed);
+            // It goes on a moment: what it sent last (the TimeoutNow handing leadership over,
+            // its answers) is still in the peer writers' queues, and the leader's answer to a
+            // change a client sent through this member (its own removal) may be on its way.
+            match stopping_at {
+                None => {
+                    tracing::error!(
+                        member = %format!("{:x}", core.id()),
+                        "this member was removed from the cluster; stopping (its data dir cannot serve it again: start a new member with an empty data dir after `member add`)"
+                    );
+                    stopping_at = Some(Instant::now() + REMOVED_GRACE);
+                }
+                Some(at) if Instant::now() >= at => return Err(DriverError::Removed),
+                Some(_) => {}
+            }
         }
         let members = core.state().members();
         if !members.is_empty()

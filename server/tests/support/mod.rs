@@ -16,6 +16,9 @@ pub struct Member {
     pub args: Vec<String>,
     /// The open-files limit (`ulimit -n`) the member runs under, if not the test's own.
     pub fd_limit: Option<u32>,
+    /// The `--initial-cluster` it starts with, if not the cluster's first one (a member that
+    /// joins later gets the one `etcdctl member add` printed).
+    pub initial_cluster: Option<String>,
 }
 
 pub struct Cluster {
@@ -50,6 +53,7 @@ impl Cluster {
                 child: None,
                 args: args[i - 1].clone(),
                 fd_limit: None,
+                initial_cluster: None,
             })
             .collect();
         let initial_cluster = members
@@ -88,13 +92,36 @@ impl Cluster {
             .args(["--advertise-client-urls", &format!("http://127.0.0.1:{}", m.client)])
             .args(["--listen-peer-urls", &format!("http://127.0.0.1:{}", m.peer)])
             .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{}", m.peer)])
-            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster", m.initial_cluster.as_deref().unwrap_or(&self.initial_cluster)])
             .args(&m.args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start cairn");
         self.members[i].child = Some(child);
+    }
+
+    /// A member to add later, with its ports chosen now (not started); its index.
+    pub fn reserve_member(&mut self, name: &str) -> usize {
+        self.members.push(Member {
+            name: name.to_string(),
+            client: free_port(),
+            peer: free_port(),
+            child: None,
+            args: vec![],
+            fd_limit: None,
+            initial_cluster: None,
+        });
+        self.members.len() - 1
+    }
+
+    /// Whether member `i`'s process has exited, and how (None while it runs).
+    pub fn exited(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        self.members[i].child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{}.log", self.members[i].name))).unwrap_or_default()
     }
 
     /// kill -9: no shutdown, no flush.
