@@ -23,14 +23,30 @@ impl From<&cairn_core::Member> for MemberInfo {
 }
 
 /// Every member as this member has applied the configuration, by id (as etcd lists them).
-pub fn members(status: &cairn_io_tokio::NodeStatus) -> Vec<MemberInfo> {
-    status.members.values().map(MemberInfo::from).collect()
+/// This member's own name and client URLs are its flags' until its publication has applied
+/// (etcd serves clients only once it has published; Cairn serves at once, and says the same).
+pub fn members(info: &ServerInfo, status: &cairn_io_tokio::NodeStatus) -> Vec<MemberInfo> {
+    status
+        .members
+        .values()
+        .map(|m| {
+            let mut m = MemberInfo::from(m);
+            if m.id == info.member_id && m.name.is_empty() {
+                m.name = info.name.clone();
+                m.client_urls = info.client_urls.clone();
+            }
+            m
+        })
+        .collect()
 }
 
 #[derive(Clone, Debug)]
 pub struct ServerInfo {
     pub cluster_id: u64,
     pub member_id: u64,
+    /// This member's name and client URLs, as its flags give them.
+    pub name: String,
+    pub client_urls: Vec<String>,
     /// The etcd version Cairn reports (clients check it): the API level it implements.
     pub etcd_version: String,
     /// Largest request accepted, in bytes (`--max-request-bytes`).

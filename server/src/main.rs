@@ -249,6 +249,8 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
     let info = Arc::new(ServerInfo {
         cluster_id,
         member_id,
+        name: flags.name.clone(),
+        client_urls: split_urls(&flags.advertise_client_urls),
         etcd_version: ETCD_VERSION.to_string(),
         max_request_bytes: flags.max_request_bytes,
         data_dir: Some(flags.data_dir.clone()),

@@ -106,6 +106,8 @@ fn info() -> ServerInfo {
     ServerInfo {
         cluster_id: 0xc1,
         member_id: 0xa1,
+        name: "one".into(),
+        client_urls: vec!["http://127.0.0.1:2379".into()],
         etcd_version: "3.4.0".into(),
         max_request_bytes: 1536 * 1024,
         data_dir: None,

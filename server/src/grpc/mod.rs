@@ -171,7 +171,7 @@ impl Ctx {
 
     /// Every member, as this member has applied the configuration.
     pub(crate) fn members(&self) -> Vec<crate::info::MemberInfo> {
-        self.node.with_status(crate::info::members)
+        self.node.with_status(|st| crate::info::members(&self.info, st))
     }
 
     /// Sends a request through the member; a failure becomes etcd's status for it.

@@ -452,7 +452,16 @@ fn member_json(m: &cairn_core::Member) -> MemberJson {
 }
 
 fn member_list(v2: &V2) -> Vec<MemberJson> {
-    v2.node.with_status(|st| st.members.values().map(member_json).collect())
+    let members = v2.node.with_status(|st| crate::info::members(&v2.info, st));
+    members
+        .iter()
+        .map(|m| MemberJson {
+            id: format!("{:x}", m.id),
+            name: m.name.clone(),
+            peer_urls: m.peer_urls.clone(),
+            client_urls: m.client_urls.clone(),
+        })
+        .collect()
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>, v2: &V2) -> Response {
@@ -660,7 +669,7 @@ async fn stats_self(State(v2): State<V2>, method: Method) -> Response {
     let now = std::time::Instant::now();
     let (recv_pkg_rate, recv_bandwidth_rate) = peers.received.rates(now);
     let (send_pkg_rate, send_bandwidth_rate) = peers.sent.rates(now);
-    let me = st.members.get(&v2.info.member_id);
+    let me = crate::info::members(&v2.info, &st).into_iter().find(|m| m.id == v2.info.member_id);
     let started = v2.started.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
     let uptime = SystemTime::now().duration_since(v2.started).unwrap_or_default();
     let s = SelfStats {
