@@ -55,6 +55,10 @@ pub struct Config {
     /// A request not answered within this many milliseconds ends in `Error::TimedOut`
     /// (its outcome unknown).
     pub request_timeout_ms: u64,
+    /// As leader, promote a learner on its own once it has been in sync (etcd's promotion rule)
+    /// and in touch for this many milliseconds without a break; None: only on request (etcd's
+    /// behaviour). Not cluster-wide: whichever member leads applies its own setting.
+    pub auto_promote_learners_after_ms: Option<u64>,
     /// Raft pre-vote (a partitioned member cannot disrupt the cluster when it returns).
     pub pre_vote: bool,
     /// Raft check-quorum (a leader steps down when it loses touch with a majority).
@@ -92,6 +96,7 @@ impl Config {
             proposal_batches_max: 2,
             pending_requests_max: 10_000,
             request_timeout_ms: 7_000,
+            auto_promote_learners_after_ms: None,
             pre_vote: true,
             check_quorum: true,
             #[cfg(feature = "planted-bugs")]

@@ -301,3 +301,32 @@ fn a_leader_steps_down_when_its_removal_applies() {
     c.run_for(1_000);
     assert!(c.core(l).is_removed());
 }
+
+#[test]
+fn auto_promotion_promotes_a_learner_once_it_has_stayed_in_sync() {
+    let mut c = Cluster::with_config(3, 14, |cfg| {
+        for id in 1..=3 {
+            cfg.peer_urls.insert(id, vec![format!("http://m{id}:2380")]);
+        }
+        cfg.auto_promote_learners_after_ms = Some(2_000);
+    });
+    let l = c.wait_for_leader();
+    publish_all(&mut c);
+    for i in 0..20 {
+        c.put(l, &format!("k{i}"), "v").unwrap();
+    }
+    changed(c.request(l, add(4, true)));
+    // Not started: never in sync, never promoted.
+    c.run_for(5_000);
+    assert_eq!(c.core(l).conf_state().learners, vec![4]);
+    c.join(4);
+    c.run_for(1_000);
+    assert!(c.core(4).is_learner(), "caught up, but not yet for the whole window");
+    c.run_for(3_000);
+    assert!(!c.core(4).is_learner(), "promoted by the leader on its own");
+    let members = c.core(l).state().members().clone();
+    assert!(!members[&4].learner);
+    c.put(4, "by", "the new voter").unwrap();
+    c.run_for(300);
+    c.assert_converged();
+}

@@ -63,6 +63,13 @@ struct Flags {
     /// Milliseconds before a follower that hears no leader starts an election.
     #[arg(long, env = "CAIRN_ELECTION_TIMEOUT", default_value_t = 1000)]
     election_timeout: u64,
+    /// Beyond etcd: the leader promotes a learner on its own once it has caught up (etcd's
+    /// promotion rule) and stayed so for --auto-promote-window milliseconds.
+    #[arg(long, env = "CAIRN_AUTO_PROMOTE_LEARNERS")]
+    auto_promote_learners: bool,
+    /// Milliseconds a learner must stay caught up before --auto-promote-learners promotes it.
+    #[arg(long, env = "CAIRN_AUTO_PROMOTE_WINDOW", default_value_t = 5_000)]
+    auto_promote_window: u64,
     /// Applied entries between snapshots.
     #[arg(long, env = "CAIRN_SNAPSHOT_COUNT", default_value_t = 100_000)]
     snapshot_count: u64,
@@ -237,6 +244,7 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
     core.election_ticks = (flags.election_timeout / flags.heartbeat_interval) as usize;
     core.snapshot_entries = flags.snapshot_count.max(1);
     core.request_bytes_max = flags.max_request_bytes;
+    core.auto_promote_learners_after_ms = flags.auto_promote_learners.then_some(flags.auto_promote_window);
     let listen_peer = url_addr(split_urls(&flags.listen_peer_urls).first().map_or("", |s| s.as_str()))?;
     let (node, loop_task) = cairn_io_tokio::start(NodeConfig {
         core,

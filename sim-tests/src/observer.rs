@@ -318,6 +318,9 @@ impl Observer for SimObserver {
                     &mut self.state.lock().unwrap().seen.entry(member).or_default().member_ids,
                     new,
                 );
+                for &(promoted, _) in old.iter().filter(|(id, learner)| *learner && sm.members().get(id).is_some_and(|m| !m.learner)) {
+                    self.trace.record(at, "member-promoted", json!({ "member": member, "promoted": promoted }));
+                }
                 for &(gone, _) in old.iter().filter(|(id, _)| !sm.members().contains_key(id) && sm.was_removed(*id)) {
                     self.trace.record(at, "member-removed", json!({ "member": member, "removed": gone }));
                     self.observe(Observation::MemberRemoved { member, removed: gone, term: sm.applied_term() });

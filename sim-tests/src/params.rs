@@ -67,6 +67,9 @@ pub struct RunParams {
     /// Relative weight of membership changes among the fault actions (add a learner, promote
     /// it, remove a member, replace a crashed one, move the leader, update peer URLs).
     pub membership_weight: u32,
+    /// The leader promotes caught-up learners on its own after this long (none: only the
+    /// harness promotes them).
+    pub auto_promote_ms: Option<u64>,
     pub planted: PlantedBug,
 }
 
@@ -106,6 +109,7 @@ impl RunParams {
                 (0, PlantedBug::LearnerVotes) => 3,
                 (w, _) => w,
             },
+            auto_promote_ms: *pick(&mut rng, &[None, None, Some(1_000), Some(3_000)]),
             planted,
         }
     }

@@ -384,6 +384,7 @@ fn start_member(
     config.request_timeout_ms = 1_500;
     config.planted_bug_stale_reads = params.planted == PlantedBug::StaleReads;
     config.planted_bug_learner_votes = params.planted == PlantedBug::LearnerVotes;
+    config.auto_promote_learners_after_ms = params.auto_promote_ms;
     let mut disk = SimDisk::new();
     disk.set_skip_sync(params.planted == PlantedBug::SkipFsync);
     let clock = ClockModel::random(&mut madsim::rand::thread_rng(), params.skew);

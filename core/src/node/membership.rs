@@ -318,6 +318,41 @@ impl Core {
         }
     }
 
+    /// Auto-promotion (`Config::auto_promote_learners_after_ms`), on the leader, each tick: a
+    /// learner in sync and heard from since long enough is promoted, through the same checks a
+    /// requested promotion passes. Beyond etcd 3.4-3.6, which promote only on request.
+    pub(super) fn auto_promote(&mut self) {
+        let Some(window) = self.config.auto_promote_learners_after_ms else { return };
+        if !self.is_leader() {
+            self.in_sync_since.clear();
+            return;
+        }
+        let learners = self.conf_state().learners;
+        self.in_sync_since.retain(|id, _| learners.contains(id));
+        let matched = |core: &Core, id| core.raw.raft.prs().get(id).map_or(0, |p| p.matched);
+        let mut due = None;
+        for &l in &learners {
+            let ready = learner_in_sync(matched(self, l), matched(self, self.config.id)) && self.heard_recently(l);
+            if !ready {
+                self.in_sync_since.remove(&l);
+                continue;
+            }
+            let since = *self.in_sync_since.entry(l).or_insert(self.now_ms);
+            if self.now_ms >= since + window {
+                due = Some(l);
+            }
+        }
+        let Some(l) = due else { return };
+        if self.raw.raft.has_pending_conf() || self.check_voters_after(self.conf_state().voters.len() + 1, None).is_err() {
+            return;
+        }
+        let cc = ConfContext { origin: None, change: MemberChange::Promote { id: l } }.to_conf_change();
+        if self.raw.propose_conf_change(vec![], cc).is_ok() {
+            self.in_sync_since.remove(&l);
+            self.sync_role();
+        }
+    }
+
     /// Serves `Request::MemberList` from the applied state.
     pub(super) fn member_list_response(&self) -> Response {
         let body = ResponseBody::Members { member: None, members: self.sm.member_list() };

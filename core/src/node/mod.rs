@@ -194,6 +194,8 @@ pub struct Core {
     /// When a message from each peer last arrived (`now_ms`), for the strict reconfiguration
     /// check.
     heard_from: BTreeMap<u64, u64>,
+    /// As leader with auto-promotion: since when each learner has been in sync.
+    in_sync_since: BTreeMap<u64, u64>,
     /// A configuration change removed this member (see `is_removed`).
     removed: bool,
     /// Set when the member found its own state untrustworthy; every later `advance` fails.
@@ -301,6 +303,7 @@ impl Core {
             moves: Vec::new(),
             campaign_when_applied: false,
             heard_from: BTreeMap::new(),
+            in_sync_since: BTreeMap::new(),
             removed: false,
             fatal: None,
             out,
@@ -431,6 +434,7 @@ impl Core {
             self.next_tick_ms = self.now_ms + self.config.tick_ms;
             self.sync_role();
             self.retry_lost_snapshots();
+            self.auto_promote();
         }
         self.expire_requests();
         self.expire_leases();
