@@ -450,10 +450,6 @@ fn count_received(stats: &Mutex<PeerStats>, frame: &PeerFrame) {
 /// not: this runs every turn of the loop).
 fn publish_status(core: &Core, status: &watch::Sender<NodeStatus>) {
     let st = core.state();
-    let cs = core.conf_state();
-    let is_learner = cs.learners.contains(&core.id());
-    let mut voters = cs.voters;
-    voters.sort_unstable();
     // The lists are left empty here (no allocation) and copied in only when they changed.
     let fresh = NodeStatus {
         id: core.id(),
@@ -465,12 +461,15 @@ fn publish_status(core: &Core, status: &watch::Sender<NodeStatus>) {
         compacted_revision: st.mvcc().compacted_revision(),
         voters: Vec::new(),
         members: BTreeMap::new(),
-        is_learner,
+        is_learner: core.is_learner(),
         v2_index: st.v2().index(),
         v2_expired: st.v2().expired_count(),
     };
     status.send_if_modified(|s| {
-        if s.voters != voters || &s.members != st.members() {
+        if &s.members != st.members() {
+            // The voters are the members that are not learners: the member list and Raft's
+            // configuration change together.
+            let voters = st.members().values().filter(|m| !m.learner).map(|m| m.id).collect();
             *s = NodeStatus { voters, members: st.members().clone(), ..fresh };
             return true;
         }

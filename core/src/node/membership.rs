@@ -57,7 +57,9 @@ impl Core {
 
     /// Whether this member is a learner (it receives the log, does not vote).
     pub fn is_learner(&self) -> bool {
-        self.conf_state().learners.contains(&self.config.id)
+        // Asked on every request: raft-rs's own view, without copying the configuration.
+        let raft = &self.raw.raft;
+        !raft.promotable() && raft.prs().get(self.config.id).is_some()
     }
 
     /// Whether a configuration change that removes this member has applied: it serves nothing
