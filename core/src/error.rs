@@ -55,7 +55,8 @@ pub enum Error {
     PeerUrlExists,
     #[error("etcdserver: member not found")]
     MemberNotFound,
-    /// The id belonged to a member that was removed; ids are never reused.
+    /// The id belonged to a member that was removed; ids are never reused. (etcd's v3 API
+    /// answers it as "member not found"; its v2 API with 410 Gone.)
     #[error("etcdserver: ID removed")]
     IdRemoved,
     #[error("etcdserver: can only promote a learner member")]

@@ -143,6 +143,7 @@ fn a_removed_member_stops_and_stays_removed_and_its_id_is_never_reused() {
     c.restart(f);
     assert!(c.core(f).is_removed());
     assert_eq!(c.request(l, add(f, true)).unwrap_err(), Error::IdRemoved);
+    assert_eq!(c.request(l, Request::MemberRemove { id: f }).unwrap_err(), Error::IdRemoved);
     c.crash(f);
     c.assert_converged();
 }

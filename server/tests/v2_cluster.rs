@@ -202,3 +202,61 @@ fn peer_stats_count_appends_rates_and_follower_latency() {
     let follower = (0..3).find(|&i| i != leader).unwrap();
     assert_eq!(send(&c, follower, &get("/v2/stats/leader")).status, 403);
 }
+
+/// curl: the status and the body.
+fn curl(method: &str, url: &str, json: Option<&str>) -> (u16, String) {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-s", "-w", "\n%{http_code}", "-X", method, url]);
+    if let Some(body) = json {
+        cmd.args(["-H", "Content-Type: application/json", "-d", body]);
+    }
+    let out = cmd.output().expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').expect("a status line");
+    (status.trim().parse().expect("a status"), body.to_string())
+}
+
+#[test]
+fn members_added_updated_and_removed_through_v2() {
+    let c = Cluster::start(3);
+    let members = format!("{}/v2/members", url(&c, 0));
+    let spare = ports::free_port();
+    // A voter added (v2 has no learners): the three started members stay a quorum of four.
+    let (status, body) =
+        curl("POST", &members, Some(&format!(r#"{{"peerURLs":["http://127.0.0.1:{spare}"]}}"#)));
+    assert_eq!(status, 201, "{body}");
+    let added: Value = serde_json::from_str(&body).unwrap();
+    let id = added["id"].as_str().unwrap().to_string();
+    assert_eq!(added["peerURLs"][0], format!("http://127.0.0.1:{spare}"));
+    assert_eq!(added["name"], "");
+    // Listed by every member once applied.
+    for i in 0..3 {
+        let list = format!("{}/v2/members", url(&c, i));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !curl("GET", &list, None).1.contains(&id) {
+            assert!(Instant::now() < deadline, "member {i} never listed {id}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // The same peer URL again: 409.
+    let (status, body) =
+        curl("POST", &members, Some(&format!(r#"{{"peerURLs":["http://127.0.0.1:{spare}"]}}"#)));
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("membership: peerURL exists"), "{body}");
+    // Not JSON: 415; bad URLs: 400.
+    let (status, _) = curl("POST", &members, None);
+    assert_eq!(status, 415);
+    assert_eq!(curl("POST", &members, Some(r#"{"peerURLs":["nope"]}"#)).0, 400);
+    // Updated, then removed; a removed member is 410 from then on, an unknown one 404.
+    let other = ports::free_port();
+    let (status, body) =
+        curl("PUT", &format!("{members}/{id}"), Some(&format!(r#"{{"peerURLs":["http://127.0.0.1:{other}"]}}"#)));
+    assert_eq!(status, 204, "{body}");
+    assert!(curl("GET", &members, None).1.contains(&format!("127.0.0.1:{other}")));
+    assert_eq!(curl("DELETE", &format!("{members}/{id}"), None).0, 204);
+    let (status, body) = curl("DELETE", &format!("{members}/{id}"), None);
+    assert_eq!((status, body.as_str()), (410, format!(r#"{{"message":"Member permanently removed: {id}"}}"#).as_str()));
+    assert_eq!(curl("DELETE", &format!("{members}/ffff"), None).0, 404);
+    // The cluster still serves.
+    assert_eq!(send(&c, 1, &put("/v2/keys/after", "value=members")).status, 201);
+}

@@ -117,7 +117,7 @@ impl Core {
             }
             Request::MemberRemove { id: member } => {
                 if !members.contains_key(&member) && !cs.voters.contains(&member) && !cs.learners.contains(&member) {
-                    return Err(Error::MemberNotFound);
+                    return Err(if self.sm.was_removed(member) { Error::IdRemoved } else { Error::MemberNotFound });
                 }
                 if cs.voters.contains(&member) {
                     self.check_voters_after(cs.voters.len() - 1, Some(member))?;
@@ -140,7 +140,7 @@ impl Core {
             }
             Request::MemberUpdate { id: member, peer_urls } => {
                 if !members.contains_key(&member) {
-                    return Err(Error::MemberNotFound);
+                    return Err(if self.sm.was_removed(member) { Error::IdRemoved } else { Error::MemberNotFound });
                 }
                 if members.values().any(|m| m.id != member && m.peer_urls.iter().any(|u| peer_urls.contains(u))) {
                     return Err(Error::PeerUrlExists);

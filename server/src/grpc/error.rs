@@ -27,6 +27,8 @@ pub fn status(e: &Error) -> Status {
 /// keep-alive streams reopened, and a user who does see it learns who leads.
 pub fn message(e: &Error) -> String {
     match e {
+        // etcd's v3 API turns membership.ErrIDRemoved into ErrGRPCMemberNotFound.
+        Error::IdRemoved => Error::MemberNotFound.to_string(),
         Error::NotLeader { leader } => {
             format!("{e}: lease renewals and time-to-live are served by the leader, member {leader:x}")
         }
@@ -78,7 +80,6 @@ pub fn code(e: &Error) -> Code {
         // ErrGRPCNotLeader (MoveLeader), ErrGRPCBadLeaderTransferee.
         Error::MemberExists
         | Error::PeerUrlExists
-        | Error::IdRemoved
         | Error::MemberNotLearner
         | Error::LearnerNotReady
         | Error::TooManyLearners
@@ -86,8 +87,8 @@ pub fn code(e: &Error) -> Code {
         | Error::MoveLeaderNotLeader
         | Error::BadLeaderTransferee
         | Error::ConfChangeRefused(_) => Code::FailedPrecondition,
-        // rpctypes: ErrGRPCMemberNotFound.
-        Error::MemberNotFound => Code::NotFound,
+        // rpctypes: ErrGRPCMemberNotFound (also for a removed id, as etcd).
+        Error::MemberNotFound | Error::IdRemoved => Code::NotFound,
         // rpctypes: ErrGRPCNotSupportedForLearner, ErrGRPCTimeoutLeaderTransfer; a change
         // waiting on another and a removed member: try again, or elsewhere.
         Error::NotSupportedForLearner
