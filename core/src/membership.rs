@@ -4,7 +4,7 @@
 //! name, client URLs, learner flag) is this module's, kept in the state machine so that every
 //! replica lists the same members, snapshots carry them and a restarted member recovers them.
 //! The two move together: every change that adds, removes or promotes a member is one
-//! `ConfChangeV2` log entry whose context is a [`ConfContext`], so raft-rs changes the voters
+//! `ConfChangeV2` log entry whose context is a `request::ConfContext`, so raft-rs changes the voters
 //! and the state machine changes the member set at the same index, on every replica.
 //!
 //! A new cluster's first entries are its initial members, one `AddNode` each (as etcd's
@@ -12,9 +12,6 @@
 //! replaying the log from index 1, or takes it whole from a snapshot.
 
 use serde::{Deserialize, Serialize};
-
-use crate::request::{codec, Origin};
-use crate::{Error, Result};
 
 /// One member, as every replica knows it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -65,34 +62,6 @@ impl MemberChange {
         s.set_change_type(change_type);
         s.node_id = node_id;
         s
-    }
-}
-
-/// The context of a configuration-change entry: the member change, and who proposed it (so
-/// that member answers its client when the entry applies; None for the bootstrap entries).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConfContext {
-    pub origin: Option<Origin>,
-    pub change: MemberChange,
-}
-
-impl ConfContext {
-    pub fn encode(&self) -> Vec<u8> {
-        use bincode::Options;
-        codec().serialize(self).expect("a conf context always encodes")
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<ConfContext> {
-        use bincode::Options;
-        codec().deserialize(bytes).map_err(|e| Error::Corrupt(format!("conf change context: {e}")))
-    }
-
-    /// The `ConfChangeV2` entry data for this change.
-    pub fn to_conf_change(&self) -> raft::eraftpb::ConfChangeV2 {
-        let mut cc = raft::eraftpb::ConfChangeV2::default();
-        cc.set_changes(vec![self.change.to_raft()].into());
-        cc.context = self.encode().into();
-        cc
     }
 }
 

@@ -157,6 +157,34 @@ pub enum Command {
     },
 }
 
+/// The context of a configuration-change entry: the member change, and who proposed it (so
+/// that member answers its client when the entry applies; None for the bootstrap entries).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfContext {
+    pub origin: Option<Origin>,
+    pub change: crate::membership::MemberChange,
+}
+
+impl ConfContext {
+    pub fn encode(&self) -> Vec<u8> {
+        use bincode::Options;
+        codec().serialize(self).expect("a conf context always encodes")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<ConfContext> {
+        use bincode::Options;
+        codec().deserialize(bytes).map_err(|e| Error::Corrupt(format!("conf change context: {e}")))
+    }
+
+    /// The `ConfChangeV2` entry data for this change.
+    pub fn to_conf_change(&self) -> raft::eraftpb::ConfChangeV2 {
+        let mut cc = raft::eraftpb::ConfChangeV2::default();
+        cc.set_changes(vec![self.change.to_raft()].into());
+        cc.context = self.encode().into();
+        cc
+    }
+}
+
 /// Who proposed an entry, so that exactly that member answers the client when it applies.
 /// `nonce` is drawn from the member's seed at boot: entries proposed before a restart can never
 /// be mistaken for requests made after it.

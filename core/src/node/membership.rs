@@ -5,7 +5,8 @@
 #[allow(unused_imports)]
 use super::*;
 
-use crate::membership::{learner_in_sync, quorum, ConfContext, Member, MemberChange, LEARNERS_MAX};
+use crate::membership::{learner_in_sync, quorum, Member, MemberChange, LEARNERS_MAX};
+use crate::request::ConfContext;
 
 /// A `MoveLeader` waiting for its transferee to lead.
 pub(super) struct PendingMove {
