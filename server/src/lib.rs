@@ -14,5 +14,6 @@ pub mod gateway;
 pub mod grpc;
 pub mod info;
 pub mod limits;
+pub mod probes;
 pub mod serve;
 pub mod v2;

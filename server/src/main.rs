@@ -70,6 +70,12 @@ struct Flags {
     /// Milliseconds a learner must stay caught up before --auto-promote-learners promotes it.
     #[arg(long, env = "CAIRN_AUTO_PROMOTE_WINDOW", default_value_t = 5_000)]
     auto_promote_window: u64,
+    /// What to log: debug, info, warn or error (etcd's --log-level).
+    #[arg(long, env = "CAIRN_LOG_LEVEL", value_enum, default_value = "info")]
+    log_level: LogLevel,
+    /// Log lines as text (colours only on a terminal) or as JSON objects, one per line.
+    #[arg(long, env = "CAIRN_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
     /// Applied entries between snapshots.
     #[arg(long, env = "CAIRN_SNAPSHOT_COUNT", default_value_t = 100_000)]
     snapshot_count: u64,
@@ -106,13 +112,8 @@ enum StartError {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let flags = Flags::parse();
+    init_logging(&flags);
     let rt = match flags.threads {
         1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
         n => tokio::runtime::Builder::new_multi_thread().worker_threads(n.into()).enable_all().build(),
@@ -144,6 +145,44 @@ fn fnv64(parts: &[&str]) -> u64 {
 
 fn split_urls(s: &str) -> Vec<String> {
     s.split(',').map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect()
+}
+
+/// Logs on stderr: `--log-level` (RUST_LOG, when set, says more precisely what to log),
+/// `--log-format text|json` (one JSON object per line), colours only on a terminal.
+fn init_logging(flags: &Flags) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| flags.log_level.as_str().into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match flags.log_format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
 }
 
 /// `http://host:port` (or `host:port`) to a socket address.
@@ -295,6 +334,7 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
             }),
         )
         .route("/version", get(|| async { Json(serde_version()) }))
+        .merge(cairn_server::probes::routes(node.clone()))
         .merge(cairn_server::v2::router(node.clone(), info.clone()))
         .fallback(grpc::not_found)
         .layer(axum::middleware::from_fn(cairn_server::cors::layer));
