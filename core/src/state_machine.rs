@@ -349,6 +349,11 @@ impl StateMachine {
                 sm.v2.check_invariants()?;
                 Ok(sm)
             }
+            Some((v, _)) if *v < SNAPSHOT_FORMAT => Err(Error::Corrupt(format!(
+                "snapshot format {v} was written by an older Cairn (this one reads format {SNAPSHOT_FORMAT}, \
+                 whose member list carries peer URLs and learners): start this member with an empty \
+                 data dir, after `etcdctl member remove` and `member add`, and it catches up from its peers"
+            ))),
             Some((v, _)) => Err(Error::Corrupt(format!("unknown snapshot format {v}"))),
             None => Err(Error::Corrupt("empty snapshot".into())),
         }

@@ -331,3 +331,20 @@ fn auto_promotion_promotes_a_learner_once_it_has_stayed_in_sync() {
     c.run_for(300);
     c.assert_converged();
 }
+
+/// A data dir from a Cairn before membership changes (its log starts with a plain entry, no
+/// configuration) is refused with a clear error instead of starting with no voters.
+#[test]
+fn a_log_from_before_membership_changes_is_refused_clearly() {
+    use cairn_core::eraftpb::{Entry, HardState};
+    use cairn_core::{Config, Core, Recovered};
+    let mut hs = HardState::default();
+    hs.term = 1;
+    hs.commit = 1;
+    let mut e = Entry::default();
+    e.index = 1;
+    e.term = 1;
+    let recovered = Recovered { hard_state: hs, entries: vec![e], ..Recovered::default() };
+    let err = Core::new(Config::new(1, vec![1], 1), Some(recovered)).err().expect("refused");
+    assert!(err.to_string().contains("older Cairn"), "{err}");
+}

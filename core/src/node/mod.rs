@@ -238,6 +238,21 @@ impl Core {
                     .as_ref()
                     .map(|s| s.get_metadata().get_conf_state().clone())
                     .unwrap_or_default();
+                // Without a snapshot the log must start with the configuration: a new cluster's
+                // bootstrap entries, or the leader's log from them. One that does not was written
+                // by a Cairn from before membership changes, and would start with no voters.
+                if r.snapshot.is_none()
+                    && r.entries.first().is_some_and(|e| {
+                        e.index == 1 && e.get_entry_type() != EntryType::EntryConfChangeV2
+                    })
+                {
+                    return Err(Error::Corrupt(
+                        "this log was written by an older Cairn (its first entry is not the cluster's \
+                         configuration): start this member with an empty data dir, after `etcdctl member \
+                         remove` and `member add`, and it catches up from its peers"
+                            .into(),
+                    ));
+                }
                 let store = LogStore::recover(r.snapshot, r.hard_state, conf_state, &r.entries)
                     .map_err(|e| Error::Corrupt(format!("recovered log: {e}")))?;
                 (store, sm)
