@@ -105,6 +105,11 @@ impl StateMachine {
         &self.members
     }
 
+    /// The ids of every member removed so far.
+    pub fn removed_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.removed.iter().copied()
+    }
+
     /// Whether `id` belonged to a member that was removed.
     pub fn was_removed(&self, id: u64) -> bool {
         self.removed.contains(&id)

@@ -240,7 +240,19 @@ pub async fn run(env: Arc<MemberEnv>) {
                 }
             },
             msg = rx.next() => match msg {
-                Some((Wire::Raft(m), _)) => pipeline.core_mut().step(m),
+                Some((Wire::Raft(m), from)) => {
+                    if pipeline.core().state().was_removed(m.from) {
+                        let _ = ep.send_to_raw(from, TAG, Box::new(Wire::Removed)).await;
+                    } else {
+                        pipeline.core_mut().step(m);
+                    }
+                }
+                Some((Wire::Removed, from)) => {
+                    // Only a member of the configuration as this one knows it is believed.
+                    if peers.values().any(|&a| a == from) {
+                        return env.observer.removed(env.id);
+                    }
+                }
                 Some((Wire::Forward(f), _)) => pipeline.core_mut().receive_forward(f),
                 Some((Wire::Request { id, request }, from)) => {
                     let rid = next_request;

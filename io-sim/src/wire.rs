@@ -12,6 +12,9 @@ pub enum Wire {
     Raft(Message),
     /// Member to member: a forwarded lease request or its reply (`cairn_core::forward`).
     Forward(cairn_core::Forward),
+    /// Member to member: "the configuration removed you", to a removed member still sending
+    /// (as the real peer port answers its hello).
+    Removed,
     /// Client to member: `id` is the client's own, echoed in the reply.
     Request {
         id: u64,

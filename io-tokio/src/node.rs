@@ -261,6 +261,7 @@ async fn run(
     let (file_tx, mut file_done) = mpsc::channel::<std::io::Result<()>>(1);
     let mut fx = Effects::default();
     let mut was_leading = false;
+    let mut removed_notices = transport.removed_notices();
     // When a removed member stops (see `REMOVED_GRACE`).
     let mut stopping_at: Option<Instant> = None;
     // The member set the transport was last given (ids and peer URLs).
@@ -343,7 +344,8 @@ async fn run(
                 || members.values().zip(&peer_set).any(|(m, (id, urls))| m.id != *id || &m.peer_urls != urls))
         {
             peer_set = members.values().map(|m| (m.id, m.peer_urls.clone())).collect();
-            transport.set_members(&peer_set);
+            let removed: Vec<u64> = core.state().removed_ids().collect();
+            transport.set_members(&peer_set, &removed);
             tracing::info!(members = ?peer_set, "peers follow the configuration");
         }
         publish_status(pipeline.core(), &status);
@@ -369,6 +371,16 @@ async fn run(
                 None => return Ok(()),
                 Some(input) => s.on_input(pipeline.core_mut(), input),
             },
+            Some(by) = removed_notices.recv() => {
+                // A member of the configuration says this one is not in it any more: its
+                // removal committed while it was away, so it never applied it.
+                tracing::error!(
+                    member = %format!("{:x}", pipeline.core().id()),
+                    told_by = %format!("{by:x}"),
+                    "this member was removed from the cluster (a peer says so); stopping"
+                );
+                return Err(DriverError::Removed);
+            }
             Some(frame) = transport.recv() => {
                 count_received(&peer_stats, &frame);
                 s.on_frame(pipeline.core_mut(), frame);

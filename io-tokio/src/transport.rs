@@ -85,6 +85,9 @@ const KIND_FORWARD: u8 = 2;
 const KIND_HELLO: u8 = 4;
 const KIND_JOIN_QUERY: u8 = 5;
 const KIND_JOIN_ANSWER: u8 = 6;
+/// The answer to a hello from a member the configuration removed: it stops (etcd answers such
+/// a member's messages with "removed" the same way).
+const KIND_REMOVED: u8 = 7;
 /// Largest join query or answer.
 const JOIN_BYTES_MAX: usize = 64 * 1024;
 /// How long `discover` waits on one peer.
@@ -341,6 +344,8 @@ struct Gate {
     members: Mutex<BTreeSet<u64>>,
     /// Every member's id and peer URLs, for answering join queries.
     directory: Mutex<Vec<(u64, Vec<String>)>>,
+    /// Members the configuration removed: told so when they say hello.
+    removed: Mutex<BTreeSet<u64>>,
     per_address: Mutex<HashMap<IpAddr, usize>>,
     stats: Arc<TransportStats>,
     refused_log: RateLimitedLog,
@@ -358,6 +363,13 @@ impl Gate {
         }
         *n += 1;
         Some(Slot { gate: self.clone(), ip })
+    }
+
+    /// A hello for this member, in this cluster, from a member the configuration removed.
+    fn was_removed(&self, hello: &Hello) -> bool {
+        hello.cluster_id == self.cluster_id
+            && hello.to == self.id
+            && self.removed.lock().is_ok_and(|r| r.contains(&hello.from))
     }
 
     fn check_hello(&self, hello: &Hello) -> Result<(), &'static str> {
@@ -400,6 +412,9 @@ pub struct Transport {
     peers: BTreeMap<u64, (SocketAddr, mpsc::Sender<PeerFrame>)>,
     gate: Arc<Gate>,
     inbound: mpsc::Receiver<PeerFrame>,
+    /// Peers that said this member was removed (see `KIND_REMOVED`).
+    removed_tx: mpsc::Sender<u64>,
+    removed_rx: Option<mpsc::Receiver<u64>>,
     stats: Arc<TransportStats>,
     local_addr: SocketAddr,
 }
@@ -422,13 +437,25 @@ impl Transport {
             cluster_id,
             members: Mutex::new(peers.keys().copied().collect()),
             directory: Mutex::new(Vec::new()),
+            removed: Mutex::new(BTreeSet::new()),
             per_address: Mutex::new(HashMap::new()),
             stats: stats.clone(),
             refused_log: RateLimitedLog::new(),
             failed_log: RateLimitedLog::new(),
         });
         tokio::spawn(accept_loop(listener, in_tx, gate.clone()));
-        let mut t = Transport { id, cluster_id, peers: BTreeMap::new(), gate, inbound, stats, local_addr };
+        let (removed_tx, removed_rx) = mpsc::channel(8);
+        let mut t = Transport {
+            id,
+            cluster_id,
+            peers: BTreeMap::new(),
+            gate,
+            inbound,
+            removed_tx,
+            removed_rx: Some(removed_rx),
+            stats,
+            local_addr,
+        };
         for (peer, addr) in peers {
             t.connect(peer, addr);
         }
@@ -437,15 +464,17 @@ impl Transport {
 
     fn connect(&mut self, peer: u64, addr: SocketAddr) {
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUED_MAX);
-        tokio::spawn(write_loop(addr, Hello { cluster_id: self.cluster_id, from: self.id, to: peer }, rx));
+        let hello = Hello { cluster_id: self.cluster_id, from: self.id, to: peer };
+        tokio::spawn(write_loop(addr, hello, rx, self.removed_tx.clone()));
         self.peers.insert(peer, (addr, tx));
     }
 
     /// Follows a configuration change: `members` is every member's id and peer URLs (this
     /// one's included). A writer starts for each member added (or whose address changed) and
     /// stops for each removed, and only members may say hello. A member whose peer URL does
-    /// not resolve is left unreachable, and logged.
-    pub fn set_members(&mut self, members: &[(u64, Vec<String>)]) {
+    /// not resolve is left unreachable, and logged. A member in `removed` that says hello is
+    /// told it was removed.
+    pub fn set_members(&mut self, members: &[(u64, Vec<String>)], removed: &[u64]) {
         let mut wanted = BTreeMap::new();
         for (id, urls) in members.iter().filter(|(id, _)| *id != self.id) {
             match urls.first().map(|u| url_addr(u)) {
@@ -467,6 +496,15 @@ impl Transport {
         if let Ok(mut d) = self.gate.directory.lock() {
             *d = members.to_vec();
         }
+        if let Ok(mut r) = self.gate.removed.lock() {
+            *r = removed.iter().copied().collect();
+        }
+    }
+
+    /// Where peers that say this member was removed from the cluster are reported (it should
+    /// stop), by id. Taken once: later calls get a channel that never reports.
+    pub fn removed_notices(&mut self) -> mpsc::Receiver<u64> {
+        self.removed_rx.take().unwrap_or_else(|| mpsc::channel(1).1)
     }
 
     /// The peers written to, by id.
@@ -569,6 +607,14 @@ async fn read_frames(stream: &mut TcpStream, inbound: &mpsc::Sender<PeerFrame>, 
                     return Closed::Refused("a connection that did not open with a hello refused");
                 };
                 if let Err(why) = gate.check_hello(&hello) {
+                    if gate.was_removed(&hello) {
+                        let _ = tokio::time::timeout(HELLO_TIMEOUT, async {
+                            stream.write_all(&[0, 0, 0, 1, KIND_REMOVED]).await?;
+                            stream.flush().await
+                        })
+                        .await;
+                        return Closed::Refused("a removed member's connection refused (it was told so)");
+                    }
                     return Closed::Refused(why);
                 }
                 sender = Some(hello.from);
@@ -632,7 +678,12 @@ pub fn url_addr(url: &str) -> Option<SocketAddr> {
     rest.trim_end_matches('/').to_socket_addrs().ok().and_then(|mut a| a.next())
 }
 
-async fn write_loop(addr: SocketAddr, hello: Hello, mut queue: mpsc::Receiver<PeerFrame>) {
+async fn write_loop(
+    addr: SocketAddr,
+    hello: Hello,
+    mut queue: mpsc::Receiver<PeerFrame>,
+    removed: mpsc::Sender<u64>,
+) {
     let mut backoff = BACKOFF_MS_MIN;
     loop {
         if queue.is_closed() {
@@ -651,7 +702,16 @@ async fn write_loop(addr: SocketAddr, hello: Hello, mut queue: mpsc::Receiver<Pe
         };
         backoff = BACKOFF_MS_MIN;
         let _ = stream.set_nodelay(true);
-        let mut w = BufWriter::new(stream);
+        let (mut r, w) = stream.into_split();
+        // The peer never writes on this connection, except to say this member was removed.
+        let (removed, peer) = (removed.clone(), hello.to);
+        tokio::spawn(async move {
+            let mut answer = [0u8; 5];
+            if r.read_exact(&mut answer).await.is_ok() && answer == [0, 0, 0, 1, KIND_REMOVED] {
+                let _ = removed.send(peer).await;
+            }
+        });
+        let mut w = BufWriter::new(w);
         let hello = hello.encode();
         if w.write_u32(hello.len() as u32).await.is_err() || w.write_all(&hello).await.is_err() {
             tokio::time::sleep(Duration::from_millis(backoff)).await;
@@ -677,7 +737,10 @@ async fn write_loop(addr: SocketAddr, hello: Hello, mut queue: mpsc::Receiver<Pe
     }
 }
 
-async fn write_frame(w: &mut BufWriter<TcpStream>, frame: &PeerFrame) -> io::Result<()> {
+async fn write_frame(
+    w: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    frame: &PeerFrame,
+) -> io::Result<()> {
     let bytes = frame.encode()?;
     if bytes.len() > FRAME_BYTES_MAX {
         // Too large to send; Raft treats it as lost.

@@ -184,3 +184,32 @@ async fn two_members_exchange_messages_after_their_hellos() {
 fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
+
+/// A member removed while it was away says hello to a member of the configuration: it is told,
+/// and learns it (its driver then stops). A member merely unknown is not told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_is_told_so_when_it_says_hello() {
+    let a_addr = free_addr();
+    let mut a = Transport::start(1, CLUSTER, a_addr, BTreeMap::new()).await.unwrap();
+    a.set_members(&[(1, vec![format!("http://{a_addr}")]), (3, vec!["http://127.0.0.1:9".into()])], &[2]);
+    let heartbeat = |from: u64, to: u64| {
+        let mut m = Message::new();
+        m.set_msg_type(MessageType::MsgHeartbeat);
+        m.from = from;
+        m.to = to;
+        PeerFrame::Raft(m)
+    };
+    // Member 2, removed, still has member 1 as its peer.
+    let mut removed = Transport::start(2, CLUSTER, free_addr(), BTreeMap::from([(1, a_addr)])).await.unwrap();
+    let mut notices = removed.removed_notices();
+    removed.send(std::iter::once(heartbeat(2, 1)));
+    let told = tokio::time::timeout(Duration::from_secs(5), notices.recv()).await;
+    assert_eq!(told.expect("told within 5 s"), Some(1));
+    // Member 4, never a member: refused, not told.
+    let mut stranger = Transport::start(4, CLUSTER, free_addr(), BTreeMap::from([(1, a_addr)])).await.unwrap();
+    let mut notices = stranger.removed_notices();
+    stranger.send(std::iter::once(heartbeat(4, 1)));
+    let told = tokio::time::timeout(Duration::from_secs(1), notices.recv()).await;
+    assert!(told.is_err(), "a member that was never removed is not told it was");
+    assert_eq!(a.stats().connections_refused.load(Ordering::Relaxed), 2);
+}
