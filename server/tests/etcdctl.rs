@@ -114,7 +114,16 @@ fn leases_grant_keep_alive_time_to_live_and_revoke() {
 #[test]
 fn member_list_and_endpoint_status() {
     let c = Cluster::start(3);
-    let list = c.ok(&["member", "list"]);
+    // A member is listed "unstarted", without its name, until its publication has applied (as
+    // with etcd): wait for all three.
+    let mut list = String::new();
+    for _ in 0..50 {
+        list = c.ok(&["member", "list"]);
+        if c.members.iter().all(|m| list.contains(&format!(", started, {},", m.name))) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(list.lines().count(), 3, "{list}");
     for m in &c.members {
         assert!(list.contains(&m.name), "{list}");
