@@ -142,6 +142,10 @@ pub async fn run(env: Arc<MemberEnv>) {
     // peer URL, once the member set is known from the log.
     let mut peers = env.peers.clone();
     let mut peer_set: Vec<(u64, Vec<String>)> = Vec::new();
+    // Members learned from peers' answers that this member's applied configuration does not
+    // hold yet (it fell behind the change that added them), and when it last asked.
+    let mut learned: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    let mut directory_asked_ms: Option<u64> = None;
     // The member publishes its name through the log until that commits, as the daemon does
     // at start (etcd's "started": the strict reconfiguration check counts only those).
     let mut publish_due: Option<u64> = Some(0);
@@ -169,6 +173,14 @@ pub async fn run(env: Arc<MemberEnv>) {
                 }
             }
             env.observer.sent(env.id, &done.messages, &done.forwards);
+            let unknown = done.messages.iter().any(|m| !peers.contains_key(&m.to))
+                || done.forwards.iter().any(|f| !peers.contains_key(&f.to));
+            if unknown && directory_asked_ms.is_none_or(|at| env.global_ms() >= at + DIRECTORY_RETRY_MS) {
+                directory_asked_ms = Some(env.global_ms());
+                for &addr in peers.values() {
+                    let _ = ep.send_to_raw(addr, TAG, Box::new(Wire::DirectoryQuery)).await;
+                }
+            }
             send_all(
                 &env,
                 &peers,
@@ -220,7 +232,10 @@ pub async fn run(env: Arc<MemberEnv>) {
                 || members.values().zip(&peer_set).any(|(m, (id, urls))| m.id != *id || &m.peer_urls != urls))
         {
             peer_set = members.values().map(|m| (m.id, m.peer_urls.clone())).collect();
+            learned.retain(|id, _| !members.contains_key(id) && !core.state().was_removed(*id));
             peers = peer_addresses(env.id, &peer_set);
+            let extra: Vec<(u64, Vec<String>)> = learned.iter().map(|(id, u)| (*id, u.clone())).collect();
+            peers.extend(peer_addresses(env.id, &extra));
         }
 
         // Wait for a message, the disk, or the core's next deadline on this member's clock.
@@ -245,6 +260,23 @@ pub async fn run(env: Arc<MemberEnv>) {
                         let _ = ep.send_to_raw(from, TAG, Box::new(Wire::Removed)).await;
                     } else {
                         pipeline.core_mut().step(m);
+                    }
+                }
+                Some((Wire::DirectoryQuery, from)) => {
+                    let list = pipeline.core().state().members().values().map(|m| (m.id, m.peer_urls.clone())).collect();
+                    let _ = ep.send_to_raw(from, TAG, Box::new(Wire::Directory(list))).await;
+                }
+                Some((Wire::Directory(list), from)) => {
+                    // Believed from a member of the configuration as this one knows it only.
+                    if peers.values().any(|&a| a == from) {
+                        let core = pipeline.core();
+                        for (id, urls) in list {
+                            if id != env.id && !core.state().members().contains_key(&id) && !core.state().was_removed(id) {
+                                learned.insert(id, urls);
+                            }
+                        }
+                        let extra: Vec<(u64, Vec<String>)> = learned.iter().map(|(id, u)| (*id, u.clone())).collect();
+                        peers.extend(peer_addresses(env.id, &extra));
                     }
                 }
                 Some((Wire::Removed, from)) => {
@@ -307,6 +339,9 @@ pub async fn run(env: Arc<MemberEnv>) {
         }
     }
 }
+
+/// How long a member waits before asking its peers for the member list again.
+const DIRECTORY_RETRY_MS: u64 = 500;
 
 /// The request id the member's own publication goes under (clients' ids count up from 1).
 const PUBLISH_REQUEST: RequestId = 1 << 62;

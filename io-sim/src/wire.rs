@@ -15,6 +15,11 @@ pub enum Wire {
     /// Member to member: "the configuration removed you", to a removed member still sending
     /// (as the real peer port answers its hello).
     Removed,
+    /// Member to member: "which members are there, and where?", from a member that has
+    /// messages for a member its applied configuration does not hold yet (it fell behind the
+    /// change that added it), as the real peer port answers a join query.
+    DirectoryQuery,
+    Directory(Vec<(u64, Vec<String>)>),
     /// Client to member: `id` is the client's own, echoed in the reply.
     Request {
         id: u64,

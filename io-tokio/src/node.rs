@@ -27,6 +27,8 @@ use crate::writer::{Job, Writer};
 
 /// Requests from front ends waiting for the loop; past this, callers wait (backpressure).
 const INPUTS_QUEUED_MAX: usize = 4096;
+/// Least time between two questions to peers for the member list.
+const DIRECTORY_RETRY: Duration = Duration::from_secs(1);
 /// How long a removed member lingers before it stops, for its last messages to go out and
 /// the answers it waits for to come in.
 const REMOVED_GRACE: Duration = Duration::from_secs(1);
@@ -262,6 +264,10 @@ async fn run(
     let mut fx = Effects::default();
     let mut was_leading = false;
     let mut removed_notices = transport.removed_notices();
+    // Member lists asked of peers when this member fell behind a configuration change (see
+    // `Transport::directory_wanted`), at most one question per `DIRECTORY_RETRY`.
+    let (directory_tx, mut directory_rx) = mpsc::channel::<Vec<(u64, Vec<String>)>>(1);
+    let mut directory_asked: Option<Instant> = None;
     // When a removed member stops (see `REMOVED_GRACE`).
     let mut stopping_at: Option<Instant> = None;
     // The member set the transport was last given (ids and peer URLs).
@@ -348,6 +354,15 @@ async fn run(
             transport.set_members(&peer_set, &removed);
             tracing::info!(members = ?peer_set, "peers follow the configuration");
         }
+        if transport.directory_wanted() && directory_asked.is_none_or(|at| at.elapsed() >= DIRECTORY_RETRY) {
+            directory_asked = Some(Instant::now());
+            let (addrs, tx) = (transport.peer_addrs(), directory_tx.clone());
+            tokio::spawn(async move {
+                if let Ok(answer) = crate::transport::directory(&addrs).await {
+                    let _ = tx.send(answer.members).await;
+                }
+            });
+        }
         publish_status(pipeline.core(), &status);
         // Follower figures are the leader's; they go when it stops leading (checked on the
         // change, not every turn).
@@ -371,6 +386,7 @@ async fn run(
                 None => return Ok(()),
                 Some(input) => s.on_input(pipeline.core_mut(), input),
             },
+            Some(members) = directory_rx.recv() => transport.learn(members),
             Some(by) = removed_notices.recv() => {
                 // A member of the configuration says this one is not in it any more: its
                 // removal committed while it was away, so it never applied it.

@@ -126,26 +126,43 @@ fn decode_join<T: serde::de::DeserializeOwned>(kind: u8, buf: &[u8]) -> Option<T
     (k == kind).then(|| join_codec().deserialize(body).ok()).flatten()
 }
 
+/// Asks the members at `peers`, in turn, for the member list (a join query naming no URLs);
+/// the first answer.
+pub async fn directory(peers: &[SocketAddr]) -> io::Result<JoinAnswer> {
+    let query = encode_join(KIND_JOIN_QUERY, &JoinQuery { peer_urls: vec![] })?;
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no peer to ask");
+    for &addr in peers {
+        match tokio::time::timeout(JOIN_TIMEOUT, ask(addr, &query)).await {
+            Ok(Ok(a)) => return Ok(a),
+            Ok(Err(e)) => last = e,
+            Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, format!("{addr}: no answer")),
+        }
+    }
+    Err(last)
+}
+
+/// One join query to `addr`, and its answer.
+async fn ask(addr: SocketAddr, query: &[u8]) -> io::Result<JoinAnswer> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.write_u32(query.len() as u32).await?;
+    stream.write_all(query).await?;
+    let len = stream.read_u32().await? as usize;
+    if len == 0 || len > JOIN_BYTES_MAX {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "a malformed join answer"));
+    }
+    let mut buf = vec![0u8; len];
+    stream.read_exact(&mut buf).await?;
+    decode_join::<JoinAnswer>(KIND_JOIN_ANSWER, &buf)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a malformed join answer"))
+}
+
 /// Asks the members at `peers` who the member with `peer_urls` is; the first answer that
 /// knows it wins. An error when none does (not added yet, or none reachable).
 pub async fn discover(peers: &[SocketAddr], peer_urls: &[String]) -> io::Result<JoinAnswer> {
     let query = encode_join(KIND_JOIN_QUERY, &JoinQuery { peer_urls: peer_urls.to_vec() })?;
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no peer to ask");
     for &addr in peers {
-        let ask = async {
-            let mut stream = TcpStream::connect(addr).await?;
-            stream.write_u32(query.len() as u32).await?;
-            stream.write_all(&query).await?;
-            let len = stream.read_u32().await? as usize;
-            if len == 0 || len > JOIN_BYTES_MAX {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "a malformed join answer"));
-            }
-            let mut buf = vec![0u8; len];
-            stream.read_exact(&mut buf).await?;
-            decode_join::<JoinAnswer>(KIND_JOIN_ANSWER, &buf)
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a malformed join answer"))
-        };
-        match tokio::time::timeout(JOIN_TIMEOUT, ask).await {
+        match tokio::time::timeout(JOIN_TIMEOUT, ask(addr, &query)).await {
             Ok(Ok(a)) if a.member_id != 0 => return Ok(a),
             Ok(Ok(_)) => {
                 last = io::Error::new(
@@ -346,6 +363,9 @@ struct Gate {
     directory: Mutex<Vec<(u64, Vec<String>)>>,
     /// Members the configuration removed: told so when they say hello.
     removed: Mutex<BTreeSet<u64>>,
+    /// A member of this cluster unknown to this member said hello: this member may have
+    /// fallen behind the change that added it (see `Transport::directory_wanted`).
+    unknown_hello: std::sync::atomic::AtomicBool,
     per_address: Mutex<HashMap<IpAddr, usize>>,
     stats: Arc<TransportStats>,
     refused_log: RateLimitedLog,
@@ -415,6 +435,13 @@ pub struct Transport {
     /// Peers that said this member was removed (see `KIND_REMOVED`).
     removed_tx: mpsc::Sender<u64>,
     removed_rx: Option<mpsc::Receiver<u64>>,
+    /// The members as the applied configuration has them, and the ids it removed.
+    applied: Vec<(u64, Vec<String>)>,
+    removed: Vec<u64>,
+    /// Members learned from peers (`learn`) that the applied configuration does not hold yet.
+    learned: BTreeMap<u64, Vec<String>>,
+    /// Frames were dropped for a peer with no address since `directory_wanted` last asked.
+    unknown_send: bool,
     stats: Arc<TransportStats>,
     local_addr: SocketAddr,
 }
@@ -438,6 +465,7 @@ impl Transport {
             members: Mutex::new(peers.keys().copied().collect()),
             directory: Mutex::new(Vec::new()),
             removed: Mutex::new(BTreeSet::new()),
+            unknown_hello: std::sync::atomic::AtomicBool::new(false),
             per_address: Mutex::new(HashMap::new()),
             stats: stats.clone(),
             refused_log: RateLimitedLog::new(),
@@ -453,6 +481,10 @@ impl Transport {
             inbound,
             removed_tx,
             removed_rx: Some(removed_rx),
+            applied: Vec::new(),
+            removed: Vec::new(),
+            learned: BTreeMap::new(),
+            unknown_send: false,
             stats,
             local_addr,
         };
@@ -475,6 +507,51 @@ impl Transport {
     /// not resolve is left unreachable, and logged. A member in `removed` that says hello is
     /// told it was removed.
     pub fn set_members(&mut self, members: &[(u64, Vec<String>)], removed: &[u64]) {
+        self.applied = members.to_vec();
+        self.removed = removed.to_vec();
+        self.learned.retain(|id, _| !members.iter().any(|(m, _)| m == id) && !removed.contains(id));
+        self.apply_peers();
+    }
+
+    /// Adds members a peer listed (`directory`) that the applied configuration does not hold
+    /// yet: this member fell behind the change that added them, and must reach them (a new
+    /// leader among them) to catch up. They go when the applied configuration holds them.
+    pub fn learn(&mut self, members: Vec<(u64, Vec<String>)>) {
+        let mut changed = false;
+        for (id, urls) in members {
+            let known = id == self.id || self.applied.iter().any(|(m, _)| *m == id) || self.removed.contains(&id);
+            if !known && self.learned.get(&id) != Some(&urls) {
+                tracing::info!(member = %format!("{id:x}"), ?urls, "a member this one's configuration does not hold yet, learned from a peer");
+                self.learned.insert(id, urls);
+                changed = true;
+            }
+        }
+        if changed {
+            self.apply_peers();
+        }
+    }
+
+    /// Whether this member should ask its peers for the member list: since it last asked,
+    /// frames went unsent for want of an address, or a member of this cluster it does not
+    /// know said hello.
+    pub fn directory_wanted(&mut self) -> bool {
+        let hello = self.gate.unknown_hello.swap(false, Ordering::Relaxed);
+        std::mem::take(&mut self.unknown_send) | hello
+    }
+
+    /// The addresses of the peers written to.
+    pub fn peer_addrs(&self) -> Vec<SocketAddr> {
+        self.peers.values().map(|(a, _)| *a).collect()
+    }
+
+    fn apply_peers(&mut self) {
+        let members: Vec<(u64, Vec<String>)> = self
+            .applied
+            .iter()
+            .cloned()
+            .chain(self.learned.iter().map(|(id, u)| (*id, u.clone())))
+            .collect();
+        let removed = self.removed.clone();
         let mut wanted = BTreeMap::new();
         for (id, urls) in members.iter().filter(|(id, _)| *id != self.id) {
             match urls.first().map(|u| url_addr(u)) {
@@ -494,7 +571,7 @@ impl Transport {
             *m = members.iter().map(|(id, _)| *id).filter(|&id| id != self.id).collect();
         }
         if let Ok(mut d) = self.gate.directory.lock() {
-            *d = members.to_vec();
+            *d = self.applied.clone();
         }
         if let Ok(mut r) = self.gate.removed.lock() {
             *r = removed.iter().copied().collect();
@@ -516,8 +593,11 @@ impl Transport {
     /// queue is full, are dropped (Raft resends what matters; a lost forward times out).
     pub fn send(&mut self, frames: impl Iterator<Item = PeerFrame>) {
         for frame in frames {
-            if let Some((_, q)) = self.peers.get(&frame.to()) {
-                let _ = q.try_send(frame);
+            match self.peers.get(&frame.to()) {
+                Some((_, q)) => {
+                    let _ = q.try_send(frame);
+                }
+                None => self.unknown_send = true,
             }
         }
     }
@@ -607,6 +687,9 @@ async fn read_frames(stream: &mut TcpStream, inbound: &mpsc::Sender<PeerFrame>, 
                     return Closed::Refused("a connection that did not open with a hello refused");
                 };
                 if let Err(why) = gate.check_hello(&hello) {
+                    if hello.cluster_id == gate.cluster_id && hello.to == gate.id && !gate.was_removed(&hello) {
+                        gate.unknown_hello.store(true, Ordering::Relaxed);
+                    }
                     if gate.was_removed(&hello) {
                         let _ = tokio::time::timeout(HELLO_TIMEOUT, async {
                             stream.write_all(&[0, 0, 0, 1, KIND_REMOVED]).await?;

@@ -213,3 +213,51 @@ async fn a_removed_member_is_told_so_when_it_says_hello() {
     assert!(told.is_err(), "a member that was never removed is not told it was");
     assert_eq!(a.stats().connections_refused.load(Ordering::Relaxed), 2);
 }
+
+/// A member that fell behind the configuration change adding a new leader refuses that
+/// leader's hello (it does not know the id), wants the member list, learns it from a peer it
+/// knows, and from then on takes the leader's messages and can answer them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_behind_a_configuration_change_learns_the_new_members_from_its_peers() {
+    let (a_addr, b_addr, c_addr) = (free_addr(), free_addr(), free_addr());
+    let url = |a: SocketAddr| vec![format!("http://{a}")];
+    let heartbeat = |from: u64, to: u64| {
+        let mut m = Message::new();
+        m.set_msg_type(MessageType::MsgHeartbeat);
+        m.from = from;
+        m.to = to;
+        PeerFrame::Raft(m)
+    };
+    let everyone = [(1, url(a_addr)), (2, url(b_addr)), (5, url(c_addr))];
+    // Member 1 applied {1, 2} only; members 2 and 5 applied {1, 2, 5}.
+    let mut a = Transport::start(1, CLUSTER, a_addr, BTreeMap::new()).await.unwrap();
+    a.set_members(&everyone[..2], &[]);
+    let mut b = Transport::start(2, CLUSTER, b_addr, BTreeMap::new()).await.unwrap();
+    b.set_members(&everyone, &[]);
+    let mut c = Transport::start(5, CLUSTER, c_addr, BTreeMap::new()).await.unwrap();
+    c.set_members(&everyone, &[]);
+
+    c.send(std::iter::once(heartbeat(5, 1)));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !a.directory_wanted() {
+        assert!(Instant::now() < deadline, "member 1 never wanted the member list");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answer = cairn_io_tokio::transport::directory(&a.peer_addrs()).await.unwrap();
+    assert_eq!(answer.members.len(), 3);
+    a.learn(answer.members);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        c.send(std::iter::once(heartbeat(5, 1)));
+        if let Ok(Some(PeerFrame::Raft(got))) = tokio::time::timeout(Duration::from_millis(200), a.recv()).await {
+            assert_eq!(got.from, 5);
+            break;
+        }
+        assert!(Instant::now() < deadline, "member 5's messages never reached member 1");
+    }
+    a.send(std::iter::once(heartbeat(1, 5)));
+    let got = tokio::time::timeout(Duration::from_secs(5), c.recv()).await.unwrap().unwrap();
+    assert!(matches!(got, PeerFrame::Raft(m) if m.from == 1));
+    drop(b);
+}

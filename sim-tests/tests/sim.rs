@@ -62,10 +62,11 @@ mod regressions {
     /// run parameters; kept as extra coverage). With membership changes: 7, a leader that
     /// applied its own removal kept stepping and raft-rs panicked; 51, a member that joined was
     /// sent a snapshot from before it was added, refused forever; 853 and 1811, the harness
-    /// trusted a member list from a removed member, or one with a change still in the log.
+    /// trusted a member list from a removed member, or one with a change still in the log;
+    /// 3061, a member cut off while a new leader was added could not reach it afterwards.
     #[test]
     fn seeds_that_found_bugs_pass() {
-        for seed in [101, 195, 405, 422, 4741, 7, 51, 853, 1811] {
+        for seed in [101, 195, 405, 422, 4741, 7, 51, 853, 1811, 3061] {
             let r = run_seed(seed, &RunOptions::default());
             assert!(r.failure.is_none(), "seed {seed} failed again: {}", r.failure.unwrap());
         }
