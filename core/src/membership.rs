@@ -35,10 +35,18 @@ impl Member {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MemberChange {
     /// A voter (`learner` false) or a learner.
-    Add { id: u64, peer_urls: Vec<String>, learner: bool },
-    Remove { id: u64 },
+    Add {
+        id: u64,
+        peer_urls: Vec<String>,
+        learner: bool,
+    },
+    Remove {
+        id: u64,
+    },
     /// A learner becomes a voter.
-    Promote { id: u64 },
+    Promote {
+        id: u64,
+    },
 }
 
 impl MemberChange {

@@ -117,7 +117,13 @@ impl StateMachine {
 
     /// Applies the member change of the configuration-change entry at `index` (raft-rs has
     /// accepted it: it applies on every replica alike). Returns the member concerned.
-    pub fn apply_member_change(&mut self, index: u64, term: u64, payload: &[u8], change: &MemberChange) -> Member {
+    pub fn apply_member_change(
+        &mut self,
+        index: u64,
+        term: u64,
+        payload: &[u8],
+        change: &MemberChange,
+    ) -> Member {
         self.advance_to(index, term, payload);
         match change {
             MemberChange::Add { id, peer_urls, learner } => {
@@ -221,7 +227,10 @@ impl StateMachine {
                 None => (Err(Error::MemberNotFound), vec![]),
             },
             Command::MemberUpdate { id, peer_urls } => {
-                let clash = self.members.values().any(|m| m.id != *id && m.peer_urls.iter().any(|u| peer_urls.contains(u)));
+                let clash = self
+                    .members
+                    .values()
+                    .any(|m| m.id != *id && m.peer_urls.iter().any(|u| peer_urls.contains(u)));
                 match self.members.get_mut(id) {
                     None => (Err(Error::MemberNotFound), vec![]),
                     Some(_) if clash => (Err(Error::PeerUrlExists), vec![]),

@@ -34,7 +34,12 @@ impl LogStore {
     /// A log for a member that has never run: empty, with no voters yet (a new cluster's
     /// member writes its initial voters as its first entries; a joining one learns them).
     pub fn new_empty() -> LogStore {
-        LogStore { mem: MemStorage::new(), snapshot: Snapshot::default(), data: None, wanted: Cell::new(false) }
+        LogStore {
+            mem: MemStorage::new(),
+            snapshot: Snapshot::default(),
+            data: None,
+            wanted: Cell::new(false),
+        }
     }
 
     /// Rebuilds the log from what the driver recovered: the latest snapshot (if any), the hard

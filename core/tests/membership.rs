@@ -171,7 +171,10 @@ fn strict_reconfiguration_check() {
     c.run_for(3_000);
     assert_eq!(c.request(l, add(4, false)).unwrap_err(), Error::NotEnoughStartedMembers);
     let other = *c.members.keys().find(|&&id| id != l && id != f).unwrap();
-    assert_eq!(c.request(l, Request::MemberRemove { id: other }).unwrap_err(), Error::NotEnoughStartedMembers);
+    assert_eq!(
+        c.request(l, Request::MemberRemove { id: other }).unwrap_err(),
+        Error::NotEnoughStartedMembers
+    );
     // Removing the dead member leaves two started voters of two: allowed (replacing it).
     changed(c.request(l, Request::MemberRemove { id: f }));
     c.put(l, "k", "v").unwrap();

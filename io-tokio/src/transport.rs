@@ -164,12 +164,12 @@ pub async fn discover(peers: &[SocketAddr], peer_urls: &[String]) -> io::Result<
     for &addr in peers {
         match tokio::time::timeout(JOIN_TIMEOUT, ask(addr, &query)).await {
             Ok(Ok(a)) if a.member_id != 0 => return Ok(a),
-            Ok(Ok(_)) => {
-                last = io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("{addr} knows no member with peer URLs {peer_urls:?} (add it first: etcdctl member add)"),
-                )
-            }
+            Ok(Ok(_)) => last = io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{addr} knows no member with peer URLs {peer_urls:?} (add it first: etcdctl member add)"
+                ),
+            ),
             Ok(Err(e)) => last = io::Error::new(e.kind(), format!("{addr}: {e}")),
             Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, format!("{addr}: no answer")),
         }
@@ -519,7 +519,8 @@ impl Transport {
     pub fn learn(&mut self, members: Vec<(u64, Vec<String>)>) {
         let mut changed = false;
         for (id, urls) in members {
-            let known = id == self.id || self.applied.iter().any(|(m, _)| *m == id) || self.removed.contains(&id);
+            let known =
+                id == self.id || self.applied.iter().any(|(m, _)| *m == id) || self.removed.contains(&id);
             if !known && self.learned.get(&id) != Some(&urls) {
                 tracing::info!(member = %format!("{id:x}"), ?urls, "a member this one's configuration does not hold yet, learned from a peer");
                 self.learned.insert(id, urls);
@@ -545,12 +546,8 @@ impl Transport {
     }
 
     fn apply_peers(&mut self) {
-        let members: Vec<(u64, Vec<String>)> = self
-            .applied
-            .iter()
-            .cloned()
-            .chain(self.learned.iter().map(|(id, u)| (*id, u.clone())))
-            .collect();
+        let members: Vec<(u64, Vec<String>)> =
+            self.applied.iter().cloned().chain(self.learned.iter().map(|(id, u)| (*id, u.clone()))).collect();
         let removed = self.removed.clone();
         let mut wanted = BTreeMap::new();
         for (id, urls) in members.iter().filter(|(id, _)| *id != self.id) {
@@ -558,7 +555,9 @@ impl Transport {
                 Some(Some(addr)) => {
                     wanted.insert(*id, addr);
                 }
-                _ => tracing::warn!(member = %format!("{id:x}"), ?urls, "a member's peer URL does not resolve; it is unreachable"),
+                _ => {
+                    tracing::warn!(member = %format!("{id:x}"), ?urls, "a member's peer URL does not resolve; it is unreachable")
+                }
             }
         }
         self.peers.retain(|id, (addr, _)| wanted.get(id) == Some(addr));
@@ -669,7 +668,9 @@ async fn read_frames(stream: &mut TcpStream, inbound: &mpsc::Sender<PeerFrame>, 
     let mut sender: Option<u64> = None;
     let accepted = Instant::now();
     loop {
-        if sender.is_none() && reader.announced_len().is_some_and(|len| len != Hello::BYTES && len > JOIN_BYTES_MAX) {
+        if sender.is_none()
+            && reader.announced_len().is_some_and(|len| len != Hello::BYTES && len > JOIN_BYTES_MAX)
+        {
             // Nothing but a hello is read from a connection that has not said one.
             return Closed::Refused("a connection that did not open with a hello refused");
         }
@@ -687,7 +688,8 @@ async fn read_frames(stream: &mut TcpStream, inbound: &mpsc::Sender<PeerFrame>, 
                     return Closed::Refused("a connection that did not open with a hello refused");
                 };
                 if let Err(why) = gate.check_hello(&hello) {
-                    if hello.cluster_id == gate.cluster_id && hello.to == gate.id && !gate.was_removed(&hello) {
+                    if hello.cluster_id == gate.cluster_id && hello.to == gate.id && !gate.was_removed(&hello)
+                    {
                         gate.unknown_hello.store(true, Ordering::Relaxed);
                     }
                     if gate.was_removed(&hello) {

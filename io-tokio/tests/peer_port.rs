@@ -206,7 +206,8 @@ async fn a_removed_member_is_told_so_when_it_says_hello() {
     let told = tokio::time::timeout(Duration::from_secs(5), notices.recv()).await;
     assert_eq!(told.expect("told within 5 s"), Some(1));
     // Member 4, never a member: refused, not told.
-    let mut stranger = Transport::start(4, CLUSTER, free_addr(), BTreeMap::from([(1, a_addr)])).await.unwrap();
+    let mut stranger =
+        Transport::start(4, CLUSTER, free_addr(), BTreeMap::from([(1, a_addr)])).await.unwrap();
     let mut notices = stranger.removed_notices();
     stranger.send(std::iter::once(heartbeat(4, 1)));
     let told = tokio::time::timeout(Duration::from_secs(1), notices.recv()).await;
@@ -250,7 +251,9 @@ async fn a_member_behind_a_configuration_change_learns_the_new_members_from_its_
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         c.send(std::iter::once(heartbeat(5, 1)));
-        if let Ok(Some(PeerFrame::Raft(got))) = tokio::time::timeout(Duration::from_millis(200), a.recv()).await {
+        if let Ok(Some(PeerFrame::Raft(got))) =
+            tokio::time::timeout(Duration::from_millis(200), a.recv()).await
+        {
             assert_eq!(got.from, 5);
             break;
         }

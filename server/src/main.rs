@@ -425,7 +425,10 @@ fn write_identity(path: &std::path::Path, member_id: u64, cluster_id: u64) -> Re
 
 /// Asks the cluster's members who this member is, for up to a minute: the operator may start
 /// it just before `member add` has applied.
-async fn discover(peers: &[SocketAddr], my_urls: &[String]) -> Result<cairn_io_tokio::transport::JoinAnswer, StartError> {
+async fn discover(
+    peers: &[SocketAddr],
+    my_urls: &[String],
+) -> Result<cairn_io_tokio::transport::JoinAnswer, StartError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         match cairn_io_tokio::transport::discover(peers, my_urls).await {

@@ -23,10 +23,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The probe routes, served from `node`.
 pub fn routes(node: NodeHandle) -> Router {
-    Router::new()
-        .route("/livez", get(livez))
-        .route("/readyz", get(readyz))
-        .with_state(node)
+    Router::new().route("/livez", get(livez)).route("/readyz", get(readyz)).with_state(node)
 }
 
 async fn livez(State(node): State<NodeHandle>, Query(q): Query<Vec<(String, String)>>) -> Response {
@@ -45,12 +42,8 @@ async fn readyz(State(node): State<NodeHandle>, Query(q): Query<Vec<(String, Str
 
 /// A range of one key that need not exist, from local state or through ReadIndex.
 async fn read(node: &NodeHandle, serializable: bool) -> Result<(), String> {
-    let request = Request::Range(RangeRequest {
-        key: "health".into(),
-        serializable,
-        limit: 1,
-        ..Default::default()
-    });
+    let request =
+        Request::Range(RangeRequest { key: "health".into(), serializable, limit: 1, ..Default::default() });
     match tokio::time::timeout(CHECK_TIMEOUT, node.request(request)).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
@@ -78,7 +71,8 @@ fn answer(probe: &str, checks: &[(&str, Result<(), String>)], query: &[(String, 
     }
     let ct = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
     if failed {
-        return (StatusCode::SERVICE_UNAVAILABLE, ct, format!("{lines}{probe} check failed\n")).into_response();
+        return (StatusCode::SERVICE_UNAVAILABLE, ct, format!("{lines}{probe} check failed\n"))
+            .into_response();
     }
     if verbose {
         return (StatusCode::OK, ct, format!("{lines}{probe} check passed\n")).into_response();

@@ -16,12 +16,8 @@ use support::Cluster;
 
 /// `etcdctl member add` output: the member's id and the `ETCD_INITIAL_CLUSTER` it printed.
 fn parse_add(out: &str) -> (String, String) {
-    let id = out
-        .split_whitespace()
-        .skip_while(|w| *w != "Member")
-        .nth(1)
-        .expect("Member <id> added")
-        .to_string();
+    let id =
+        out.split_whitespace().skip_while(|w| *w != "Member").nth(1).expect("Member <id> added").to_string();
     let cluster = out
         .lines()
         .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
@@ -76,7 +72,10 @@ fn add_learner(c: &mut Cluster, name: &str) -> (usize, String) {
 /// A serializable get on member `i` alone.
 fn local_get(c: &Cluster, i: usize, key: &str) -> Option<String> {
     let out = c.ctl_at(&c.endpoint(i), &["get", key, "--consistency=s", "--print-value-only"], None);
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 #[test]
@@ -113,7 +112,9 @@ fn add_promote_remove_update_and_move_leader_under_a_writer() {
 
     // A learner joins and catches up; it serves serializable reads only.
     let (m4, m4_id) = add_learner(&mut c, "m4");
-    wait_until("m4 caught up", &c, Duration::from_secs(30), || local_get(&c, m4, "pre199").as_deref() == Some("v"));
+    wait_until("m4 caught up", &c, Duration::from_secs(30), || {
+        local_get(&c, m4, "pre199").as_deref() == Some("v")
+    });
     let list = c.ok(&["member", "list"]);
     assert!(list.lines().any(|l| l.starts_with(&m4_id) && l.ends_with("true")), "{list}");
     let linearizable = c.ctl_at(&c.endpoint(m4), &["get", "pre1"], None);
@@ -188,8 +189,12 @@ fn add_promote_remove_update_and_move_leader_under_a_writer() {
         .to_string();
     let leader_hex = format!("{:x}", leader.parse::<u64>().unwrap());
     let leader_ep = (1..c.members.len())
-        .find(|&i| c.members[i].child.is_some() && c.ctl_at(&c.endpoint(i), &["endpoint", "status"], None).status.success()
-            && String::from_utf8_lossy(&c.ctl_at(&c.endpoint(i), &["endpoint", "status"], None).stdout).contains(&leader_hex))
+        .find(|&i| {
+            c.members[i].child.is_some()
+                && c.ctl_at(&c.endpoint(i), &["endpoint", "status"], None).status.success()
+                && String::from_utf8_lossy(&c.ctl_at(&c.endpoint(i), &["endpoint", "status"], None).stdout)
+                    .contains(&leader_hex)
+        })
         .map(|i| c.endpoint(i))
         .expect("the leader's endpoint");
     if leader_hex != m4_id {
@@ -206,7 +211,10 @@ fn add_promote_remove_update_and_move_leader_under_a_writer() {
     writer.join().unwrap();
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() > 10, "the writer made progress: {} writes", acked.len());
-    let live = (1..c.members.len()).filter(|&i| c.members[i].child.is_some()).map(|i| c.endpoint(i)).collect::<Vec<_>>();
+    let live = (1..c.members.len())
+        .filter(|&i| c.members[i].child.is_some())
+        .map(|i| c.endpoint(i))
+        .collect::<Vec<_>>();
     let out = c.ctl_at(&live.join(","), &["get", "w", "--prefix", "--keys-only"], None);
     let keys = String::from_utf8_lossy(&out.stdout).into_owned();
     for k in &acked {

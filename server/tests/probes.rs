@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use support::Cluster;
 
 fn curl(url: &str) -> (u16, String) {
-    let out = std::process::Command::new("curl").args(["-s", "-m", "10", "-w", "\n%{http_code}", url]).output().expect("curl");
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-m", "10", "-w", "\n%{http_code}", url])
+        .output()
+        .expect("curl");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, status) = text.rsplit_once('\n').expect("a status line");
     (status.trim().parse().expect("a status"), body.to_string())

@@ -249,13 +249,19 @@ fn members_added_updated_and_removed_through_v2() {
     assert_eq!(curl("POST", &members, Some(r#"{"peerURLs":["nope"]}"#)).0, 400);
     // Updated, then removed; a removed member is 410 from then on, an unknown one 404.
     let other = ports::free_port();
-    let (status, body) =
-        curl("PUT", &format!("{members}/{id}"), Some(&format!(r#"{{"peerURLs":["http://127.0.0.1:{other}"]}}"#)));
+    let (status, body) = curl(
+        "PUT",
+        &format!("{members}/{id}"),
+        Some(&format!(r#"{{"peerURLs":["http://127.0.0.1:{other}"]}}"#)),
+    );
     assert_eq!(status, 204, "{body}");
     assert!(curl("GET", &members, None).1.contains(&format!("127.0.0.1:{other}")));
     assert_eq!(curl("DELETE", &format!("{members}/{id}"), None).0, 204);
     let (status, body) = curl("DELETE", &format!("{members}/{id}"), None);
-    assert_eq!((status, body.as_str()), (410, format!(r#"{{"message":"Member permanently removed: {id}"}}"#).as_str()));
+    assert_eq!(
+        (status, body.as_str()),
+        (410, format!(r#"{{"message":"Member permanently removed: {id}"}}"#).as_str())
+    );
     assert_eq!(curl("DELETE", &format!("{members}/ffff"), None).0, 404);
     // The cluster still serves.
     assert_eq!(send(&c, 1, &put("/v2/keys/after", "value=members")).status, 201);

@@ -119,7 +119,11 @@ impl SimObserver {
     /// The member seen leading in the highest term, if any.
     pub fn leader(&self) -> Option<u64> {
         let s = self.state.lock().unwrap();
-        s.seen.iter().filter(|(_, x)| x.role == Some(Role::Leader)).max_by_key(|(_, x)| x.term).map(|(&m, _)| m)
+        s.seen
+            .iter()
+            .filter(|(_, x)| x.role == Some(Role::Leader))
+            .max_by_key(|(_, x)| x.term)
+            .map(|(&m, _)| m)
     }
 
     pub fn describe_members(&self) -> String {
@@ -318,12 +322,25 @@ impl Observer for SimObserver {
                     &mut self.state.lock().unwrap().seen.entry(member).or_default().member_ids,
                     new,
                 );
-                for &(promoted, _) in old.iter().filter(|(id, learner)| *learner && sm.members().get(id).is_some_and(|m| !m.learner)) {
-                    self.trace.record(at, "member-promoted", json!({ "member": member, "promoted": promoted }));
+                for &(promoted, _) in old
+                    .iter()
+                    .filter(|(id, learner)| *learner && sm.members().get(id).is_some_and(|m| !m.learner))
+                {
+                    self.trace.record(
+                        at,
+                        "member-promoted",
+                        json!({ "member": member, "promoted": promoted }),
+                    );
                 }
-                for &(gone, _) in old.iter().filter(|(id, _)| !sm.members().contains_key(id) && sm.was_removed(*id)) {
+                for &(gone, _) in
+                    old.iter().filter(|(id, _)| !sm.members().contains_key(id) && sm.was_removed(*id))
+                {
                     self.trace.record(at, "member-removed", json!({ "member": member, "removed": gone }));
-                    self.observe(Observation::MemberRemoved { member, removed: gone, term: sm.applied_term() });
+                    self.observe(Observation::MemberRemoved {
+                        member,
+                        removed: gone,
+                        term: sm.applied_term(),
+                    });
                 }
                 self.observe_configuration(member, core);
             }

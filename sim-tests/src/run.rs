@@ -215,7 +215,9 @@ async fn simulate(params: RunParams, keep_trace: bool) -> (RunReport, Arc<SimObs
             + params.clock_step_weight
             + params.membership_weight;
         if madsim::rand::thread_rng().gen_range(0..total.max(1)) < params.membership_weight {
-            changes.act(&params, &handle, &mut members, &mut faults, &observer, &history, &trace, epoch).await;
+            changes
+                .act(&params, &handle, &mut members, &mut faults, &observer, &history, &trace, epoch)
+                .await;
         } else {
             faults.inject(&params, &handle, &mut members, &client_nodes, &observer, &trace, epoch);
         }
@@ -485,9 +487,10 @@ impl MemberChanges {
     ) -> Option<Vec<cairn_core::Member>> {
         let leader = observer.leader()?;
         match self.call(params, history, trace, epoch, leader, Request::MemberList).await {
-            Some(Ok(cairn_core::Response { body: cairn_core::ResponseBody::Members { members, .. }, .. })) => {
-                Some(members)
-            }
+            Some(Ok(cairn_core::Response {
+                body: cairn_core::ResponseBody::Members { members, .. },
+                ..
+            })) => Some(members),
             _ => None,
         }
     }
@@ -512,16 +515,21 @@ impl MemberChanges {
             let mut rng = madsim::rand::thread_rng();
             (rng.gen_range(0..6u32), rng.gen_range(0..list.len()))
         };
-        let down: Vec<u64> = voters.iter().copied().filter(|v| members.get(v).is_some_and(|m| m.down)).collect();
+        let down: Vec<u64> =
+            voters.iter().copied().filter(|v| members.get(v).is_some_and(|m| m.down)).collect();
         let (kind, id, request) = match roll {
             // Replace a crashed voter: remove it (a fresh one is added as a learner later).
-            0 | 1 if !down.is_empty() && voters.len() >= 3 => ("member_remove", down[0], Request::MemberRemove { id: down[0] }),
+            0 | 1 if !down.is_empty() && voters.len() >= 3 => {
+                ("member_remove", down[0], Request::MemberRemove { id: down[0] })
+            }
             0 | 1 | 2 if learners.is_empty() && list.len() < MEMBERS_MAX && self.next_id < 250 => {
                 let id = self.next_id;
                 self.next_id += 1;
                 ("member_add", id, Request::MemberAdd { id, peer_urls: vec![peer_url(id)], learner: true })
             }
-            0..=2 if !learners.is_empty() => ("member_promote", learners[0], Request::MemberPromote { id: learners[0] }),
+            0..=2 if !learners.is_empty() => {
+                ("member_promote", learners[0], Request::MemberPromote { id: learners[0] })
+            }
             3 => {
                 let id = list[pick].id;
                 if !list[pick].learner && voters.len() <= 3 {
@@ -536,7 +544,11 @@ impl MemberChanges {
             _ => {
                 let m = &list[pick];
                 // The same address, written another way: the peers must follow.
-                let url = if m.peer_urls.first().is_some_and(|u| u.ends_with('/')) { peer_url(m.id) } else { peer_url(m.id) + "/" };
+                let url = if m.peer_urls.first().is_some_and(|u| u.ends_with('/')) {
+                    peer_url(m.id)
+                } else {
+                    peer_url(m.id) + "/"
+                };
                 ("member_update", m.id, Request::MemberUpdate { id: m.id, peer_urls: vec![url] })
             }
         };
@@ -546,14 +558,19 @@ impl MemberChanges {
             Some(Err(e)) => (Some(false), e.to_string()),
             None => (None, "no answer".into()),
         };
-        trace.record(global_ms(epoch), kind, json!({ "member": id, "via": to, "committed": committed, "error": detail }));
+        trace.record(
+            global_ms(epoch),
+            kind,
+            json!({ "member": id, "via": to, "committed": committed, "error": detail }),
+        );
         match kind {
             // Started whatever the answer: if the add did not apply the member waits, unknown
             // to the cluster, until the end-of-run reconciliation shuts it down.
             "member_add" if committed != Some(false) => {
                 // Its peers to start with: the members as the clients know them (a real joining
                 // member learns them from its peers, `transport::discover`).
-                let peers: BTreeMap<u64, SocketAddr> = self.directory.lock().unwrap().iter().copied().collect();
+                let peers: BTreeMap<u64, SocketAddr> =
+                    self.directory.lock().unwrap().iter().copied().collect();
                 let m = start_member(params, handle, id, vec![], peers, observer, epoch);
                 members.insert(id, m);
                 self.directory.lock().unwrap().push((id, member_addr(id)));

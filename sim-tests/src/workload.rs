@@ -60,7 +60,11 @@ impl ClientCtx {
     /// address no one listens at, as a machine shut down would.
     fn member_addr(&self, id: u64) -> SocketAddr {
         let members = self.members.lock().unwrap();
-        members.iter().find(|(m, _)| *m == id).map(|(_, a)| *a).unwrap_or(SocketAddr::from(([10, 0, 3, 1], 1)))
+        members
+            .iter()
+            .find(|(m, _)| *m == id)
+            .map(|(_, a)| *a)
+            .unwrap_or(SocketAddr::from(([10, 0, 3, 1], 1)))
     }
 
     fn random_member(&self) -> u64 {

@@ -116,7 +116,8 @@ mod planted_bugs {
     #[test]
     fn a_learner_counted_as_a_voter_is_caught_and_replays() {
         let opts = short(PlantedBug::LearnerVotes);
-        let r = first_failure(0..40, &opts).expect("a learner counted as a voter went unnoticed for 40 seeds");
+        let r =
+            first_failure(0..40, &opts).expect("a learner counted as a voter went unnoticed for 40 seeds");
         let f = r.failure.clone().unwrap();
         assert!(
             matches!(&f, Failure::Correctness(m) if m.contains("configuration is the member list")),

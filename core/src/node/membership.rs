@@ -30,8 +30,9 @@ impl Core {
             .enumerate()
             .map(|(i, &id)| {
                 let peer_urls = self.config.peer_urls.get(&id).cloned().unwrap_or_default();
-                let cc = ConfContext { origin: None, change: MemberChange::Add { id, peer_urls, learner: false } }
-                    .to_conf_change();
+                let cc =
+                    ConfContext { origin: None, change: MemberChange::Add { id, peer_urls, learner: false } }
+                        .to_conf_change();
                 let mut e = Entry::default();
                 e.set_entry_type(EntryType::EntryConfChangeV2);
                 e.term = 1;
@@ -84,7 +85,10 @@ impl Core {
             Request::V2Get(g) => !g.quorum,
             Request::PublishMember { .. } | Request::MemberList | Request::LeaseLeases => true,
             // Membership changes go to the leader.
-            r => is_forwardable(r) && !matches!(r, Request::LeaseKeepAlive { .. } | Request::LeaseTimeToLive { .. }),
+            r => {
+                is_forwardable(r)
+                    && !matches!(r, Request::LeaseKeepAlive { .. } | Request::LeaseTimeToLive { .. })
+            }
         }
     }
 
@@ -117,8 +121,15 @@ impl Core {
                 MemberChange::Add { id: member, peer_urls, learner }
             }
             Request::MemberRemove { id: member } => {
-                if !members.contains_key(&member) && !cs.voters.contains(&member) && !cs.learners.contains(&member) {
-                    return Err(if self.sm.was_removed(member) { Error::IdRemoved } else { Error::MemberNotFound });
+                if !members.contains_key(&member)
+                    && !cs.voters.contains(&member)
+                    && !cs.learners.contains(&member)
+                {
+                    return Err(if self.sm.was_removed(member) {
+                        Error::IdRemoved
+                    } else {
+                        Error::MemberNotFound
+                    });
                 }
                 if cs.voters.contains(&member) {
                     self.check_voters_after(cs.voters.len() - 1, Some(member))?;
@@ -141,9 +152,16 @@ impl Core {
             }
             Request::MemberUpdate { id: member, peer_urls } => {
                 if !members.contains_key(&member) {
-                    return Err(if self.sm.was_removed(member) { Error::IdRemoved } else { Error::MemberNotFound });
+                    return Err(if self.sm.was_removed(member) {
+                        Error::IdRemoved
+                    } else {
+                        Error::MemberNotFound
+                    });
                 }
-                if members.values().any(|m| m.id != member && m.peer_urls.iter().any(|u| peer_urls.contains(u))) {
+                if members
+                    .values()
+                    .any(|m| m.id != member && m.peer_urls.iter().any(|u| peer_urls.contains(u)))
+                {
                     return Err(Error::PeerUrlExists);
                 }
                 return self.propose(id, Command::MemberUpdate { id: member, peer_urls });
@@ -204,7 +222,8 @@ impl Core {
         }
         self.sync_role();
         self.next_seq += 1;
-        self.writes.insert(seq, PendingWrite { id, deadline_ms: self.now_ms + self.config.request_timeout_ms });
+        self.writes
+            .insert(seq, PendingWrite { id, deadline_ms: self.now_ms + self.config.request_timeout_ms });
         Ok(())
     }
 
@@ -300,7 +319,10 @@ impl Core {
         let moves = std::mem::take(&mut self.moves);
         for m in moves {
             if leader == m.to {
-                self.respond(m.id, Ok(self.response(self.sm.mvcc().current_revision(), ResponseBody::MovedLeader)));
+                self.respond(
+                    m.id,
+                    Ok(self.response(self.sm.mvcc().current_revision(), ResponseBody::MovedLeader)),
+                );
             } else if now >= m.deadline_ms {
                 self.respond(m.id, Err(Error::LeaderTransferTimedOut));
             } else {
@@ -335,7 +357,8 @@ impl Core {
         let matched = |core: &Core, id| core.raw.raft.prs().get(id).map_or(0, |p| p.matched);
         let mut due = None;
         for &l in &learners {
-            let ready = learner_in_sync(matched(self, l), matched(self, self.config.id)) && self.heard_recently(l);
+            let ready =
+                learner_in_sync(matched(self, l), matched(self, self.config.id)) && self.heard_recently(l);
             if !ready {
                 self.in_sync_since.remove(&l);
                 continue;
@@ -346,7 +369,9 @@ impl Core {
             }
         }
         let Some(l) = due else { return };
-        if self.raw.raft.has_pending_conf() || self.check_voters_after(self.conf_state().voters.len() + 1, None).is_err() {
+        if self.raw.raft.has_pending_conf()
+            || self.check_voters_after(self.conf_state().voters.len() + 1, None).is_err()
+        {
             return;
         }
         let cc = ConfContext { origin: None, change: MemberChange::Promote { id: l } }.to_conf_change();

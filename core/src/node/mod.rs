@@ -242,9 +242,9 @@ impl Core {
                 // bootstrap entries, or the leader's log from them. One that does not was written
                 // by a Cairn from before membership changes, and would start with no voters.
                 if r.snapshot.is_none()
-                    && r.entries.first().is_some_and(|e| {
-                        e.index == 1 && e.get_entry_type() != EntryType::EntryConfChangeV2
-                    })
+                    && r.entries
+                        .first()
+                        .is_some_and(|e| e.index == 1 && e.get_entry_type() != EntryType::EntryConfChangeV2)
                 {
                     return Err(Error::Corrupt(
                         "this log was written by an older Cairn (its first entry is not the cluster's \

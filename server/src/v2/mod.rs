@@ -491,7 +491,13 @@ fn is_read(m: &Method) -> bool {
 /// /v2/members/<id>` changes peer URLs, `DELETE /v2/members/<id>` removes, with etcd's
 /// statuses (201, 204; 409 for a taken peer URL, 404 for an unknown member, 410 for a removed
 /// one) and messages. Bodies must be JSON, as etcd requires.
-async fn members_write(v2: &V2, method: &Method, headers: &HeaderMap, id: Option<&str>, body: Body) -> Response {
+async fn members_write(
+    v2: &V2,
+    method: &Method,
+    headers: &HeaderMap,
+    id: Option<&str>,
+    body: Body,
+) -> Response {
     #[derive(Serialize)]
     struct Msg {
         message: String,
@@ -516,7 +522,10 @@ async fn members_write(v2: &V2, method: &Method, headers: &HeaderMap, id: Option
         vec![]
     } else {
         if !is_json {
-            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Bad Content-Type {ct}, accept application/json"));
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("Bad Content-Type {ct}, accept application/json"),
+            );
         }
         #[derive(serde::Deserialize)]
         struct Change {
@@ -528,7 +537,9 @@ async fn members_write(v2: &V2, method: &Method, headers: &HeaderMap, id: Option
         };
         match serde_json::from_slice::<Change>(&bytes) {
             Ok(c) if crate::grpc::cluster::check_peer_urls(&c.peer_urls).is_ok() => c.peer_urls,
-            Ok(_) => return error(StatusCode::BAD_REQUEST, "etcdserver: given member URLs are invalid".into()),
+            Ok(_) => {
+                return error(StatusCode::BAD_REQUEST, "etcdserver: given member URLs are invalid".into())
+            }
             Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
         }
     };

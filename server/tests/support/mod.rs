@@ -121,7 +121,8 @@ impl Cluster {
     }
 
     pub fn log(&self, i: usize) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("{}.log", self.members[i].name))).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join(format!("{}.log", self.members[i].name)))
+            .unwrap_or_default()
     }
 
     /// kill -9: no shutdown, no flush.

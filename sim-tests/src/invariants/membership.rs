@@ -40,7 +40,13 @@ pub struct Membership {
 impl Membership {
     pub fn observe(&mut self, obs: &Observation) -> Result<(), Violation> {
         match obs {
-            Observation::Configuration { member, raft_voters, raft_learners, listed_voters, listed_learners } => {
+            Observation::Configuration {
+                member,
+                raft_voters,
+                raft_learners,
+                listed_voters,
+                listed_learners,
+            } => {
                 if raft_voters != listed_voters || raft_learners != listed_learners {
                     return Err(Violation {
                         property: "The Raft configuration is the member list",
@@ -72,7 +78,9 @@ impl Membership {
                         return Err(Violation {
                             property: "A removed member never leads",
                             section: "thesis 4.2.2",
-                            detail: format!("member {member}, removed in term {at}, became leader in term {term}"),
+                            detail: format!(
+                                "member {member}, removed in term {at}, became leader in term {term}"
+                            ),
                         });
                     }
                 }
