@@ -164,12 +164,11 @@ pub async fn discover(peers: &[SocketAddr], peer_urls: &[String]) -> io::Result<
     for &addr in peers {
         match tokio::time::timeout(JOIN_TIMEOUT, ask(addr, &query)).await {
             Ok(Ok(a)) if a.member_id != 0 => return Ok(a),
-            Ok(Ok(_)) => last = io::Error::new(
-                io::ErrorKind::NotFound,
-                format!(
-                    "{addr} knows no member with peer URLs {peer_urls:?} (add it first: etcdctl member add)"
-                ),
-            ),
+            Ok(Ok(_)) => {
+                let hint = "add it first: etcdctl member add";
+                let why = format!("{addr} knows no member with peer URLs {peer_urls:?} ({hint})");
+                last = io::Error::new(io::ErrorKind::NotFound, why);
+            }
             Ok(Err(e)) => last = io::Error::new(e.kind(), format!("{addr}: {e}")),
             Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, format!("{addr}: no answer")),
         }
