@@ -181,6 +181,15 @@ async fn two_members_exchange_messages_after_their_hellos() {
     assert_eq!(a.stats().connections_refused.load(Ordering::Relaxed), 0);
 }
 
+/// A heartbeat from `from` to `to`, as a frame to send.
+fn heartbeat(from: u64, to: u64) -> PeerFrame {
+    let mut m = Message::new();
+    m.set_msg_type(MessageType::MsgHeartbeat);
+    m.from = from;
+    m.to = to;
+    PeerFrame::Raft(m)
+}
+
 fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
@@ -192,13 +201,6 @@ async fn a_removed_member_is_told_so_when_it_says_hello() {
     let a_addr = free_addr();
     let mut a = Transport::start(1, CLUSTER, a_addr, BTreeMap::new()).await.unwrap();
     a.set_members(&[(1, vec![format!("http://{a_addr}")]), (3, vec!["http://127.0.0.1:9".into()])], &[2]);
-    let heartbeat = |from: u64, to: u64| {
-        let mut m = Message::new();
-        m.set_msg_type(MessageType::MsgHeartbeat);
-        m.from = from;
-        m.to = to;
-        PeerFrame::Raft(m)
-    };
     // Member 2, removed, still has member 1 as its peer.
     let mut removed = Transport::start(2, CLUSTER, free_addr(), BTreeMap::from([(1, a_addr)])).await.unwrap();
     let mut notices = removed.removed_notices();
@@ -222,13 +224,6 @@ async fn a_removed_member_is_told_so_when_it_says_hello() {
 async fn a_member_behind_a_configuration_change_learns_the_new_members_from_its_peers() {
     let (a_addr, b_addr, c_addr) = (free_addr(), free_addr(), free_addr());
     let url = |a: SocketAddr| vec![format!("http://{a}")];
-    let heartbeat = |from: u64, to: u64| {
-        let mut m = Message::new();
-        m.set_msg_type(MessageType::MsgHeartbeat);
-        m.from = from;
-        m.to = to;
-        PeerFrame::Raft(m)
-    };
     let everyone = [(1, url(a_addr)), (2, url(b_addr)), (5, url(c_addr))];
     // Member 1 applied {1, 2} only; members 2 and 5 applied {1, 2, 5}.
     let mut a = Transport::start(1, CLUSTER, a_addr, BTreeMap::new()).await.unwrap();

@@ -76,6 +76,22 @@ pub struct Member {
 /// Decides, message by message, which to drop.
 pub type DropFilter = Box<dyn FnMut(&Message) -> bool>;
 
+impl Member {
+    /// A member that has never run, booted with an empty disk.
+    fn boot(config: Config) -> Member {
+        let core = Core::new(config.clone(), None).expect("new member");
+        Member {
+            core: Some(core),
+            disk: Disk::default(),
+            config,
+            events: vec![],
+            watch_updates: vec![],
+            v2_watch_updates: vec![],
+            boots: 1,
+        }
+    }
+}
+
 pub struct Cluster {
     pub members: BTreeMap<u64, Member>,
     pub now_ms: u64,
@@ -107,19 +123,7 @@ impl Cluster {
         for &id in &voters {
             let mut config = Config::new(id, voters.clone(), seed.wrapping_mul(1000).wrapping_add(id));
             tweak(&mut config);
-            let core = Core::new(config.clone(), None).expect("new member");
-            members.insert(
-                id,
-                Member {
-                    core: Some(core),
-                    disk: Disk::default(),
-                    config,
-                    events: vec![],
-                    watch_updates: vec![],
-                    v2_watch_updates: vec![],
-                    boots: 1,
-                },
-            );
+            members.insert(id, Member::boot(config));
         }
         Cluster {
             members,
@@ -385,19 +389,7 @@ impl Cluster {
         config.id = id;
         config.voters = vec![];
         config.seed = config.seed.wrapping_mul(31).wrapping_add(id);
-        let core = Core::new(config.clone(), None).expect("new member");
-        self.members.insert(
-            id,
-            Member {
-                core: Some(core),
-                disk: Disk::default(),
-                config,
-                events: vec![],
-                watch_updates: vec![],
-                v2_watch_updates: vec![],
-                boots: 1,
-            },
-        );
+        self.members.insert(id, Member::boot(config));
     }
 
     /// Stops a member as a crash would: everything not on its disk is gone. Messages already
