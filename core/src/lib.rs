@@ -109,7 +109,7 @@ pub use config::Config;
 pub use error::{Error, Result};
 pub use forward::{Forward, ForwardBody};
 pub use membership::Member;
-pub use node::{Core, Output, Persist, Recovered, SnapshotMade};
+pub use node::{Core, Counters, Output, Persist, Recovered, SnapshotMade};
 pub use pipeline::{DiskWrite, DiskWriteKind, Effects, Pipeline};
 pub use request::{Header, Request, RequestId, Response, ResponseBody};
 pub use watch::{WatchId, WatchRequest, WatchUpdate};

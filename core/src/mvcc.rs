@@ -43,12 +43,37 @@ pub const MAX_TXN_OPS: usize = 128;
 
 /// The store. See the module documentation for the model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "MvccStored")]
 pub struct Mvcc {
     /// Per key, its changes in strictly ascending revision order; never an empty `Vec`.
     history: BTreeMap<Blob, Vec<Entry>>,
     current_revision: i64,
     /// Reads below this revision fail with `Error::Compacted`; 0 before any compaction.
     compacted_revision: i64,
+    /// Keys that exist now (whose last change is a put), kept as changes are recorded; not
+    /// stored, but counted again when a store is decoded.
+    #[serde(skip_serializing)]
+    live_keys: usize,
+}
+
+/// `Mvcc` as encoded: everything but what is counted again on decoding.
+#[derive(Deserialize)]
+struct MvccStored {
+    history: BTreeMap<Blob, Vec<Entry>>,
+    current_revision: i64,
+    compacted_revision: i64,
+}
+
+impl From<MvccStored> for Mvcc {
+    fn from(s: MvccStored) -> Mvcc {
+        let live_keys = s.history.values().filter(|h| h.last().is_some_and(|e| e.record.is_some())).count();
+        Mvcc {
+            history: s.history,
+            current_revision: s.current_revision,
+            compacted_revision: s.compacted_revision,
+            live_keys,
+        }
+    }
 }
 
 /// What one `Mvcc::encode_keys` call wrote.
@@ -241,7 +266,7 @@ impl Default for Mvcc {
 impl Mvcc {
     /// An empty store at revision 1, nothing compacted.
     pub fn new() -> Mvcc {
-        Mvcc { history: BTreeMap::new(), current_revision: 1, compacted_revision: 0 }
+        Mvcc { history: BTreeMap::new(), current_revision: 1, compacted_revision: 0, live_keys: 0 }
     }
 
     /// The revision of the last write that changed something (1 in an empty store).
@@ -260,9 +285,9 @@ impl Mvcc {
         self.kv_at_revision(key, self.current_revision)
     }
 
-    /// The number of keys that exist now. `O(n)` in keys held, deleted ones included.
+    /// The number of keys that exist now. `O(1)`.
     pub fn len(&self) -> usize {
-        self.history.values().filter(|h| h.last().is_some_and(|e| e.record.is_some())).count()
+        self.live_keys
     }
 
     pub fn is_empty(&self) -> bool {
@@ -633,6 +658,10 @@ impl Mvcc {
                 return corrupt(format!("revision {main} has changes {:?}", subs.get(&main)));
             }
         }
+        let live = self.history.values().filter(|h| h.last().is_some_and(|e| e.record.is_some())).count();
+        if live != self.live_keys {
+            return corrupt(format!("{} keys counted, {live} exist", self.live_keys));
+        }
         Ok(())
     }
 
@@ -735,6 +764,12 @@ impl Mvcc {
         assert!(last_main < batch.main, "key {key:?} changed twice in revision {}", batch.main);
         assert!(!key.is_empty(), "empty key written");
         batch.events.push(entry.event(key.clone(), prev));
+        let was_live = history.last().is_some_and(|e| e.record.is_some());
+        match (was_live, entry.record.is_some()) {
+            (false, true) => self.live_keys += 1,
+            (true, false) => self.live_keys -= 1,
+            _ => {}
+        }
         history.push(entry);
     }
 

@@ -22,6 +22,9 @@ pub enum Error {
     /// The storage thread could not be started, or stopped without saying why.
     #[error("the storage thread: {0}")]
     StorageThread(String),
+    /// The member's metrics could not be set up.
+    #[error("the metrics registry: {0}")]
+    Metrics(String),
     /// A configuration change removed this member from the cluster.
     #[error("this member was removed from the cluster")]
     Removed,

@@ -4,10 +4,12 @@
 //! `cairn_core::Pipeline` asks, durable storage on fjall with snapshots in their own files
 //! (`storage`, `snapshot_file`) written and fsynced on a thread of its own (`writer`), the TCP
 //! peer transport with its hello and bounds (`transport`), peer traffic statistics (`stats`),
+//! Prometheus metrics under etcd's names (`metrics`),
 //! slow-step warnings (`slow`) and the driver's errors (`error`). A thin loop, no protocol logic
 //! and no ordering of its own: the order is the pipeline's, which the simulator runs too.
 
 pub mod error;
+pub mod metrics;
 pub mod node;
 pub mod slow;
 pub mod snapshot_file;

@@ -18,6 +18,7 @@ use cairn_core::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::Error as DriverError;
+use crate::metrics::Metrics;
 use crate::slow::warn_if_slow;
 use crate::snapshot_file;
 use crate::stats::PeerStats;
@@ -135,6 +136,7 @@ pub struct NodeHandle {
     tx: mpsc::Sender<Input>,
     status: watch::Receiver<NodeStatus>,
     peer_stats: Arc<Mutex<PeerStats>>,
+    metrics: Arc<Metrics>,
 }
 
 /// The loop stopped (fatal error or shutdown); requests fail with this.
@@ -182,6 +184,11 @@ impl NodeHandle {
         self.peer_stats.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// The member's Prometheus metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// The member's latest status.
     pub fn status(&self) -> NodeStatus {
         self.status.borrow().clone()
@@ -210,20 +217,24 @@ pub async fn start(
     let transport = Transport::start(cfg.core.id, cfg.cluster_id, cfg.listen_peer, cfg.peers.clone())
         .await
         .map_err(|source| DriverError::Bind { addr: cfg.listen_peer, source })?;
+    let metrics = Arc::new(Metrics::new().map_err(|e| DriverError::Metrics(e.to_string()))?);
+    metrics.follow_transport(transport.stats());
     let (tx, rx) = mpsc::channel(INPUTS_QUEUED_MAX);
     let (status_tx, status_rx) = watch::channel(NodeStatus::default());
-    let (writer, reports) = Writer::start(storage).map_err(|e| DriverError::StorageThread(e.to_string()))?;
+    let (writer, reports) =
+        Writer::start(storage, metrics.clone()).map_err(|e| DriverError::StorageThread(e.to_string()))?;
     let weak = tx.downgrade();
     let peer_stats = PeerStats::shared();
     let stats = peer_stats.clone();
+    let loop_metrics = metrics.clone();
     let task = tokio::spawn(async move {
-        let result = run(core, &writer, reports, transport, rx, weak, status_tx, stats).await;
+        let result = run(core, &writer, reports, transport, rx, weak, status_tx, stats, loop_metrics).await;
         // Whatever was queued is written before the storage closes (a restart in the same
         // process can then open it again).
         writer.close().await;
         result
     });
-    Ok((NodeHandle { tx, status: status_rx, peer_stats }, task))
+    Ok((NodeHandle { tx, status: status_rx, peer_stats, metrics }, task))
 }
 
 fn seed_from_os() -> u64 {
@@ -246,6 +257,7 @@ async fn run(
     tx: mpsc::WeakSender<Input>,
     status: watch::Sender<NodeStatus>,
     peer_stats: Arc<Mutex<PeerStats>>,
+    metrics: Arc<Metrics>,
 ) -> Result<(), DriverError> {
     let epoch = Instant::now();
     let now_ms = || epoch.elapsed().as_millis() as u64;
@@ -364,6 +376,7 @@ async fn run(
             });
         }
         publish_status(pipeline.core(), &status);
+        metrics.record_core(pipeline.core());
         // Follower figures are the leader's; they go when it stops leading (checked on the
         // change, not every turn).
         let leading = pipeline.core().is_leader();
@@ -398,7 +411,7 @@ async fn run(
                 return Err(DriverError::Removed);
             }
             Some(frame) = transport.recv() => {
-                count_received(&peer_stats, &frame);
+                count_received(&peer_stats, &metrics, &frame);
                 s.on_frame(pipeline.core_mut(), frame);
             }
             report = reports.recv() => {
@@ -433,7 +446,7 @@ async fn run(
         for _ in 0..INPUT_BATCH_MAX {
             match transport.try_recv() {
                 Some(frame) => {
-                    count_received(&peer_stats, &frame);
+                    count_received(&peer_stats, &metrics, &frame);
                     s.on_frame(pipeline.core_mut(), frame);
                 }
                 None => break,
@@ -468,9 +481,11 @@ fn write_snapshot_file(
     });
 }
 
-fn count_received(stats: &Mutex<PeerStats>, frame: &PeerFrame) {
+fn count_received(stats: &Mutex<PeerStats>, metrics: &Metrics, frame: &PeerFrame) {
     if let (PeerFrame::Raft(m), Ok(mut st)) = (frame, stats.lock()) {
-        st.on_received(Instant::now(), m);
+        if let Some((peer, took)) = st.on_received(Instant::now(), m) {
+            metrics.observe_peer_rtt(peer, took);
+        }
     }
 }
 

@@ -120,8 +120,9 @@ impl PeerStats {
         }
     }
 
-    /// Counts a message the member received.
-    pub fn on_received(&mut self, now: Instant, m: &Message) {
+    /// Counts a message the member received. A heartbeat's response comes back with the
+    /// follower and the round trip.
+    pub fn on_received(&mut self, now: Instant, m: &Message) -> Option<(u64, Duration)> {
         match m.get_msg_type() {
             MessageType::MsgAppend | MessageType::MsgHeartbeat => {
                 self.received.record(now, u64::from(m.compute_size()))
@@ -130,7 +131,9 @@ impl PeerStats {
                 let f = self.followers.entry(m.from).or_default();
                 f.success += 1;
                 if let Some(sent) = f.heartbeat_sent.take() {
-                    f.sample(now.duration_since(sent).as_secs_f64());
+                    let took = now.duration_since(sent);
+                    f.sample(took.as_secs_f64());
+                    return Some((m.from, took));
                 }
             }
             MessageType::MsgAppendResponse => {
@@ -143,6 +146,7 @@ impl PeerStats {
             }
             _ => {}
         }
+        None
     }
 
     /// Drops what only a leader keeps, when this member stops leading.

@@ -325,6 +325,19 @@ pub struct TransportStats {
     pub frames_refused: AtomicU64,
     /// Connections closed for what they sent: a malformed or oversized frame, a stalled one.
     pub connections_failed: AtomicU64,
+    /// Frames to each peer that could not be sent: its queue was full, or they were dropped
+    /// while its connection was down or failed.
+    pub sent_failures: Mutex<BTreeMap<u64, u64>>,
+}
+
+impl TransportStats {
+    fn send_failed(&self, peer: u64, frames: u64) {
+        if frames > 0 {
+            if let Ok(mut f) = self.sent_failures.lock() {
+                *f.entry(peer).or_default() += frames;
+            }
+        }
+    }
 }
 
 /// A log line at most once per `LOG_INTERVAL`, carrying how many events it stands for: an
@@ -496,7 +509,7 @@ impl Transport {
     fn connect(&mut self, peer: u64, addr: SocketAddr) {
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUED_MAX);
         let hello = Hello { cluster_id: self.cluster_id, from: self.id, to: peer };
-        tokio::spawn(write_loop(addr, hello, rx, self.removed_tx.clone()));
+        tokio::spawn(write_loop(addr, hello, rx, self.removed_tx.clone(), self.stats.clone()));
         self.peers.insert(peer, (addr, tx));
     }
 
@@ -593,7 +606,10 @@ impl Transport {
         for frame in frames {
             match self.peers.get(&frame.to()) {
                 Some((_, q)) => {
-                    let _ = q.try_send(frame);
+                    let to = frame.to();
+                    if q.try_send(frame).is_err() {
+                        self.stats.send_failed(to, 1);
+                    }
                 }
                 None => self.unknown_send = true,
             }
@@ -767,7 +783,16 @@ async fn write_loop(
     hello: Hello,
     mut queue: mpsc::Receiver<PeerFrame>,
     removed: mpsc::Sender<u64>,
+    stats: Arc<TransportStats>,
 ) {
+    let peer = hello.to;
+    let drain = |queue: &mut mpsc::Receiver<PeerFrame>| {
+        let mut n = 0;
+        while queue.try_recv().is_ok() {
+            n += 1;
+        }
+        stats.send_failed(peer, n);
+    };
     let mut backoff = BACKOFF_MS_MIN;
     loop {
         if queue.is_closed() {
@@ -778,7 +803,7 @@ async fn write_loop(
             Ok(s) => s,
             Err(_) => {
                 // Drop what queued up meanwhile: it is stale, and Raft will resend.
-                while queue.try_recv().is_ok() {}
+                drain(&mut queue);
                 tokio::time::sleep(Duration::from_millis(backoff)).await;
                 backoff = (backoff * 2).min(BACKOFF_MS_MAX);
                 continue;
@@ -798,18 +823,21 @@ async fn write_loop(
         let mut w = BufWriter::new(w);
         let hello = hello.encode();
         if w.write_u32(hello.len() as u32).await.is_err() || w.write_all(&hello).await.is_err() {
+            drain(&mut queue);
             tokio::time::sleep(Duration::from_millis(backoff)).await;
             continue;
         }
         loop {
             let Some(msg) = queue.recv().await else { return };
             if write_frame(&mut w, &msg).await.is_err() {
+                stats.send_failed(peer, 1);
                 break;
             }
             // Batch whatever else is queued into the same flush.
             let mut failed = false;
             while let Ok(msg) = queue.try_recv() {
                 if write_frame(&mut w, &msg).await.is_err() {
+                    stats.send_failed(peer, 1);
                     failed = true;
                     break;
                 }

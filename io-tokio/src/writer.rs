@@ -11,12 +11,14 @@
 
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use cairn_core::{DiskWrite, DiskWriteKind};
 use tokio::sync::mpsc;
 
+use crate::metrics::Metrics;
 use crate::storage::{Storage, StorageError};
 
 /// What the member loop asks of its storage thread, in order: `cairn_core::DiskWrite`s, as the
@@ -34,14 +36,18 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Moves `storage` to a new thread; reports come on the returned receiver.
-    pub fn start(storage: Storage) -> std::io::Result<(Writer, mpsc::UnboundedReceiver<Report>)> {
+    /// Moves `storage` to a new thread; reports come on the returned receiver. Write and fsync
+    /// times go to `metrics`.
+    pub fn start(
+        storage: Storage,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<(Writer, mpsc::UnboundedReceiver<Report>)> {
         let snapshot_dir = storage.snapshot_dir().to_path_buf();
         let (jobs, rx) = std_mpsc::channel();
         let (reports, reports_rx) = mpsc::unbounded_channel();
         let thread = std::thread::Builder::new()
             .name("cairn-storage".into())
-            .spawn(move || run(storage, rx, reports))?;
+            .spawn(move || run(storage, rx, reports, &metrics))?;
         Ok((Writer { jobs: Some(jobs), thread: Some(thread), snapshot_dir }, reports_rx))
     }
 
@@ -62,8 +68,14 @@ impl Writer {
     }
 }
 
-fn run(mut storage: Storage, jobs: std_mpsc::Receiver<Vec<Job>>, reports: mpsc::UnboundedSender<Report>) {
+fn run(
+    mut storage: Storage,
+    jobs: std_mpsc::Receiver<Vec<Job>>,
+    reports: mpsc::UnboundedSender<Report>,
+    metrics: &Metrics,
+) {
     while let Ok(first) = jobs.recv() {
+        let batch_started = Instant::now();
         let mut number = None;
         let mut sync = false;
         let mut result = Ok(());
@@ -88,9 +100,13 @@ fn run(mut storage: Storage, jobs: std_mpsc::Receiver<Vec<Job>>, reports: mpsc::
                 }
             };
         }
+        if result.is_ok() {
+            metrics.observe_commit(batch_started.elapsed());
+        }
         if result.is_ok() && sync {
             let started = Instant::now();
             result = storage.sync();
+            metrics.observe_fsync(started.elapsed());
             crate::slow::warn_if_slow("fsync", started);
         }
         let failed = result.is_err();

@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod grpc;
 pub mod info;
 pub mod limits;
+pub mod metrics;
 pub mod probes;
 pub mod serve;
 pub mod v2;

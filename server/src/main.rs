@@ -93,6 +93,10 @@ struct Flags {
     /// what each costs.
     #[arg(long, env = "CAIRN_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     threads: u16,
+    /// Extra URLs serving only /metrics and /health (comma-separated), as etcd's; the client
+    /// URLs serve /metrics too.
+    #[arg(long, env = "CAIRN_LISTEN_METRICS_URLS", default_value = "")]
+    listen_metrics_urls: String,
     /// Most client connections open at once; more are closed as soon as they connect. 0, the
     /// default: what the open-files limit (`ulimit -n`) leaves after 150 descriptors kept for
     /// storage, snapshots and peers, and those open at start.
@@ -324,19 +328,21 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
     tracing::info!(name = %flags.name, member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"),
         data_dir = %flags.data_dir.display(), "cairn member starting");
 
+    let metrics = cairn_server::metrics::ServerMetrics::new(node.clone(), info.clone())
+        .map_err(|e| StartError::Config(format!("registering the metrics: {e}")))?;
+    let health_route = get({
+        let node = node.clone();
+        move || health(node.clone())
+    });
     let router = grpc::grpc_router(node.clone(), info.clone())
         .merge(cairn_server::gateway::routes(node.clone(), info.clone()))
-        .route(
-            "/health",
-            get({
-                let node = node.clone();
-                move || health(node.clone())
-            }),
-        )
+        .route("/health", health_route.clone())
+        .merge(cairn_server::metrics::routes(metrics.clone()))
         .route("/version", get(|| async { Json(serde_version()) }))
         .merge(cairn_server::probes::routes(node.clone()))
         .merge(cairn_server::v2::router(node.clone(), info.clone()))
         .fallback(grpc::not_found)
+        .layer(axum::middleware::from_fn_with_state(metrics.clone(), cairn_server::metrics::count_grpc))
         .layer(axum::middleware::from_fn(cairn_server::cors::layer));
     let fd_limit = cairn_server::limits::fd_soft_limit();
     let cap = cairn_server::limits::client_connections_max(
@@ -362,6 +368,18 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
         let router = router.clone();
         servers.push(tokio::spawn(async move {
             cairn_server::serve::serve(listener, router, shutdown_signal()).await
+        }));
+    }
+
+    for url in split_urls(&flags.listen_metrics_urls) {
+        let addr = url_addr(&url)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| StartError::Config(format!("cannot listen for metrics on {addr}: {e}")))?;
+        tracing::info!(%addr, "serving /metrics and /health");
+        let router = cairn_server::metrics::routes(metrics.clone()).route("/health", health_route.clone());
+        servers.push(tokio::spawn(async move {
+            let _ = axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await;
         }));
     }
 

@@ -67,6 +67,8 @@ pub enum Observation {
     },
     /// The member applied the removal of member `removed`, in an entry of term `term`.
     MemberRemoved { member: u64, removed: u64, term: u64 },
+    /// The member's counts (its metrics) changed.
+    Counters { member: u64, counters: cairn_core::Counters },
 }
 
 impl Observation {
@@ -85,7 +87,8 @@ impl Observation {
             | Observation::Restarted { member, .. }
             | Observation::Voted { member, .. }
             | Observation::Configuration { member, .. }
-            | Observation::MemberRemoved { member, .. } => *member,
+            | Observation::MemberRemoved { member, .. }
+            | Observation::Counters { member, .. } => *member,
         }
     }
 }

@@ -28,6 +28,7 @@ struct Seen {
     revision: i64,
     /// Some v2 key is more than `V2_EXPIRY_SLACK_NS` past its expiry by this member's clock.
     v2_overdue: bool,
+    counters: cairn_core::Counters,
 }
 
 /// How late past its expiry time (by the leader's clock) a v2 key may still be there: one
@@ -261,6 +262,7 @@ impl Observer for SimObserver {
             seen.digest = core.state().applied_digest();
             seen.revision = core.state().mvcc().current_revision();
             seen.member_ids = listed(core);
+            seen.counters = cairn_core::Counters::default();
         }
         self.observe_role(member, core);
     }
@@ -302,6 +304,12 @@ impl Observer for SimObserver {
             );
         }
         self.observe_role(member, core);
+        let counters = core.counters();
+        let changed = self.state.lock().unwrap().seen.get(&member).is_none_or(|s| s.counters != counters);
+        if changed {
+            self.observe(Observation::Counters { member, counters });
+            self.state.lock().unwrap().seen.entry(member).or_default().counters = counters;
+        }
         let overdue = core.state().v2().next_expiry_ns().is_some_and(|t| {
             core.wall_clock() != 0 && t.saturating_add(V2_EXPIRY_SLACK_NS) < core.wall_clock()
         });

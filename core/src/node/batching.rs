@@ -131,6 +131,7 @@ impl Core {
             if let Err(e) = self.step_proposal(m) {
                 for seq in local {
                     if let Some(w) = self.writes.remove(&seq) {
+                        self.counters.proposals_failed += 1;
                         self.respond(w.id, Err(e.clone()));
                     }
                 }

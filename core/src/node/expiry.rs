@@ -18,6 +18,7 @@ impl Core {
             self.writes.iter().filter(|(_, w)| w.deadline_ms <= now).map(|(&s, _)| s).collect();
         for seq in late {
             let w = self.writes.remove(&seq).expect("listed above");
+            self.counters.proposals_failed += 1;
             // The entry may still commit later; the client must treat the outcome as unknown.
             self.respond(w.id, Err(Error::TimedOut));
         }

@@ -200,7 +200,24 @@ pub struct Core {
     removed: bool,
     /// Set when the member found its own state untrustworthy; every later `advance` fails.
     fatal: Option<Error>,
+    /// What the member counted since boot (see `Counters`).
+    counters: Counters,
+    /// The last leader seen (0 before any), for `Counters::leader_changes_seen`.
+    last_leader: u64,
     out: Output,
+}
+
+/// Totals a member keeps since it booted, for its operator's metrics (etcd's
+/// `etcd_server_leader_changes_seen_total` and `etcd_server_proposals_failed_total`). Counted
+/// by the core, so the same inputs count the same on every driver.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Times this member saw a leader other than the last one it saw (the first counts).
+    pub leader_changes_seen: u64,
+    /// Writes proposed here that failed before they were applied: the proposal was refused,
+    /// dropped or timed out (a write answered with an error of its own, e.g. a failed
+    /// compare, was applied and is not counted).
+    pub proposals_failed: u64,
 }
 
 impl Core {
@@ -321,6 +338,8 @@ impl Core {
             in_sync_since: BTreeMap::new(),
             removed: false,
             fatal: None,
+            counters: Counters::default(),
+            last_leader: 0,
             out,
             config,
         };
@@ -369,6 +388,17 @@ impl Core {
 
     /// The replicated state as applied so far: for status pages, for a watch server reading
     /// history (`state().mvcc().events(..)`), and for tests comparing replicas.
+    /// What the member counted since boot.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Writes proposed through this member and not yet answered (etcd's
+    /// `etcd_server_proposals_pending`).
+    pub fn proposals_pending(&self) -> usize {
+        self.writes.len()
+    }
+
     pub fn state(&self) -> &StateMachine {
         &self.sm
     }
@@ -897,6 +927,10 @@ impl Core {
     fn sync_role(&mut self) {
         let raft = &self.raw.raft;
         let (term, role) = (raft.term, raft.state);
+        if raft.leader_id != 0 && raft.leader_id != self.last_leader {
+            self.last_leader = raft.leader_id;
+            self.counters.leader_changes_seen += 1;
+        }
         let reset = (term, role) != (self.term, self.role)
             || raft.randomized_election_timeout() != self.election_timeout_ticks;
         if reset {

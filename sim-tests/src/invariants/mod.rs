@@ -15,6 +15,8 @@
 //! - `membership` (thesis §4): the Raft configuration is the member list; a leader has a
 //!   quorum of the listed voters' votes (a learner's never counts); a removed member never
 //!   leads again.
+//! - `counters` (metrics): a member's counts never go down within a boot, and it counts every
+//!   change of leader it was seen to make.
 //! - `no_lost_write` (end of run): every acknowledged write is in the converged store and in the
 //!   reference history.
 //!
@@ -54,6 +56,7 @@
 //! if the observations said which snapshot each member holds durably (a restart can go back
 //! to an older one), so they are kept.
 
+pub mod counters;
 pub mod durability;
 pub mod election_safety;
 pub mod leader_completeness;
@@ -71,6 +74,7 @@ use crate::observe::{EntryId, Observation, Role, SimMs, Violation};
 
 pub use no_lost_write::AckedWrite;
 
+use counters::Counters;
 use durability::Durability;
 use election_safety::ElectionSafety;
 use leader_completeness::LeaderCompleteness;
@@ -88,6 +92,7 @@ pub struct Invariants {
     state_machine_safety: StateMachineSafety,
     durability: Durability,
     membership: Membership,
+    counters: Counters,
 }
 
 impl Invariants {
@@ -108,6 +113,7 @@ impl Invariants {
     fn check(&mut self, obs: &Observation) -> Result<(), Violation> {
         self.election_safety.observe(obs)?;
         self.membership.observe(obs)?;
+        self.counters.observe(obs)?;
         // These read the logs as they were before `obs`...
         self.log_matching.observe(&self.logs, obs)?;
         self.state_machine_safety.observe(&self.logs, obs)?;
@@ -390,7 +396,8 @@ impl Logs {
             | Observation::Synced { .. }
             | Observation::Voted { .. }
             | Observation::Configuration { .. }
-            | Observation::MemberRemoved { .. } => {}
+            | Observation::MemberRemoved { .. }
+            | Observation::Counters { .. } => {}
             Observation::Crashed { .. } => log.up = false,
             Observation::Restarted { snapshot_index, log: entries, .. } => {
                 let chain = if *snapshot_index == 0 {
