@@ -72,6 +72,10 @@ pub enum Request {
     MoveLeader {
         to: u64,
     },
+    /// A backup: the member's whole state as of now (everything it applied before the request
+    /// came), in the state machine's snapshot encoding. Served by this member alone, from a
+    /// snapshot built a step at a time while it goes on serving (`ResponseBody::Backup`).
+    Backup,
     /// A read of the etcd v2 keys store.
     V2Get(V2Get),
     /// A change to the etcd v2 keys store, through the log.
@@ -119,6 +123,14 @@ pub enum ResponseBody {
         members: Vec<crate::membership::Member>,
     },
     MovedLeader,
+    /// The state machine encoded (`StateMachine::decode` reads it), as applied through Raft
+    /// index `index` of term `term`, at store revision `revision`.
+    Backup {
+        data: bytes::Bytes,
+        index: u64,
+        term: u64,
+        revision: i64,
+    },
     /// A v2 read or write (for `V2Write::Expire`, the last key it expired, if any).
     V2(Option<V2Event>),
 }

@@ -342,6 +342,19 @@ impl StateMachine {
         codec().serialize_into(buf, &header).expect("encoding into a Vec cannot fail");
     }
 
+    /// This state as the first state of a new cluster (`backup::restore`): the same keys,
+    /// revisions, leases and v2 store; `members` as the member list (voters, none removed);
+    /// applied through `index` of `term`; no memory of the old cluster's proposals.
+    pub(crate) fn into_new_cluster(mut self, members: &[Member], index: u64, term: u64) -> StateMachine {
+        self.members = members.iter().map(|m| (m.id, Member { learner: false, ..m.clone() })).collect();
+        self.removed.clear();
+        self.proposals = AppliedProposals::default();
+        self.applied_index = index;
+        self.applied_term = term;
+        self.applied_digest = 0;
+        self
+    }
+
     /// The whole state at once. A member snapshots with `SnapshotBuilder` instead, which
     /// produces the same bytes a piece at a time.
     pub fn encode(&self) -> Vec<u8> {

@@ -398,6 +398,28 @@ impl Storage {
         Ok(())
     }
 
+    /// Writes `first` as the first state of a member that never ran (a restored backup,
+    /// `cairn_core::backup::restore`), durably: its snapshot (file and record), membership
+    /// and hard state, as if received from a leader. Refuses storage that holds state already.
+    pub fn initialize(&mut self, first: &Recovered) -> Result<(), StorageError> {
+        if self.recover()?.is_some() {
+            return Err(corrupt("the data dir already holds a member's state; restore into an empty one"));
+        }
+        let out = Output {
+            conf_state: Some(first.conf_state.clone()),
+            persist: Some(cairn_core::Persist {
+                snapshot: first.snapshot.clone(),
+                entries: first.entries.clone(),
+                hard_state: Some(first.hard_state.clone()),
+                must_sync: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.write(&out)?;
+        self.sync()
+    }
+
     /// Makes every `write` so far durable with one fsync of fjall's journal. Does nothing if
     /// nothing was written since the last sync. On error the storage is poisoned: never retry.
     pub fn sync(&mut self) -> Result<(), StorageError> {

@@ -9,6 +9,7 @@
 //! every answer is translated back into etcd's wire types.
 
 pub mod authority;
+pub mod backup;
 pub mod cors;
 pub mod gateway;
 pub mod grpc;

@@ -30,6 +30,9 @@ const ETCD_VERSION: &str = "3.4.0";
     about = "Cairn: a strongly consistent key-value store speaking etcd's APIs"
 )]
 struct Flags {
+    /// Without a command, `cairn` runs a member with the flags below.
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Human-readable name for this member.
     #[arg(long, env = "CAIRN_NAME", default_value = "default")]
     name: String,
@@ -104,6 +107,52 @@ struct Flags {
     max_client_connections: usize,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Backups made by Maintenance.Snapshot (`etcdctl snapshot save FILE`).
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum SnapshotCommand {
+    /// Checks a backup whole and prints its hash (as `etcdctl endpoint hashkv` would print at
+    /// its revision), revision, keys and size.
+    Status {
+        file: PathBuf,
+        /// simple, table or json (etcdctl's -w).
+        #[arg(short = 'w', long = "write-out", value_enum, default_value = "simple")]
+        write_out: WriteOut,
+    },
+    /// Makes a new member's data dir from a backup: the backup's keys, revisions and leases in
+    /// a new cluster of the members named in --initial-cluster. Restore the same file with the
+    /// same --initial-cluster and --initial-cluster-token for every member, then start each.
+    Restore {
+        file: PathBuf,
+        /// This member's name in --initial-cluster.
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// The data dir to make; it must not exist or be empty. Default: <name>.cairn.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The new cluster: name=peer-url,... for every member.
+        #[arg(long, default_value = "default=http://127.0.0.1:2380")]
+        initial_cluster: String,
+        /// This member's peer URLs; they must be its URLs in --initial-cluster.
+        #[arg(long, default_value = "http://127.0.0.1:2380")]
+        initial_advertise_peer_urls: String,
+        #[arg(long, default_value = "etcd-cluster")]
+        initial_cluster_token: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum WriteOut {
+    Simple,
+    Table,
+    Json,
+}
+
 /// A fatal configuration or startup problem, said plainly.
 #[derive(Debug, thiserror::Error)]
 enum StartError {
@@ -116,8 +165,15 @@ enum StartError {
 }
 
 fn main() {
-    let flags = Flags::parse();
+    let mut flags = Flags::parse();
     init_logging(&flags);
+    if let Some(Command::Snapshot(command)) = flags.command.take() {
+        if let Err(e) = snapshot_command(command) {
+            eprintln!("Error: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let rt = match flags.threads {
         1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
         n => tokio::runtime::Builder::new_multi_thread().worker_threads(n.into()).enable_all().build(),
@@ -145,6 +201,40 @@ fn fnv64(parts: &[&str]) -> u64 {
         }
     }
     h.max(1)
+}
+
+/// A member's id: from its peer URLs and the cluster token, the same on every member.
+fn member_id_of(peer_urls: &[String], token: &str) -> u64 {
+    let mut sorted = peer_urls.to_vec();
+    sorted.sort();
+    let mut parts: Vec<&str> = sorted.iter().map(String::as_str).collect();
+    parts.push(token);
+    fnv64(&parts)
+}
+
+/// A new cluster's id: from its members' ids and the cluster token.
+fn cluster_id_of(member_ids: &[u64], token: &str) -> u64 {
+    let mut ids = member_ids.to_vec();
+    ids.sort_unstable();
+    let id_strings: Vec<String> = ids.iter().map(|i| format!("{i:x}")).collect();
+    let mut parts: Vec<&str> = id_strings.iter().map(String::as_str).collect();
+    parts.push(token);
+    fnv64(&parts)
+}
+
+/// `--initial-cluster`: name=peer-url,... to each name's peer URLs, in flag order.
+fn parse_initial_cluster(flag: &str) -> Result<Vec<(String, Vec<String>)>, StartError> {
+    let mut cluster: Vec<(String, Vec<String>)> = Vec::new();
+    for item in split_urls(flag) {
+        let Some((name, url)) = item.split_once('=') else {
+            return Err(StartError::Config(format!("--initial-cluster entry {item:?} is not name=url")));
+        };
+        match cluster.iter_mut().find(|(n, _)| n == name) {
+            Some((_, urls)) => urls.push(url.to_string()),
+            None => cluster.push((name.to_string(), vec![url.to_string()])),
+        }
+    }
+    Ok(cluster)
 }
 
 fn split_urls(s: &str) -> Vec<String> {
@@ -212,24 +302,8 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
             "--election-timeout must be at least 5 times --heartbeat-interval (etcd's rule)".into(),
         ));
     }
-    // name -> peer URLs, in flag order.
-    let mut cluster: Vec<(String, Vec<String>)> = Vec::new();
-    for item in split_urls(&flags.initial_cluster) {
-        let Some((name, url)) = item.split_once('=') else {
-            return Err(StartError::Config(format!("--initial-cluster entry {item:?} is not name=url")));
-        };
-        match cluster.iter_mut().find(|(n, _)| n == name) {
-            Some((_, urls)) => urls.push(url.to_string()),
-            None => cluster.push((name.to_string(), vec![url.to_string()])),
-        }
-    }
-    let id_of = |urls: &[String]| {
-        let mut sorted = urls.to_vec();
-        sorted.sort();
-        let mut parts: Vec<&str> = sorted.iter().map(String::as_str).collect();
-        parts.push(&flags.initial_cluster_token);
-        fnv64(&parts)
-    };
+    let cluster = parse_initial_cluster(&flags.initial_cluster)?;
+    let id_of = |urls: &[String]| member_id_of(urls, &flags.initial_cluster_token);
     let Some((_, my_urls)) = cluster.iter().find(|(n, _)| *n == flags.name) else {
         return Err(StartError::Config(format!("--initial-cluster has no member named {:?}", flags.name)));
     };
@@ -273,10 +347,7 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
                 }
             }
             ids.sort_unstable();
-            let id_strings: Vec<String> = ids.iter().map(|i| format!("{i:x}")).collect();
-            let mut parts: Vec<&str> = id_strings.iter().map(String::as_str).collect();
-            parts.push(&flags.initial_cluster_token);
-            (member_id, fnv64(&parts))
+            (member_id, cluster_id_of(&ids, &flags.initial_cluster_token))
         }
     };
     write_identity(&identity_file, member_id, cluster_id)?;
@@ -396,6 +467,144 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
             Ok(Err(e)) => Err(StartError::Node(e)),
             Err(e) => Err(StartError::Config(format!("the member loop failed: {e}"))),
         },
+    }
+}
+
+fn snapshot_command(command: SnapshotCommand) -> Result<(), StartError> {
+    use cairn_server::backup;
+    let read = |file: &std::path::Path| {
+        std::fs::read(file).map_err(|e| StartError::Config(format!("cannot read {}: {e}", file.display())))
+    };
+    match command {
+        SnapshotCommand::Status { file, write_out } => {
+            let bytes = read(&file)?;
+            let st =
+                backup::status(&bytes).map_err(|e| StartError::Config(format!("{}: {e}", file.display())))?;
+            let size = human_bytes(st.total_size);
+            match write_out {
+                WriteOut::Simple => println!("{:x}, {}, {}, {}", st.hash, st.revision, st.total_keys, size),
+                WriteOut::Json => println!(
+                    "{}",
+                    serde_json::json!({"hash": st.hash, "revision": st.revision, "totalKey": st.total_keys, "totalSize": st.total_size})
+                ),
+                WriteOut::Table => {
+                    let cells =
+                        [format!("{:x}", st.hash), st.revision.to_string(), st.total_keys.to_string(), size];
+                    let heads = ["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"];
+                    let widths: Vec<usize> =
+                        heads.iter().zip(&cells).map(|(h, c)| h.len().max(c.len()) + 2).collect();
+                    let rule: String =
+                        widths.iter().map(|w| format!("+{}", "-".repeat(*w))).collect::<String>() + "+";
+                    let centered: String =
+                        heads.iter().zip(&widths).map(|(h, w)| format!("|{h:^w$}")).collect::<String>() + "|";
+                    let right: String = cells
+                        .iter()
+                        .zip(&widths)
+                        .map(|(c, w)| format!("|{c:>w$} ", w = w - 1))
+                        .collect::<String>()
+                        + "|";
+                    println!("{rule}\n{centered}\n{rule}\n{right}\n{rule}");
+                }
+            }
+            Ok(())
+        }
+        SnapshotCommand::Restore {
+            file,
+            name,
+            data_dir,
+            initial_cluster,
+            initial_advertise_peer_urls,
+            initial_cluster_token,
+        } => {
+            let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(format!("{name}.cairn")));
+            if std::fs::read_dir(&data_dir).is_ok_and(|mut d| d.next().is_some()) {
+                return Err(StartError::Config(format!(
+                    "data-dir {:?} exists",
+                    data_dir.display().to_string()
+                )));
+            }
+            let cluster = parse_initial_cluster(&initial_cluster)?;
+            let Some((_, my_urls)) = cluster.iter().find(|(n, _)| *n == name) else {
+                return Err(StartError::Config(format!("--initial-cluster has no member named {name:?}")));
+            };
+            let mut advertised = split_urls(&initial_advertise_peer_urls);
+            let mut listed = my_urls.clone();
+            advertised.sort();
+            listed.sort();
+            if advertised != listed {
+                return Err(StartError::Config(format!(
+                    "--initial-advertise-peer-urls {advertised:?} are not {name}'s URLs in --initial-cluster {listed:?}"
+                )));
+            }
+            let members: Vec<cairn_core::Member> = cluster
+                .iter()
+                .map(|(n, urls)| cairn_core::Member {
+                    id: member_id_of(urls, &initial_cluster_token),
+                    name: n.clone(),
+                    peer_urls: urls.clone(),
+                    client_urls: vec![],
+                    learner: false,
+                })
+                .collect();
+            let member_id = member_id_of(my_urls, &initial_cluster_token);
+            let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+            let cluster_id = cluster_id_of(&ids, &initial_cluster_token);
+            let bytes = read(&file)?;
+            let (origin, state) =
+                backup::parse(&bytes).map_err(|e| StartError::Config(format!("{}: {e}", file.display())))?;
+            let first = cairn_core::backup::restore(state, &members)
+                .map_err(|e| StartError::Config(format!("{}: {e}", file.display())))?;
+            // Made aside and renamed into place: a restore that fails leaves no half-made
+            // data dir behind.
+            let staging = data_dir.with_extension("restoring");
+            let _ = std::fs::remove_dir_all(&staging);
+            let made = (|| {
+                std::fs::create_dir_all(&staging)?;
+                let mut storage = cairn_io_tokio::storage::Storage::open(&staging)
+                    .map_err(|e| StartError::Config(e.to_string()))?;
+                storage.initialize(&first).map_err(|e| StartError::Config(e.to_string()))?;
+                drop(storage);
+                write_identity(&staging.join(IDENTITY_FILE), member_id, cluster_id)?;
+                if data_dir.exists() {
+                    std::fs::remove_dir(&data_dir)?;
+                }
+                std::fs::rename(&staging, &data_dir)?;
+                Ok::<(), StartError>(())
+            })();
+            if let Err(e) = made {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(e);
+            }
+            if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::File::open(parent)?.sync_all()?;
+            }
+            tracing::info!(
+                backup = %file.display(),
+                data_dir = %data_dir.display(),
+                revision = origin.revision,
+                member_id = %format!("{member_id:x}"),
+                cluster_id = %format!("{cluster_id:x}"),
+                members = members.len(),
+                "restored snapshot"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Bytes as etcdctl prints them (go-humanize's SI units: "20 kB", "1.5 MB").
+fn human_bytes(n: u64) -> String {
+    if n < 10 {
+        return format!("{n} B");
+    }
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let e = ((n as f64).ln() / 1000f64.ln()).floor() as usize;
+    let e = e.min(UNITS.len() - 1);
+    let value = ((n as f64) / 1000f64.powi(e as i32) * 10.0 + 0.5).floor() / 10.0;
+    if value < 10.0 {
+        format!("{value:.1} {}", UNITS[e])
+    } else {
+        format!("{value:.0} {}", UNITS[e])
     }
 }
 

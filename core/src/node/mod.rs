@@ -161,6 +161,11 @@ pub struct Core {
     last_snapshot_index: u64,
     /// The snapshot being encoded, a step per `advance` (see `SnapshotBuilder`).
     snapshot_building: Option<SnapshotBuilder>,
+    /// Backups asked for since the snapshot being built started (answered by the next one),
+    /// and those the one being built answers, with the store revision it started at.
+    backups_waiting: Vec<RequestId>,
+    backups_building: Vec<RequestId>,
+    backup_revision: i64,
     /// The size of the last snapshot built, to size the next one's buffer.
     snapshot_bytes_last: usize,
     /// Bytes of entries applied since the last snapshot started: with `snapshot_bytes_last`,
@@ -321,6 +326,9 @@ impl Core {
             v2_watches: V2Watchers::default(),
             last_snapshot_index,
             snapshot_building: None,
+            backups_waiting: Vec::new(),
+            backups_building: Vec::new(),
+            backup_revision: 0,
             snapshot_bytes_last: 0,
             applied_bytes: 0,
             ticks: 0,
@@ -575,6 +583,10 @@ impl Core {
                 Ok(())
             }
             Request::MoveLeader { to } => self.move_leader(id, to),
+            Request::Backup => {
+                self.backups_waiting.push(id);
+                Ok(())
+            }
             Request::MemberAdd { .. }
             | Request::MemberRemove { .. }
             | Request::MemberUpdate { .. }
@@ -762,8 +774,13 @@ impl Core {
         assert!(log.committed <= log.last_index(), "commit index past the log");
         assert_eq!(
             self.ids.len(),
-            self.writes.len() + self.reads.len() + self.forwarded.len() + self.moves.len(),
-            "every open request id is a pending write, read, forward or leader move, and no more"
+            self.writes.len()
+                + self.reads.len()
+                + self.forwarded.len()
+                + self.moves.len()
+                + self.backups_waiting.len()
+                + self.backups_building.len(),
+            "every open request id is a pending write, read, forward, leader move or backup, and no more"
         );
         assert!(self.held.inflight.iter().zip(self.held.inflight.iter().skip(1)).all(|(a, b)| a < b));
         assert!(self.remote.keys().all(|&id| id >= REMOTE_REQUEST_ID_MIN && self.ids.contains(&id)));

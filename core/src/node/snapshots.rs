@@ -56,7 +56,8 @@ impl Core {
         if self.snapshot_building.is_none() {
             let applied = self.sm.applied_index();
             let due = applied >= self.last_snapshot_index + self.config.snapshot_entries
-                || (self.raw.store().snapshot_wanted() && applied > 0);
+                || (self.raw.store().snapshot_wanted() && applied > 0)
+                || (!self.backups_waiting.is_empty() && applied > 0);
             if !due || self.snapshot_unpersisted.is_some() {
                 return Ok(());
             }
@@ -66,6 +67,10 @@ impl Core {
             let hint = self.snapshot_bytes_last.saturating_add(self.applied_bytes);
             self.applied_bytes = 0;
             self.snapshot_building = Some(SnapshotBuilder::start(&self.sm, conf_state, hint));
+            // Backups asked for until now are answered by this snapshot: it holds everything
+            // applied before they came.
+            self.backups_building.append(&mut self.backups_waiting);
+            self.backup_revision = self.sm.mvcc().current_revision();
         }
         let building = self.snapshot_building.as_mut().expect("started above");
         match building.step(&self.sm, self.config.snapshot_step_bytes) {
@@ -73,6 +78,9 @@ impl Core {
             // Started again on the next call, from the compacted store.
             Step::Abandoned => {
                 self.snapshot_building = None;
+                let mut building = std::mem::take(&mut self.backups_building);
+                building.append(&mut self.backups_waiting);
+                self.backups_waiting = building;
                 return Ok(());
             }
             Step::Done => {}
@@ -84,9 +92,14 @@ impl Core {
         meta.index = index;
         meta.term = term;
         meta.set_conf_state(building.conf_state().clone());
-        let data = building.finish();
+        let data = bytes::Bytes::from(building.finish());
         self.snapshot_bytes_last = data.len();
-        snap.set_data(data.into());
+        for id in std::mem::take(&mut self.backups_building) {
+            let body =
+                ResponseBody::Backup { data: data.clone(), index, term, revision: self.backup_revision };
+            self.respond(id, Ok(self.response(self.backup_revision, body)));
+        }
+        snap.set_data(data);
         let log_first_index = index.saturating_sub(self.config.snapshot_catch_up_entries).max(1);
         self.raw
             .mut_store()

@@ -10,7 +10,11 @@
 //!   buckets, history included), so values differ from etcd's.
 //! - Alarm: Cairn raises no alarms; listing answers none and disarming succeeds.
 //! - Defragment: there is nothing to defragment; it succeeds at once.
-//! - Snapshot and MoveLeader: UNIMPLEMENTED for now, saying which work brings them.
+//! - Snapshot: a backup of the member's state (`crate::backup`): the member builds a snapshot
+//!   a step at a time while it goes on serving, then it streams in `SNAPSHOT_CHUNK_BYTES`
+//!   messages, each saying how many bytes remain, the file's SHA-256 last. `etcdctl snapshot
+//!   save` writes it as is; `cairn snapshot status|restore` read it.
+//! - MoveLeader: Raft leadership transfer to the voter named.
 
 use std::pin::Pin;
 
@@ -26,6 +30,9 @@ use super::Ctx;
 
 /// Keys read per page while hashing, bounding the memory one hash request holds.
 const HASH_PAGE_KEYS: i64 = 1000;
+
+/// Bytes of backup per Snapshot message (etcd's 32 KiB).
+const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
 
 pub(crate) struct MaintenanceService {
     ctx: Ctx,
@@ -177,9 +184,28 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         &self,
         _req: GrpcRequest<pb::SnapshotRequest>,
     ) -> Result<GrpcResponse<Self::SnapshotStream>, Status> {
-        Err(Status::unimplemented(
-            "Maintenance.Snapshot: Cairn cannot stream a backup over the API yet (backup and restore come with the operations work)",
-        ))
+        let r = self.ctx.request(Request::Backup).await?;
+        let ResponseBody::Backup { data, index, term, revision } = r.body else {
+            return Err(unexpected("backup", &r.body));
+        };
+        let info = &self.ctx.info;
+        let origin = crate::backup::Origin {
+            index,
+            term,
+            revision,
+            cluster_id: info.cluster_id,
+            member_id: info.member_id,
+        };
+        tracing::info!(index, revision, bytes = data.len(), "streaming a backup");
+        let chunks = crate::backup::Chunks::new(&origin, data, SNAPSHOT_CHUNK_BYTES);
+        let total = chunks.total_bytes();
+        let mut header = self.ctx.header(Some(r.header));
+        let mut sent = 0u64;
+        let messages = chunks.map(move |blob| {
+            sent += blob.len() as u64;
+            Ok(pb::SnapshotResponse { header: header.take(), remaining_bytes: total - sent, blob })
+        });
+        Ok(GrpcResponse::new(Box::pin(futures::stream::iter(messages))))
     }
 
     /// Hands leadership to another voter by Raft leadership transfer; only the leader takes it
@@ -197,13 +223,13 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
 /// FNV-1a (32-bit) over each pair's key, value, create and mod revisions, version and lease,
 /// in key order, every field length- or width-delimited so different pairs cannot collide by
 /// concatenation.
-pub(crate) struct KvHash(u32);
+pub struct KvHash(u32);
 
 impl KvHash {
     const OFFSET: u32 = 0x811c_9dc5;
     const PRIME: u32 = 0x0100_0193;
 
-    pub(crate) fn new() -> KvHash {
+    pub fn new() -> KvHash {
         KvHash(Self::OFFSET)
     }
 
@@ -217,7 +243,7 @@ impl KvHash {
         self.bytes(&v.to_le_bytes());
     }
 
-    pub(crate) fn add(&mut self, kv: &KeyValue) {
+    pub fn add(&mut self, kv: &KeyValue) {
         self.int(kv.key.len() as i64);
         self.bytes(&kv.key);
         self.int(kv.value.len() as i64);
@@ -228,7 +254,7 @@ impl KvHash {
         self.int(kv.lease);
     }
 
-    pub(crate) fn finish(&self) -> u32 {
+    pub fn finish(&self) -> u32 {
         self.0
     }
 }

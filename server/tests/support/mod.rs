@@ -42,6 +42,16 @@ impl Cluster {
 
     /// One member per entry, each started with the flags given for it.
     pub fn start_with(args: &[Vec<String>]) -> Cluster {
+        let mut c = Cluster::prepare(args);
+        for i in 0..args.len() {
+            c.start_member(i);
+        }
+        c.wait_healthy();
+        c
+    }
+
+    /// Members with their ports and data dirs chosen, none started.
+    pub fn prepare(args: &[Vec<String>]) -> Cluster {
         let n = args.len();
         assert!(etcdctl_available(), "etcdctl is missing: apt-get install -y etcd-client (.ci/run does)");
         let dir = tempfile::tempdir().expect("temp dir");
@@ -61,12 +71,12 @@ impl Cluster {
             .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer))
             .collect::<Vec<_>>()
             .join(",");
-        let mut c = Cluster { dir, members, initial_cluster };
-        for i in 0..n {
-            c.start_member(i);
-        }
-        c.wait_healthy();
-        c
+        Cluster { dir, members, initial_cluster }
+    }
+
+    /// The `--initial-cluster` the members start with.
+    pub fn initial_cluster(&self) -> &str {
+        &self.initial_cluster
     }
 
     pub fn data_dir(&self, i: usize) -> PathBuf {
