@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::invariants::backups::Backup;
 use crate::invariants::no_lost_write::AckedWrite;
 use crate::linearizability::{Input, Op, Outcome};
 use crate::watch_check::WatchSession;
@@ -16,6 +17,9 @@ pub struct Counts {
     pub serializable_reads: u64,
     pub lease_ops: u64,
     pub watch_events: u64,
+    pub backups: u64,
+    /// Backups compared with the converged store (the others were below its compaction).
+    pub backups_checked: u64,
 }
 
 /// Shared by every client task of a run.
@@ -29,6 +33,7 @@ struct Inner {
     ops: Vec<Op>,
     acked: Vec<AckedWrite>,
     watches: Vec<WatchSession>,
+    backups: Vec<Backup>,
     counts: Counts,
 }
 
@@ -59,6 +64,16 @@ impl History {
         let mut h = self.inner.lock().unwrap();
         h.counts.watch_events += session.received.len() as u64;
         h.watches.push(session);
+    }
+
+    pub fn record_backup(&self, backup: Backup) {
+        let mut h = self.inner.lock().unwrap();
+        h.counts.backups += 1;
+        h.backups.push(backup);
+    }
+
+    pub fn backups(&self) -> Vec<Backup> {
+        self.inner.lock().unwrap().backups.clone()
     }
 
     pub fn ops(&self) -> Vec<Op> {

@@ -70,6 +70,9 @@ pub struct RunParams {
     /// The leader promotes caught-up learners on its own after this long (none: only the
     /// harness promotes them).
     pub auto_promote_ms: Option<u64>,
+    /// Clients take backups now and then (`Request::Backup`); each is checked against the
+    /// converged store at its revision.
+    pub backups: bool,
     pub planted: PlantedBug,
 }
 
@@ -110,6 +113,8 @@ impl RunParams {
                 (w, _) => w,
             },
             auto_promote_ms: *pick(&mut rng, &[None, None, Some(1_000), Some(3_000)]),
+            // Drawn after everything above, which each seed keeps.
+            backups: rng.gen_bool(0.5),
             planted,
         }
     }

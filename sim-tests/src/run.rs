@@ -118,6 +118,7 @@ pub fn run_seed(seed: u64, opts: &RunOptions) -> RunReport {
     if report.failure.is_none() {
         report.failure = check_histories(&observer, &history, &history.ops());
     }
+    report.counts = history.counts();
     report.check_wall = started.elapsed();
     report
 }
@@ -360,6 +361,11 @@ fn check_histories(
             watch_check::check_session(inv.reference_events(), &s)?;
         }
         let state = final_state.as_ref().expect("a converged run captured its final state");
+        for backup in history.backups() {
+            if crate::invariants::backups::check(state, &backup)? {
+                history.count(|c| c.backups_checked += 1);
+            }
+        }
         inv.check_final(state, &history.acked())
     });
     verdict.err().map(|v| Failure::Correctness(v.to_string()))

@@ -18,6 +18,7 @@ use rand::Rng;
 use serde_json::json;
 
 use crate::history::History;
+use crate::invariants::backups::Backup;
 use crate::invariants::no_lost_write::AckedWrite;
 use crate::linearizability::{Input, Op, Outcome, Output};
 use crate::params::RunParams;
@@ -265,6 +266,21 @@ pub async fn kv_client(ctx: ClientCtx) {
                 ctx.now_ms(),
                 "compact",
                 json!({ "client": ctx.id, "revision": revision_seen - 10, "ok": matches!(result, Some(Ok(_))) }),
+            );
+        }
+        // Now and then, a backup from any member (the harness checks it against the converged
+        // store at its revision).
+        if ctx.params.backups && madsim::rand::thread_rng().gen_ratio(1, 150) {
+            seq += 1;
+            let member = ctx.random_member();
+            let result = call(&ep, ctx.member_addr(member), seq, Request::Backup).await;
+            if let Some(Ok(Response { body: ResponseBody::Backup { data, revision, .. }, .. })) = &result {
+                ctx.history.record_backup(Backup::of(member, *revision, data));
+            }
+            ctx.trace.record(
+                ctx.now_ms(),
+                "backup",
+                json!({ "client": ctx.id, "member": member, "ok": matches!(result, Some(Ok(_))) }),
             );
         }
         let think = madsim::rand::thread_rng().gen_range(0..15);

@@ -104,7 +104,7 @@ mod cli {
     fn summary(r: &RunReport) -> String {
         let p = &r.params;
         format!(
-            "seed {}: {} members, {} kv + {} lease clients, {} watchers, {:.1} sim s, {} ops ({} ok, {} failed, {} unknown), {} serializable reads, {} lease ops, {} watch events, trace {} lines hash {:016x}",
+            "seed {}: {} members, {} kv + {} lease clients, {} watchers, {:.1} sim s, {} ops ({} ok, {} failed, {} unknown), {} serializable reads, {} lease ops, {} watch events, {} backups ({} checked), trace {} lines hash {:016x}",
             r.seed,
             p.members,
             p.clients,
@@ -118,6 +118,8 @@ mod cli {
             r.counts.serializable_reads,
             r.counts.lease_ops,
             r.counts.watch_events,
+            r.counts.backups,
+            r.counts.backups_checked,
             r.trace_len,
             r.trace_hash
         )
@@ -181,6 +183,7 @@ mod cli {
                 );
                 let started = Instant::now();
                 let (mut ran, mut sim_ms, mut check_wall, mut ops) = (0u64, 0u64, Duration::ZERO, 0usize);
+                let (mut backups, mut backups_checked) = (0u64, 0u64);
                 let mut failures = Vec::new();
                 for seed in a..b {
                     if budget.is_some_and(|bud| started.elapsed() >= bud) {
@@ -192,6 +195,8 @@ mod cli {
                     sim_ms += r.sim_ms;
                     check_wall += r.check_wall;
                     ops += r.checked_ops;
+                    backups += r.counts.backups;
+                    backups_checked += r.counts.backups_checked;
                     if let Some(f) = &r.failure {
                         bar.println(format!(
                             "FAIL seed {seed}: {f}\n  replay: {}",
@@ -205,7 +210,7 @@ mod cli {
                 bar.finish();
                 let wall = started.elapsed().as_secs_f64();
                 println!(
-                    "{ran} seeds, {} failed; {:.0} simulated s in {:.1} wall s ({:.1} simulated s per wall s); {ops} ops checked in {:.2} s",
+                    "{ran} seeds, {} failed; {:.0} simulated s in {:.1} wall s ({:.1} simulated s per wall s); {ops} ops checked in {:.2} s; {backups_checked} of {backups} backups checked",
                     failures.len(),
                     sim_ms as f64 / 1000.0,
                     wall,

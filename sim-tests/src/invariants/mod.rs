@@ -17,6 +17,7 @@
 //!   leads again.
 //! - `counters` (metrics): a member's counts never go down within a boot, and it counts every
 //!   change of leader it was seen to make.
+//! - `backups` (end of run): every backup a client took is the store at its revision.
 //! - `no_lost_write` (end of run): every acknowledged write is in the converged store and in the
 //!   reference history.
 //!
@@ -56,6 +57,7 @@
 //! if the observations said which snapshot each member holds durably (a restart can go back
 //! to an older one), so they are kept.
 
+pub mod backups;
 pub mod counters;
 pub mod durability;
 pub mod election_safety;
