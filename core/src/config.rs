@@ -4,6 +4,9 @@
 /// etcd's default `--max-request-bytes` (1.5 MiB).
 pub const REQUEST_BYTES_MAX_DEFAULT: usize = 1536 * 1024;
 
+/// etcd's default `--quota-backend-bytes` (2 GiB).
+pub const QUOTA_BYTES_DEFAULT: u64 = 2 * 1024 * 1024 * 1024;
+
 #[derive(Clone, Debug)]
 pub struct Config {
     /// This member's id, non-zero.
@@ -38,6 +41,10 @@ pub struct Config {
     pub snapshot_step_bytes: usize,
     /// Largest encoded request accepted (`Error::RequestTooLarge` above it).
     pub request_bytes_max: usize,
+    /// The store's space quota in bytes (etcd's `--quota-backend-bytes`), measured as
+    /// `Mvcc::bytes`: a write that would take the store past it is refused with
+    /// `Error::NoSpace` and raises this member's `NoSpace` alarm (see `alarm`).
+    pub quota_bytes: u64,
     /// Most operations in one txn's compare, success or failure list (`Error::TooManyOps`),
     /// checked when the txn is submitted. The store checks `mvcc::MAX_TXN_OPS` (etcd's 128) again
     /// at apply, identically on every replica, so a larger value here has no effect.
@@ -90,6 +97,7 @@ impl Config {
             snapshot_catch_up_entries: 5_000,
             snapshot_step_bytes: 1 << 20,
             request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
+            quota_bytes: QUOTA_BYTES_DEFAULT,
             txn_ops_max: crate::mvcc::MAX_TXN_OPS,
             append_bytes_max: 1024 * 1024,
             appends_inflight_max: 256,

@@ -22,6 +22,9 @@ pub enum Error {
     TooManyOps,
     #[error("etcdserver: duplicate key given in txn request")]
     DuplicateKey,
+    /// A write that would grow the store, while a `NoSpace` alarm is up (see `alarm`).
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
 
     // ---- Leases ----
     #[error("etcdserver: requested lease not found")]

@@ -89,6 +89,7 @@
 //! - `forward`: lease requests a follower hands the leader, and the replies.
 //! - `membership`: the member set as replicated state, and the changes to it.
 
+pub mod alarm;
 pub mod backup;
 pub mod config;
 pub mod error;

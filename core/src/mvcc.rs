@@ -54,6 +54,22 @@ pub struct Mvcc {
     /// stored, but counted again when a store is decoded.
     #[serde(skip_serializing)]
     live_keys: usize,
+    /// What the store holds, as `bytes` counts it; kept as changes are recorded and
+    /// compacted, and counted again on decoding.
+    #[serde(skip_serializing)]
+    bytes: u64,
+}
+
+/// What one change costs in `Mvcc::bytes` beyond its key and value: its revision, version,
+/// create revision, lease and the handles holding them.
+pub const CHANGE_OVERHEAD_BYTES: u64 = 64;
+
+fn change_bytes(key: &[u8], entry: &Entry) -> u64 {
+    key.len() as u64 + entry.record.as_ref().map_or(0, |r| r.value.len() as u64) + CHANGE_OVERHEAD_BYTES
+}
+
+fn history_bytes(history: &BTreeMap<Blob, Vec<Entry>>) -> u64 {
+    history.iter().map(|(k, h)| h.iter().map(|e| change_bytes(k, e)).sum::<u64>()).sum()
 }
 
 /// `Mvcc` as encoded: everything but what is counted again on decoding.
@@ -67,11 +83,13 @@ struct MvccStored {
 impl From<MvccStored> for Mvcc {
     fn from(s: MvccStored) -> Mvcc {
         let live_keys = s.history.values().filter(|h| h.last().is_some_and(|e| e.record.is_some())).count();
+        let bytes = history_bytes(&s.history);
         Mvcc {
             history: s.history,
             current_revision: s.current_revision,
             compacted_revision: s.compacted_revision,
             live_keys,
+            bytes,
         }
     }
 }
@@ -266,7 +284,7 @@ impl Default for Mvcc {
 impl Mvcc {
     /// An empty store at revision 1, nothing compacted.
     pub fn new() -> Mvcc {
-        Mvcc { history: BTreeMap::new(), current_revision: 1, compacted_revision: 0, live_keys: 0 }
+        Mvcc { history: BTreeMap::new(), current_revision: 1, compacted_revision: 0, live_keys: 0, bytes: 0 }
     }
 
     /// The revision of the last write that changed something (1 in an empty store).
@@ -292,6 +310,13 @@ impl Mvcc {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The store's size for its space quota: every change it holds (compacted ones are gone),
+    /// its key and value bytes plus `CHANGE_OVERHEAD_BYTES`. The same on every replica at the
+    /// same revision. `O(1)`.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     // ---- Reads ----
@@ -517,7 +542,8 @@ impl Mvcc {
         if revision > self.current_revision {
             return Err(Error::FutureRevision);
         }
-        self.history.retain(|_, history| {
+        let mut freed = 0;
+        self.history.retain(|key, history| {
             let after = history.partition_point(|e| e.revision.main <= revision);
             if let Some(last) = after.checked_sub(1) {
                 let entry = &history[last];
@@ -530,7 +556,7 @@ impl Mvcc {
                 } else {
                     last
                 };
-                history.drain(..keep_from);
+                freed += history.drain(..keep_from).map(|e| change_bytes(key, &e)).sum::<u64>();
                 if history.capacity() > 2 * history.len() {
                     history.shrink_to_fit();
                 }
@@ -538,6 +564,7 @@ impl Mvcc {
             !history.is_empty()
         });
         self.compacted_revision = revision;
+        self.bytes -= freed;
         Ok(())
     }
 
@@ -662,6 +689,10 @@ impl Mvcc {
         if live != self.live_keys {
             return corrupt(format!("{} keys counted, {live} exist", self.live_keys));
         }
+        let bytes = history_bytes(&self.history);
+        if bytes != self.bytes {
+            return corrupt(format!("{} bytes counted, {bytes} held", self.bytes));
+        }
         Ok(())
     }
 
@@ -765,6 +796,7 @@ impl Mvcc {
         assert!(!key.is_empty(), "empty key written");
         batch.events.push(entry.event(key.clone(), prev));
         let was_live = history.last().is_some_and(|e| e.record.is_some());
+        self.bytes += change_bytes(key, &entry);
         match (was_live, entry.record.is_some()) {
             (false, true) => self.live_keys += 1,
             (true, false) => self.live_keys -= 1,

@@ -72,6 +72,13 @@ pub enum Request {
     MoveLeader {
         to: u64,
     },
+    /// etcd's Maintenance.Alarm, through the log: list (`Get`), raise or lift an alarm.
+    /// `kind` None with `Get` lists every alarm.
+    Alarm {
+        action: crate::alarm::AlarmAction,
+        member: u64,
+        kind: Option<crate::alarm::AlarmKind>,
+    },
     /// A backup: the member's whole state as of now (everything it applied before the request
     /// came), in the state machine's snapshot encoding. Served by this member alone, from a
     /// snapshot built a step at a time while it goes on serving (`ResponseBody::Backup`).
@@ -123,6 +130,9 @@ pub enum ResponseBody {
         members: Vec<crate::membership::Member>,
     },
     MovedLeader,
+    /// The alarms up after an alarm request: for `Get`, all of them; for `Activate` and
+    /// `Deactivate`, the one raised or lifted (none if there was nothing to lift).
+    Alarms(Vec<crate::alarm::Alarm>),
     /// The state machine encoded (`StateMachine::decode` reads it), as applied through Raft
     /// index `index` of term `term`, at store revision `revision`.
     Backup {
@@ -166,6 +176,11 @@ pub enum Command {
     MemberUpdate {
         id: u64,
         peer_urls: Vec<String>,
+    },
+    Alarm {
+        action: crate::alarm::AlarmAction,
+        member: u64,
+        kind: Option<crate::alarm::AlarmKind>,
     },
 }
 

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::kv::{Event, RangeRequest, TxnRequest};
+use crate::alarm::{Alarm, AlarmAction, AlarmKind};
+use crate::kv::{Event, RangeRequest, RequestOp, TxnRequest};
 use crate::lease::{Lease, Leases};
 use crate::membership::{Member, MemberChange};
 use crate::mvcc::Mvcc;
@@ -28,6 +29,8 @@ pub struct StateMachine {
     /// Ids of members removed: never used again (etcd's rule; a fresh member under an old id
     /// could vote twice in one term).
     removed: BTreeSet<u64>,
+    /// The alarms up (see `alarm`).
+    alarms: BTreeSet<Alarm>,
     /// The etcd v2 keys store (a separate key space, as in etcd).
     v2: V2Store,
     /// Raft index and term of the last entry applied.
@@ -57,7 +60,9 @@ pub struct Applied {
 }
 
 /// Leading byte of an encoded snapshot; bumped when the encoding changes.
-const SNAPSHOT_FORMAT: u8 = 4;
+const SNAPSHOT_FORMAT: u8 = 5;
+/// The format before alarms, still read (as a state with no alarm up).
+const SNAPSHOT_FORMAT_NO_ALARMS: u8 = 4;
 
 impl Default for StateMachine {
     fn default() -> Self {
@@ -73,6 +78,7 @@ impl StateMachine {
             proposals: AppliedProposals::default(),
             members: BTreeMap::new(),
             removed: BTreeSet::new(),
+            alarms: BTreeSet::new(),
             v2: V2Store::default(),
             applied_index: 0,
             applied_term: 0,
@@ -185,7 +191,14 @@ impl StateMachine {
         let mut granted = None;
         let mut revoked = None;
         let mut v2_events = vec![];
+        let capped = self.alarms.iter().any(|a| a.kind == AlarmKind::NoSpace);
         let (result, events) = match cmd {
+            // While the store is out of space, nothing may grow it (etcd's capped applier).
+            Command::Put(_) | Command::LeaseGrant { .. } if capped => (Err(Error::NoSpace), vec![]),
+            Command::Txn(req) if capped && txn_has_put(req) => (Err(Error::NoSpace), vec![]),
+            Command::Alarm { action, member, kind } => {
+                (Ok(self.apply_alarm(*action, *member, *kind)), vec![])
+            }
             Command::Put(req) => {
                 let leases = &self.leases;
                 match self.mvcc.put(req, &|id| leases.contains(id)) {
@@ -268,6 +281,26 @@ impl StateMachine {
         Applied { result, revision, events, granted, revoked, v2_events }
     }
 
+    fn apply_alarm(&mut self, action: AlarmAction, member: u64, kind: Option<AlarmKind>) -> ResponseBody {
+        match (action, kind) {
+            (AlarmAction::Get, _) | (_, None) => ResponseBody::Alarms(self.alarms.iter().copied().collect()),
+            (AlarmAction::Activate, Some(kind)) => {
+                let alarm = Alarm { member, kind };
+                self.alarms.insert(alarm);
+                ResponseBody::Alarms(vec![alarm])
+            }
+            (AlarmAction::Deactivate, Some(kind)) => {
+                let alarm = Alarm { member, kind };
+                ResponseBody::Alarms(if self.alarms.remove(&alarm) { vec![alarm] } else { vec![] })
+            }
+        }
+    }
+
+    /// The alarms up.
+    pub fn alarms(&self) -> &BTreeSet<Alarm> {
+        &self.alarms
+    }
+
     /// Serves a read (a range, or a txn that cannot write) at the current state.
     pub fn read_range(&self, req: &RangeRequest) -> Result<ResponseBody> {
         self.mvcc.range(req).map(ResponseBody::Range)
@@ -323,6 +356,7 @@ impl StateMachine {
             proposals: &'a AppliedProposals,
             members: &'a BTreeMap<u64, Member>,
             removed: &'a BTreeSet<u64>,
+            alarms: &'a BTreeSet<Alarm>,
             v2: &'a V2Store,
             applied_index: u64,
             applied_term: u64,
@@ -333,6 +367,7 @@ impl StateMachine {
             proposals: &self.proposals,
             members: &self.members,
             removed: &self.removed,
+            alarms: &self.alarms,
             v2: &self.v2,
             applied_index: self.applied_index,
             applied_term: self.applied_term,
@@ -348,6 +383,8 @@ impl StateMachine {
     pub(crate) fn into_new_cluster(mut self, members: &[Member], index: u64, term: u64) -> StateMachine {
         self.members = members.iter().map(|m| (m.id, Member { learner: false, ..m.clone() })).collect();
         self.removed.clear();
+        // Alarms name the old cluster's members.
+        self.alarms.clear();
         self.proposals = AppliedProposals::default();
         self.applied_index = index;
         self.applied_term = term;
@@ -376,6 +413,39 @@ impl StateMachine {
                 sm.v2.check_invariants()?;
                 Ok(sm)
             }
+            Some((&SNAPSHOT_FORMAT_NO_ALARMS, rest)) => {
+                /// `StateMachine` as format 4 laid it out: no alarms.
+                #[derive(Deserialize)]
+                struct NoAlarms {
+                    leases: Leases,
+                    proposals: AppliedProposals,
+                    members: BTreeMap<u64, Member>,
+                    removed: BTreeSet<u64>,
+                    v2: V2Store,
+                    applied_index: u64,
+                    applied_term: u64,
+                    applied_digest: u64,
+                    mvcc: Mvcc,
+                }
+                let old: NoAlarms = codec()
+                    .deserialize(rest)
+                    .map_err(|e| Error::Corrupt(format!("undecodable snapshot: {e}")))?;
+                let sm = StateMachine {
+                    leases: old.leases,
+                    proposals: old.proposals,
+                    members: old.members,
+                    removed: old.removed,
+                    alarms: BTreeSet::new(),
+                    v2: old.v2,
+                    applied_index: old.applied_index,
+                    applied_term: old.applied_term,
+                    applied_digest: old.applied_digest,
+                    mvcc: old.mvcc,
+                };
+                sm.mvcc.check_invariants()?;
+                sm.v2.check_invariants()?;
+                Ok(sm)
+            }
             Some((v, _)) if *v < SNAPSHOT_FORMAT => Err(Error::Corrupt(format!(
                 "snapshot format {v} was written by an older Cairn (this one reads format {SNAPSHOT_FORMAT}, \
                  whose member list carries peer URLs and learners): start this member with an empty \
@@ -385,6 +455,15 @@ impl StateMachine {
             None => Err(Error::Corrupt("empty snapshot".into())),
         }
     }
+}
+
+/// Whether a txn may put on either branch, nested txns included (etcd's quota cost check).
+pub fn txn_has_put(t: &TxnRequest) -> bool {
+    t.success.iter().chain(&t.failure).any(|op| match op {
+        RequestOp::Put(_) => true,
+        RequestOp::Txn(inner) => txn_has_put(inner),
+        _ => false,
+    })
 }
 
 /// How far behind the newest applied sequence number of a proposer's boot a proposal may be
@@ -439,4 +518,47 @@ fn splitmix64(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_format_4_snapshot_reads_as_the_same_state_with_no_alarms() {
+        use bincode::Options;
+        #[derive(Serialize)]
+        struct Format4<'a> {
+            leases: &'a Leases,
+            proposals: &'a AppliedProposals,
+            members: &'a BTreeMap<u64, Member>,
+            removed: &'a BTreeSet<u64>,
+            v2: &'a V2Store,
+            applied_index: u64,
+            applied_term: u64,
+            applied_digest: u64,
+            mvcc: &'a Mvcc,
+        }
+        let mut sm = StateMachine::new();
+        sm.members.insert(7, Member { id: 7, name: "m7".into(), ..Default::default() });
+        sm.removed.insert(9);
+        sm.applied_index = 12;
+        let mut buf = vec![SNAPSHOT_FORMAT_NO_ALARMS];
+        let old = Format4 {
+            leases: &sm.leases,
+            proposals: &sm.proposals,
+            members: &sm.members,
+            removed: &sm.removed,
+            v2: &sm.v2,
+            applied_index: sm.applied_index,
+            applied_term: sm.applied_term,
+            applied_digest: sm.applied_digest,
+            mvcc: &sm.mvcc,
+        };
+        codec().serialize_into(&mut buf, &old).unwrap();
+        assert_eq!(StateMachine::decode(&buf).unwrap(), sm);
+        let mut with_alarm = sm.clone();
+        with_alarm.alarms.insert(Alarm { member: 7, kind: AlarmKind::NoSpace });
+        assert_eq!(StateMachine::decode(&with_alarm.encode()).unwrap(), with_alarm);
+    }
 }

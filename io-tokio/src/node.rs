@@ -66,6 +66,10 @@ pub struct NodeStatus {
     pub members: BTreeMap<u64, cairn_core::Member>,
     /// Whether this member is a learner.
     pub is_learner: bool,
+    /// The alarms up, as applied here.
+    pub alarms: std::collections::BTreeSet<cairn_core::alarm::Alarm>,
+    /// The store's size against its space quota (`Mvcc::bytes`).
+    pub store_bytes: u64,
     /// The v2 keys store's index (etcd's `X-Etcd-Index`).
     pub v2_index: u64,
     /// v2 keys expired so far.
@@ -505,21 +509,24 @@ fn publish_status(core: &Core, status: &watch::Sender<NodeStatus>) {
         voters: Vec::new(),
         members: BTreeMap::new(),
         is_learner: core.is_learner(),
+        alarms: Default::default(),
+        store_bytes: st.mvcc().bytes(),
         v2_index: st.v2().index(),
         v2_expired: st.v2().expired_count(),
     };
     status.send_if_modified(|s| {
-        if &s.members != st.members() {
+        if &s.members != st.members() || &s.alarms != st.alarms() {
             // The voters are the members that are not learners: the member list and Raft's
             // configuration change together.
             let voters = st.members().values().filter(|m| !m.learner).map(|m| m.id).collect();
-            *s = NodeStatus { voters, members: st.members().clone(), ..fresh };
+            *s = NodeStatus { voters, members: st.members().clone(), alarms: st.alarms().clone(), ..fresh };
             return true;
         }
         // Lists unchanged: set them aside, compare the rest, put them back.
-        let (voters, members) = (std::mem::take(&mut s.voters), std::mem::take(&mut s.members));
+        let (voters, members, alarms) =
+            (std::mem::take(&mut s.voters), std::mem::take(&mut s.members), std::mem::take(&mut s.alarms));
         let changed = *s != fresh;
-        *s = NodeStatus { voters, members, ..fresh };
+        *s = NodeStatus { voters, members, alarms, ..fresh };
         changed
     });
 }

@@ -20,6 +20,9 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Above this quota, etcd warns (its suggested maximum).
+const QUOTA_BYTES_WARN: u64 = 8 * 1024 * 1024 * 1024;
+
 /// The etcd API level Cairn implements; etcd clients read it from Status and /version.
 const ETCD_VERSION: &str = "3.4.0";
 
@@ -82,7 +85,9 @@ struct Flags {
     /// Applied entries between snapshots.
     #[arg(long, env = "CAIRN_SNAPSHOT_COUNT", default_value_t = 100_000)]
     snapshot_count: u64,
-    /// Accepted for compatibility; Cairn does not enforce a backend quota yet.
+    /// The store's space quota in bytes (0: etcd's default, 2 GiB). A write that would pass
+    /// it is refused ("database space exceeded") and raises the NOSPACE alarm; compact, then
+    /// `etcdctl alarm disarm`, to write again.
     #[arg(long, env = "CAIRN_QUOTA_BACKEND_BYTES", default_value_t = 0)]
     quota_backend_bytes: u64,
     /// Largest request accepted, in bytes.
@@ -358,6 +363,17 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
     core.election_ticks = (flags.election_timeout / flags.heartbeat_interval) as usize;
     core.snapshot_entries = flags.snapshot_count.max(1);
     core.request_bytes_max = flags.max_request_bytes;
+    core.quota_bytes = match flags.quota_backend_bytes {
+        0 => cairn_core::config::QUOTA_BYTES_DEFAULT,
+        n => n,
+    };
+    if core.quota_bytes > QUOTA_BYTES_WARN {
+        // etcd's warning: the store lives in memory, and a member must hold all of it.
+        tracing::warn!(
+            quota_bytes = core.quota_bytes,
+            "--quota-backend-bytes exceeds 8 GiB, the most etcd recommends; every member holds the whole store in memory"
+        );
+    }
     core.auto_promote_learners_after_ms = flags.auto_promote_learners.then_some(flags.auto_promote_window);
     let listen_peer = url_addr(split_urls(&flags.listen_peer_urls).first().map_or("", |s| s.as_str()))?;
     let (node, loop_task) = cairn_io_tokio::start(NodeConfig {

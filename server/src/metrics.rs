@@ -155,9 +155,9 @@ impl ServerMetrics {
             }
             None => 0,
         } as i64;
-        // Cairn keeps no free pages: what is on disk is in use (see Maintenance.Status).
+        // In use: what the store holds as its space quota counts it (see Maintenance.Status).
         self.db_size.set(bytes);
-        self.db_size_in_use.set(bytes);
+        self.db_size_in_use.set(self.node.with_status(|s| s.store_bytes) as i64);
         self.node.metrics().render()
     }
 }

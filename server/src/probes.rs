@@ -3,7 +3,7 @@
 //! fails; `?verbose` lists them either way, `?exclude=<name>` skips one (repeatable).
 //!
 //! - livez: `serializable_read` (the member answers a read from its own state: it is not stuck).
-//! - readyz: `data_corruption` (no corruption alarm: Cairn raises none yet, so it passes),
+//! - readyz: `data_corruption` (no CORRUPT alarm is up),
 //!   `serializable_read`, `linearizable_read` (a read through the leader's ReadIndex: the member
 //!   is in a cluster with a quorum, and caught up).
 
@@ -26,6 +26,16 @@ pub fn routes(node: NodeHandle) -> Router {
     Router::new().route("/livez", get(livez)).route("/readyz", get(readyz)).with_state(node)
 }
 
+fn no_corruption_alarm(node: &NodeHandle) -> Result<(), String> {
+    let corrupt =
+        node.with_status(|s| s.alarms.iter().any(|a| a.kind == cairn_core::alarm::AlarmKind::Corrupt));
+    if corrupt {
+        Err("a CORRUPT alarm is up".into())
+    } else {
+        Ok(())
+    }
+}
+
 async fn livez(State(node): State<NodeHandle>, Query(q): Query<Vec<(String, String)>>) -> Response {
     let checks = [("serializable_read", read(&node, true).await)];
     answer("livez", &checks, &q)
@@ -33,7 +43,7 @@ async fn livez(State(node): State<NodeHandle>, Query(q): Query<Vec<(String, Stri
 
 async fn readyz(State(node): State<NodeHandle>, Query(q): Query<Vec<(String, String)>>) -> Response {
     let checks = [
-        ("data_corruption", Ok(())),
+        ("data_corruption", no_corruption_alarm(&node)),
         ("serializable_read", read(&node, true).await),
         ("linearizable_read", read(&node, false).await),
     ];

@@ -18,6 +18,8 @@ pub struct Counts {
     pub lease_ops: u64,
     pub watch_events: u64,
     pub backups: u64,
+    /// Writes refused for want of space (NOSPACE), each followed by a compaction and disarm.
+    pub nospace: u64,
     /// Backups compared with the converged store (the others were below its compaction).
     pub backups_checked: u64,
 }

@@ -73,6 +73,9 @@ pub struct RunParams {
     /// Clients take backups now and then (`Request::Backup`); each is checked against the
     /// converged store at its revision.
     pub backups: bool,
+    /// Each member's space quota (`Config::quota_bytes`): small enough that the store fills,
+    /// NOSPACE alarms go up, and clients compact and disarm to go on writing; None: etcd's 2 GiB.
+    pub quota_bytes: Option<u64>,
     pub planted: PlantedBug,
 }
 
@@ -115,6 +118,7 @@ impl RunParams {
             auto_promote_ms: *pick(&mut rng, &[None, None, Some(1_000), Some(3_000)]),
             // Drawn after everything above, which each seed keeps.
             backups: rng.gen_bool(0.5),
+            quota_bytes: *pick(&mut rng, &[None, None, Some(4_000), Some(20_000)]),
             planted,
         }
     }

@@ -393,6 +393,9 @@ fn start_member(
     config.planted_bug_stale_reads = params.planted == PlantedBug::StaleReads;
     config.planted_bug_learner_votes = params.planted == PlantedBug::LearnerVotes;
     config.auto_promote_learners_after_ms = params.auto_promote_ms;
+    if let Some(q) = params.quota_bytes {
+        config.quota_bytes = q;
+    }
     let mut disk = SimDisk::new();
     disk.set_skip_sync(params.planted == PlantedBug::SkipFsync);
     let clock = ClockModel::random(&mut madsim::rand::thread_rng(), params.skew);

@@ -112,6 +112,14 @@ pub async fn call_until_ok(ctx: &ClientCtx, request: Request, deadline: Instant)
         match call(&ep, ctx.member_addr(target), id, request.clone()).await {
             Some(Ok(r)) => return Some(r.header.revision),
             Some(Err(Error::NotLeader { leader })) if leader != 0 => target = leader,
+            Some(Err(Error::NoSpace)) => {
+                // Out of space: read the revision, then make room up to it.
+                id += 1;
+                let read = Request::Range(RangeRequest { key: b("sentinel".into()), ..Default::default() });
+                if let Some(Ok(r)) = call(&ep, ctx.member_addr(target), id, read).await {
+                    make_room(ctx, &ep, target, &mut id, r.header.revision).await;
+                }
+            }
             _ => {
                 target = ctx.random_member();
                 madsim::time::sleep(Duration::from_millis(100)).await;
@@ -123,6 +131,35 @@ pub async fn call_until_ok(ctx: &ClientCtx, request: Request, deadline: Instant)
 
 fn b(s: String) -> Bytes {
     Bytes::from(s)
+}
+
+/// What an operator does when the store is out of space: compacts up to `revision`, then
+/// lifts every alarm up (`etcdctl compaction` and `alarm disarm`). Errors are left for the
+/// next try (another client may have compacted further already).
+pub async fn make_room(ctx: &ClientCtx, ep: &Endpoint, to: u64, seq: &mut u64, revision: i64) {
+    use cairn_core::alarm::AlarmAction;
+    let addr = ctx.member_addr(to);
+    *seq += 1;
+    let compact = Request::Compact(CompactionRequest { revision, physical: false });
+    let compacted = call(ep, addr, *seq, compact).await;
+    *seq += 1;
+    let list = Request::Alarm { action: AlarmAction::Get, member: 0, kind: None };
+    let mut lifted = 0;
+    if let Some(Ok(Response { body: ResponseBody::Alarms(alarms), .. })) = call(ep, addr, *seq, list).await {
+        for a in alarms {
+            *seq += 1;
+            let disarm =
+                Request::Alarm { action: AlarmAction::Deactivate, member: a.member, kind: Some(a.kind) };
+            if let Some(Ok(_)) = call(ep, addr, *seq, disarm).await {
+                lifted += 1;
+            }
+        }
+    }
+    ctx.trace.record(
+        ctx.now_ms(),
+        "make-room",
+        json!({ "client": ctx.id, "member": to, "revision": revision, "compacted": matches!(compacted, Some(Ok(_))), "lifted": lifted }),
+    );
 }
 
 /// A key-value client: gets, puts, deletes and compare-and-swaps on a few shared keys.
@@ -203,6 +240,13 @@ pub async fn kv_client(ctx: ClientCtx) {
                 // The member may be down, paused or cut off: try another next time.
                 leader_hint = ctx.random_member();
                 (Outcome::Unknown, None)
+            }
+            Some(Err(Error::NoSpace)) => {
+                // Refused, and definitely not applied (refused before proposing, or applied as
+                // a refusal): make room, as an operator would.
+                ctx.history.count(|c| c.nospace += 1);
+                make_room(&ctx, &ep, target, &mut seq, revision_seen).await;
+                (Outcome::Failed, None)
             }
             Some(Err(e)) => {
                 leader_hint = match e {

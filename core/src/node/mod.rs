@@ -17,6 +17,7 @@ use raft::{RawNode, StateRole};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::alarm::{AlarmAction, AlarmKind};
 use crate::config::Config;
 use crate::forward::{is_forwardable, Forward, ForwardBody, REMOTE_REQUEST_ID_MIN};
 use crate::kv::{Event, TxnRequest};
@@ -207,9 +208,32 @@ pub struct Core {
     fatal: Option<Error>,
     /// What the member counted since boot (see `Counters`).
     counters: Counters,
+    /// When this member last proposed its `NoSpace` alarm (see `check_quota`).
+    nospace_raised_ms: Option<u64>,
     /// The last leader seen (0 before any), for `Counters::leader_changes_seen`.
     last_leader: u64,
     out: Output,
+}
+
+/// What a lease costs against the space quota (etcd's lease overhead).
+const LEASE_COST_BYTES: u64 = 64;
+
+/// What a put adds to `Mvcc::bytes`, about (the store counts the key and value as held).
+fn put_cost(p: &crate::kv::PutRequest) -> u64 {
+    (p.key.len() + p.value.len()) as u64 + crate::mvcc::CHANGE_OVERHEAD_BYTES
+}
+
+/// Every put a txn could make, on either branch.
+fn txn_cost(t: &TxnRequest) -> u64 {
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .map(|op| match op {
+            crate::kv::RequestOp::Put(p) => put_cost(p),
+            crate::kv::RequestOp::Txn(inner) => txn_cost(inner),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Totals a member keeps since it booted, for its operator's metrics (etcd's
@@ -347,6 +371,7 @@ impl Core {
             removed: false,
             fatal: None,
             counters: Counters::default(),
+            nospace_raised_ms: None,
             last_leader: 0,
             out,
             config,
@@ -562,15 +587,25 @@ impl Core {
             }
             Request::Txn(t) => {
                 self.check_txn(&t)?;
+                if crate::state_machine::txn_has_put(&t) {
+                    self.check_quota(txn_cost(&t))?;
+                }
                 self.propose(id, Command::Txn(t))
             }
-            Request::Put(p) => self.propose(id, Command::Put(p)),
+            Request::Put(p) => {
+                self.check_quota(put_cost(&p))?;
+                self.propose(id, Command::Put(p))
+            }
+            Request::Alarm { action, member, kind } => {
+                self.propose(id, Command::Alarm { action, member, kind })
+            }
             Request::DeleteRange(d) => self.propose(id, Command::DeleteRange(d)),
             Request::Compact(c) => self.propose(id, Command::Compact(c)),
             Request::LeaseGrant { id: lease, ttl_secs } => {
                 if lease < 0 {
                     return Err(Error::LeaseNotFound);
                 }
+                self.check_quota(LEASE_COST_BYTES)?;
                 self.propose(id, Command::LeaseGrant { id: lease, ttl_secs })
             }
             Request::LeaseRevoke { id: lease } => self.propose(id, Command::LeaseRevoke { id: lease }),
@@ -646,6 +681,31 @@ impl Core {
                 Ok(())
             }
         }
+    }
+
+    /// etcd's quota check, before a write that would grow the store is proposed: refused with
+    /// `Error::NoSpace` when the store (`Mvcc::bytes`) plus `cost` passes `Config::quota_bytes`
+    /// or a `NoSpace` alarm is up already; the first refusal raises this member's alarm
+    /// through the log (once per election timeout while it has not applied, so a stream of
+    /// refused writes does not flood the log).
+    fn check_quota(&mut self, cost: u64) -> Result<()> {
+        if self.sm.alarms().iter().any(|a| a.kind == AlarmKind::NoSpace) {
+            return Err(Error::NoSpace);
+        }
+        if self.sm.mvcc().bytes().saturating_add(cost) <= self.config.quota_bytes {
+            return Ok(());
+        }
+        let again_at = self.nospace_raised_ms.map_or(0, |at| at + self.config.election_timeout_ms());
+        if self.nospace_raised_ms.is_none() || self.now_ms >= again_at {
+            self.nospace_raised_ms = Some(self.now_ms);
+            let command = Command::Alarm {
+                action: AlarmAction::Activate,
+                member: self.config.id,
+                kind: Some(AlarmKind::NoSpace),
+            };
+            self.hold(Proposal { origin: None, command }.encode(), None);
+        }
+        Err(Error::NoSpace)
     }
 
     /// `Config::planted_bug_stale_reads`, false in builds without planted bugs.

@@ -8,7 +8,8 @@
 //!   deterministic and equal on members that hold the same data, which is what
 //!   `etcdctl endpoint hashkv` is for, but it is not etcd's function (etcd hashes its bolt
 //!   buckets, history included), so values differ from etcd's.
-//! - Alarm: Cairn raises no alarms; listing answers none and disarming succeeds.
+//! - Alarm: list, raise and lift alarms, through the log (`cairn_core::alarm`); Status lists
+//!   the alarms up among its errors, as etcd's does.
 //! - Defragment: there is nothing to defragment; it succeeds at once.
 //! - Snapshot: a backup of the member's state (`crate::backup`): the member builds a snapshot
 //!   a step at a time while it goes on serving, then it streams in `SNAPSHOT_CHUNK_BYTES`
@@ -88,18 +89,28 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         &self,
         req: GrpcRequest<pb::AlarmRequest>,
     ) -> Result<GrpcResponse<pb::AlarmResponse>, Status> {
+        use cairn_core::alarm::{AlarmAction as Action, AlarmKind};
         use pb::alarm_request::AlarmAction;
-        match AlarmAction::try_from(req.into_inner().action) {
-            // No alarm is ever raised, so there is none to list or to disarm.
-            Ok(AlarmAction::Get) | Ok(AlarmAction::Deactivate) => {
-                // etcd answers alarm requests without a header.
-                Ok(GrpcResponse::new(pb::AlarmResponse { header: None, alarms: vec![] }))
-            }
-            Ok(AlarmAction::Activate) => Err(Status::unimplemented(
-                "Maintenance.Alarm ACTIVATE: Cairn raises no alarms yet (the space quota and its NOSPACE alarm come with the operations work)",
-            )),
-            Err(e) => Err(Status::invalid_argument(format!("etcdserver: unknown alarm action: {e}"))),
-        }
+        let req = req.into_inner();
+        let action = match AlarmAction::try_from(req.action) {
+            Ok(AlarmAction::Get) => Action::Get,
+            Ok(AlarmAction::Activate) => Action::Activate,
+            Ok(AlarmAction::Deactivate) => Action::Deactivate,
+            Err(e) => return Err(Status::invalid_argument(format!("etcdserver: unknown alarm action: {e}"))),
+        };
+        let kind = match pb::AlarmType::try_from(req.alarm) {
+            Ok(pb::AlarmType::None) => None,
+            Ok(pb::AlarmType::Nospace) => Some(AlarmKind::NoSpace),
+            Ok(pb::AlarmType::Corrupt) => Some(AlarmKind::Corrupt),
+            Err(e) => return Err(Status::invalid_argument(format!("etcdserver: unknown alarm type: {e}"))),
+        };
+        let r = self.ctx.request(Request::Alarm { action, member: req.member_id, kind }).await?;
+        let ResponseBody::Alarms(alarms) = r.body else {
+            return Err(unexpected("alarm", &r.body));
+        };
+        let alarms = alarms.iter().map(alarm_member).collect();
+        // etcd answers alarm requests without a header.
+        Ok(GrpcResponse::new(pb::AlarmResponse { header: None, alarms }))
     }
 
     async fn status(
@@ -112,9 +123,17 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
             // As etcd's Status reports it.
             errors.push(cairn_core::Error::NoLeader.to_string());
         }
+        // Each alarm up, as etcd's Status lists them.
+        for a in &st.alarms {
+            let name = match a.kind {
+                cairn_core::alarm::AlarmKind::NoSpace => "NOSPACE",
+                cairn_core::alarm::AlarmKind::Corrupt => "CORRUPT",
+            };
+            errors.push(format!("memberID:{} alarm:{name} ", a.member));
+        }
         let info = &self.ctx.info;
-        // What the member keeps on disk. Cairn has no free pages to reclaim (fjall compacts its
-        // tables itself, and defragment has nothing to do), so all of it is in use.
+        // What the member keeps on disk; in use, what its store holds as the space quota
+        // counts it (`Mvcc::bytes`: compaction frees it at once, no defragment needed).
         let db_size = match info.data_dir.clone() {
             Some(dir) => {
                 tokio::task::spawn_blocking(move || super::super::info::disk_bytes(&dir)).await.unwrap_or(0)
@@ -131,7 +150,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
             raft_term: st.term,
             raft_applied_index: st.applied_index,
             errors,
-            db_size_in_use: db_size,
+            db_size_in_use: st.store_bytes as i64,
             is_learner,
         }))
     }
@@ -218,6 +237,14 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         let r = self.ctx.request(cairn_core::Request::MoveLeader { to }).await?;
         Ok(GrpcResponse::new(pb::MoveLeaderResponse { header: self.ctx.header(Some(r.header)) }))
     }
+}
+
+fn alarm_member(a: &cairn_core::alarm::Alarm) -> pb::AlarmMember {
+    let alarm = match a.kind {
+        cairn_core::alarm::AlarmKind::NoSpace => pb::AlarmType::Nospace,
+        cairn_core::alarm::AlarmKind::Corrupt => pb::AlarmType::Corrupt,
+    };
+    pb::AlarmMember { member_id: a.member, alarm: alarm.into() }
 }
 
 /// FNV-1a (32-bit) over each pair's key, value, create and mod revisions, version and lease,
