@@ -49,6 +49,9 @@ FIELDS_COUNTERS = re.compile(r'("(?:RaftTerm|RaftIndex|RaftAppliedIndex|DBSize)"
 DURATIONS = [
     (re.compile(r"took = [0-9.]+[a-zµ]*s"), "took = <duration>"),
     (re.compile(r'"(took|uptime)":"[^"]*"'), r'"\1":"<duration>"'),
+    (re.compile(r'"took":[0-9.e+-]+'), '"took":<duration>'),
+    # A snapshot's size is the store's own encoding (etcd's bolt file, Cairn's backup).
+    (re.compile(r'"size":"[0-9.]+ [kMGT]?B"'), '"size":"<db-size>"'),
 ]
 TABLE_TOKENS = {
     "DB SIZE": "<db-size>",
