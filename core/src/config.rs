@@ -7,6 +7,15 @@ pub const REQUEST_BYTES_MAX_DEFAULT: usize = 1536 * 1024;
 /// etcd's default `--quota-backend-bytes` (2 GiB).
 pub const QUOTA_BYTES_DEFAULT: u64 = 2 * 1024 * 1024 * 1024;
 
+/// etcd's auto-compaction modes (see `node::compaction`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AutoCompaction {
+    /// Keep `retention_ms` of history.
+    Periodic { retention_ms: u64 },
+    /// Keep `retain` revisions, compacting every `interval_ms` (etcd: five minutes).
+    Revision { retain: i64, interval_ms: u64 },
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     /// This member's id, non-zero.
@@ -45,6 +54,9 @@ pub struct Config {
     /// `Mvcc::bytes`: a write that would take the store past it is refused with
     /// `Error::NoSpace` and raises this member's `NoSpace` alarm (see `alarm`).
     pub quota_bytes: u64,
+    /// Compact the store on a schedule (leader's decision, through the log); None: only on
+    /// request. Not cluster-wide: whichever member leads applies its own setting.
+    pub auto_compaction: Option<AutoCompaction>,
     /// Most operations in one txn's compare, success or failure list (`Error::TooManyOps`),
     /// checked when the txn is submitted. The store checks `mvcc::MAX_TXN_OPS` (etcd's 128) again
     /// at apply, identically on every replica, so a larger value here has no effect.
@@ -98,6 +110,7 @@ impl Config {
             snapshot_step_bytes: 1 << 20,
             request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
             quota_bytes: QUOTA_BYTES_DEFAULT,
+            auto_compaction: None,
             txn_ops_max: crate::mvcc::MAX_TXN_OPS,
             append_bytes_max: 1024 * 1024,
             appends_inflight_max: 256,

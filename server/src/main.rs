@@ -101,6 +101,14 @@ struct Flags {
     /// what each costs.
     #[arg(long, env = "CAIRN_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     threads: u16,
+    /// periodic or revision (etcd's --auto-compaction-mode).
+    #[arg(long, env = "CAIRN_AUTO_COMPACTION_MODE", value_enum, default_value = "periodic")]
+    auto_compaction_mode: CompactionMode,
+    /// History to keep: for periodic, a duration ("1h", "30m", "90s"; a bare number is hours,
+    /// as etcd reads it); for revision, a number of revisions. 0, the default, turns
+    /// auto-compaction off.
+    #[arg(long, env = "CAIRN_AUTO_COMPACTION_RETENTION", default_value = "0")]
+    auto_compaction_retention: String,
     /// Extra URLs serving only /metrics and /health (comma-separated), as etcd's; the client
     /// URLs serve /metrics too.
     #[arg(long, env = "CAIRN_LISTEN_METRICS_URLS", default_value = "")]
@@ -149,6 +157,71 @@ enum SnapshotCommand {
         #[arg(long, default_value = "etcd-cluster")]
         initial_cluster_token: String,
     },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum CompactionMode {
+    Periodic,
+    Revision,
+}
+
+/// etcd's revision compactor runs every five minutes.
+const REVISION_COMPACTION_INTERVAL_MS: u64 = 5 * 60 * 1000;
+
+/// `--auto-compaction-mode` and `--auto-compaction-retention` as etcd reads them.
+fn auto_compaction(
+    mode: CompactionMode,
+    retention: &str,
+) -> Result<Option<cairn_core::config::AutoCompaction>, StartError> {
+    use cairn_core::config::AutoCompaction;
+    let bad = || {
+        StartError::Config(format!(
+            "--auto-compaction-retention {retention:?}: for periodic, a duration such as 1h, 30m or 90s (a bare number is hours); for revision, a number of revisions"
+        ))
+    };
+    let retention = retention.trim();
+    match mode {
+        CompactionMode::Revision => match retention.parse::<i64>() {
+            Ok(0) => Ok(None),
+            Ok(n) if n > 0 => {
+                Ok(Some(AutoCompaction::Revision { retain: n, interval_ms: REVISION_COMPACTION_INTERVAL_MS }))
+            }
+            _ => Err(bad()),
+        },
+        CompactionMode::Periodic => {
+            let ms = match retention.parse::<u64>() {
+                Ok(hours) => hours.checked_mul(3_600_000).ok_or_else(bad)?,
+                Err(_) => go_duration_ms(retention).ok_or_else(bad)?,
+            };
+            Ok((ms > 0).then_some(AutoCompaction::Periodic { retention_ms: ms }))
+        }
+    }
+}
+
+/// A Go duration ("1h30m", "90s", "500ms") in milliseconds.
+fn go_duration_ms(s: &str) -> Option<u64> {
+    let mut total = 0f64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let (number, after) = rest.split_at(digits);
+        let number: f64 = number.parse().ok()?;
+        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        let ms = match unit {
+            "h" => 3_600_000.0,
+            "m" => 60_000.0,
+            "s" => 1_000.0,
+            "ms" => 1.0,
+            _ => return None,
+        };
+        total += number * ms;
+        rest = after;
+    }
+    (total.is_finite() && total >= 0.0 && total < u64::MAX as f64).then_some(total as u64)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -363,6 +436,7 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
     core.election_ticks = (flags.election_timeout / flags.heartbeat_interval) as usize;
     core.snapshot_entries = flags.snapshot_count.max(1);
     core.request_bytes_max = flags.max_request_bytes;
+    core.auto_compaction = auto_compaction(flags.auto_compaction_mode, &flags.auto_compaction_retention)?;
     core.quota_bytes = match flags.quota_backend_bytes {
         0 => cairn_core::config::QUOTA_BYTES_DEFAULT,
         n => n,
@@ -740,5 +814,40 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_core::config::AutoCompaction;
+
+    #[test]
+    fn auto_compaction_flags_read_as_etcd_reads_them() {
+        let periodic = |ms| Some(AutoCompaction::Periodic { retention_ms: ms });
+        assert_eq!(auto_compaction(CompactionMode::Periodic, "0").unwrap(), None);
+        assert_eq!(auto_compaction(CompactionMode::Periodic, "1").unwrap(), periodic(3_600_000));
+        assert_eq!(auto_compaction(CompactionMode::Periodic, "30m").unwrap(), periodic(1_800_000));
+        assert_eq!(auto_compaction(CompactionMode::Periodic, "1h30m").unwrap(), periodic(5_400_000));
+        assert_eq!(auto_compaction(CompactionMode::Periodic, "1.5s").unwrap(), periodic(1_500));
+        assert_eq!(
+            auto_compaction(CompactionMode::Revision, "1000").unwrap(),
+            Some(AutoCompaction::Revision { retain: 1000, interval_ms: REVISION_COMPACTION_INTERVAL_MS })
+        );
+        assert_eq!(auto_compaction(CompactionMode::Revision, "0").unwrap(), None);
+        for bad in ["x", "10q", "-1", ""] {
+            assert!(auto_compaction(CompactionMode::Periodic, bad).is_err(), "{bad}");
+        }
+        for bad in ["1h", "-5", "x"] {
+            assert!(auto_compaction(CompactionMode::Revision, bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_print_as_etcdctl_prints_them() {
+        assert_eq!(human_bytes(5), "5 B");
+        assert_eq!(human_bytes(1056), "1.1 kB");
+        assert_eq!(human_bytes(20480), "20 kB");
+        assert_eq!(human_bytes(2_500_000), "2.5 MB");
     }
 }

@@ -76,6 +76,8 @@ pub struct RunParams {
     /// Each member's space quota (`Config::quota_bytes`): small enough that the store fills,
     /// NOSPACE alarms go up, and clients compact and disarm to go on writing; None: etcd's 2 GiB.
     pub quota_bytes: Option<u64>,
+    /// Members compact on schedule (etcd's auto-compaction, the leader proposing it).
+    pub auto_compaction: Option<cairn_core::config::AutoCompaction>,
     pub planted: PlantedBug,
 }
 
@@ -119,6 +121,15 @@ impl RunParams {
             // Drawn after everything above, which each seed keeps.
             backups: rng.gen_bool(0.5),
             quota_bytes: *pick(&mut rng, &[None, None, Some(4_000), Some(20_000)]),
+            auto_compaction: *pick(
+                &mut rng,
+                &[
+                    None,
+                    None,
+                    Some(cairn_core::config::AutoCompaction::Periodic { retention_ms: 3_000 }),
+                    Some(cairn_core::config::AutoCompaction::Revision { retain: 30, interval_ms: 2_000 }),
+                ],
+            ),
             planted,
         }
     }

@@ -396,6 +396,7 @@ fn start_member(
     if let Some(q) = params.quota_bytes {
         config.quota_bytes = q;
     }
+    config.auto_compaction = params.auto_compaction;
     let mut disk = SimDisk::new();
     disk.set_skip_sync(params.planted == PlantedBug::SkipFsync);
     let clock = ClockModel::random(&mut madsim::rand::thread_rng(), params.skew);

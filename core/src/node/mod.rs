@@ -32,6 +32,7 @@ use crate::watch::{WatchHub, WatchId, WatchRequest, WatchUpdate};
 use crate::{Error, Result};
 
 mod batching;
+mod compaction;
 mod expiry;
 mod forwarding;
 mod membership;
@@ -210,6 +211,8 @@ pub struct Core {
     counters: Counters,
     /// When this member last proposed its `NoSpace` alarm (see `check_quota`).
     nospace_raised_ms: Option<u64>,
+    /// Revision samples and timing for auto-compaction (see `compaction`).
+    compactor: compaction::Compactor,
     /// The last leader seen (0 before any), for `Counters::leader_changes_seen`.
     last_leader: u64,
     out: Output,
@@ -372,6 +375,7 @@ impl Core {
             fatal: None,
             counters: Counters::default(),
             nospace_raised_ms: None,
+            compactor: compaction::Compactor::default(),
             last_leader: 0,
             out,
             config,
@@ -513,6 +517,7 @@ impl Core {
             self.sync_role();
             self.retry_lost_snapshots();
             self.auto_promote();
+            self.auto_compact();
         }
         self.expire_requests();
         self.expire_leases();
