@@ -54,6 +54,10 @@ pub struct Config {
     /// `Mvcc::bytes`: a write that would take the store past it is refused with
     /// `Error::NoSpace` and raises this member's `NoSpace` alarm (see `alarm`).
     pub quota_bytes: u64,
+    /// As leader, send followers the state machine digest at this member's applied index this
+    /// often; a follower whose own digest at that index differs raises a CORRUPT alarm
+    /// (`node::corruption`). None: no check.
+    pub corrupt_check_ms: Option<u64>,
     /// Compact the store on a schedule (leader's decision, through the log); None: only on
     /// request. Not cluster-wide: whichever member leads applies its own setting.
     pub auto_compaction: Option<AutoCompaction>,
@@ -111,6 +115,7 @@ impl Config {
             request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
             quota_bytes: QUOTA_BYTES_DEFAULT,
             auto_compaction: None,
+            corrupt_check_ms: Some(5_000),
             txn_ops_max: crate::mvcc::MAX_TXN_OPS,
             append_bytes_max: 1024 * 1024,
             appends_inflight_max: 256,

@@ -22,6 +22,10 @@ pub enum Error {
     TooManyOps,
     #[error("etcdserver: duplicate key given in txn request")]
     DuplicateKey,
+    /// Anything but alarm requests while a `Corrupt` alarm is up: a member's state differs
+    /// from the leader's (see `node::corruption`).
+    #[error("etcdserver: corrupt cluster")]
+    CorruptCluster,
     /// A write that would grow the store, while a `NoSpace` alarm is up (see `alarm`).
     #[error("etcdserver: mvcc: database space exceeded")]
     NoSpace,

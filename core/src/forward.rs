@@ -35,6 +35,12 @@ pub struct Forward {
 pub enum ForwardBody {
     Request(Request),
     Reply(Result<Response, Error>),
+    /// The leader's corruption check (`node::corruption`): its state machine digest after
+    /// applying `index`. Needs no reply.
+    DigestCheck {
+        index: u64,
+        digest: u64,
+    },
 }
 
 /// Whether a request may be forwarded to the leader.

@@ -192,7 +192,19 @@ impl StateMachine {
         let mut revoked = None;
         let mut v2_events = vec![];
         let capped = self.alarms.iter().any(|a| a.kind == AlarmKind::NoSpace);
+        let corrupt = self.alarms.iter().any(|a| a.kind == AlarmKind::Corrupt);
         let (result, events) = match cmd {
+            // A member's state differs from the leader's: no more changes (etcd's rule).
+            Command::Put(_)
+            | Command::DeleteRange(_)
+            | Command::Txn(_)
+            | Command::Compact(_)
+            | Command::LeaseGrant { .. }
+            | Command::LeaseRevoke { .. }
+                if corrupt =>
+            {
+                (Err(Error::CorruptCluster), vec![])
+            }
             // While the store is out of space, nothing may grow it (etcd's capped applier).
             Command::Put(_) | Command::LeaseGrant { .. } if capped => (Err(Error::NoSpace), vec![]),
             Command::Txn(req) if capped && txn_has_put(req) => (Err(Error::NoSpace), vec![]),

@@ -387,6 +387,7 @@ impl Observer for SimObserver {
                     cairn_core::ForwardBody::Request(_) => "request",
                     cairn_core::ForwardBody::Reply(Ok(_)) => "reply",
                     cairn_core::ForwardBody::Reply(Err(_)) => "error",
+                    cairn_core::ForwardBody::DigestCheck { .. } => "digest-check",
                 };
                 self.trace.record(
                     at,

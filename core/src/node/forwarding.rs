@@ -24,6 +24,11 @@ impl Core {
                     self.respond(id, result);
                 }
             }
+            // Only from the leader this member knows.
+            ForwardBody::DigestCheck { index, digest } if f.from == self.leader() => {
+                self.receive_digest_check(index, digest)
+            }
+            ForwardBody::DigestCheck { .. } => {}
         }
     }
 

@@ -33,6 +33,7 @@ use crate::{Error, Result};
 
 mod batching;
 mod compaction;
+mod corruption;
 mod expiry;
 mod forwarding;
 mod membership;
@@ -213,9 +214,25 @@ pub struct Core {
     nospace_raised_ms: Option<u64>,
     /// Revision samples and timing for auto-compaction (see `compaction`).
     compactor: compaction::Compactor,
+    /// Recent applied digests, for the corruption check (see `corruption`).
+    digests: corruption::DigestLog,
     /// The last leader seen (0 before any), for `Counters::leader_changes_seen`.
     last_leader: u64,
     out: Output,
+}
+
+/// What a CORRUPT alarm stops (etcd's corrupt applier): the key-value store and leases.
+fn refused_when_corrupt(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Range(_)
+            | Request::Put(_)
+            | Request::DeleteRange(_)
+            | Request::Txn(_)
+            | Request::Compact(_)
+            | Request::LeaseGrant { .. }
+            | Request::LeaseRevoke { .. }
+    )
 }
 
 /// What a lease costs against the space quota (etcd's lease overhead).
@@ -250,6 +267,9 @@ pub struct Counters {
     /// dropped or timed out (a write answered with an error of its own, e.g. a failed
     /// compare, was applied and is not counted).
     pub proposals_failed: u64,
+    /// Times this member found its state machine digest differs from the leader's at the same
+    /// index (see `corruption`).
+    pub corruption_detected: u64,
 }
 
 impl Core {
@@ -376,6 +396,7 @@ impl Core {
             counters: Counters::default(),
             nospace_raised_ms: None,
             compactor: compaction::Compactor::default(),
+            digests: corruption::DigestLog::default(),
             last_leader: 0,
             out,
             config,
@@ -518,6 +539,7 @@ impl Core {
             self.retry_lost_snapshots();
             self.auto_promote();
             self.auto_compact();
+            self.send_digest_checks();
         }
         self.expire_requests();
         self.expire_leases();
@@ -560,6 +582,9 @@ impl Core {
     fn route(&mut self, id: RequestId, request: Request) -> Result<()> {
         if self.writes.len() + self.reads.len() >= self.config.pending_requests_max {
             return Err(Error::TooManyRequests);
+        }
+        if self.sm.alarms().iter().any(|a| a.kind == AlarmKind::Corrupt) && refused_when_corrupt(&request) {
+            return Err(Error::CorruptCluster);
         }
         // etcd's gRPC layer refuses these before they reach Raft, so a request that can only
         // fail costs no log entry; every front end gets the same checks here.
@@ -964,6 +989,7 @@ impl Core {
                 }
                 EntryType::EntryConfChangeV2 => self.apply_conf_change_entry(e)?,
             }
+            self.record_digest(e.index);
         }
         Ok(())
     }

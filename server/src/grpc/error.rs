@@ -49,6 +49,8 @@ pub fn code(e: &Error) -> Code {
         | Error::LeaseProvided
         | Error::TooManyOps
         | Error::DuplicateKey => Code::InvalidArgument,
+        // rpctypes: ErrGRPCCorrupt.
+        Error::CorruptCluster => Code::DataLoss,
         // rpctypes: ErrGRPCNoSpace.
         Error::NoSpace => Code::ResourceExhausted,
         // rpctypes: ErrGRPCLeaseNotFound.

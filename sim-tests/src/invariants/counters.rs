@@ -3,7 +3,9 @@
 //! boot they never go down, and a member has counted at least every change of known leader it
 //! was observed to make. A count that goes backwards or misses leader changes would make an
 //! operator's alerts (`increase(leader_changes_seen_total[1h]) > 3`) lie exactly when faults
-//! happen, which is when the simulator looks.
+//! happen, which is when the simulator looks. And a member never finds its state machine digest
+//! differs from the leader's (`corruption_detected`, which raises a CORRUPT alarm): replicas
+//! that applied the same entries agree, so in a correct run the corruption check is silent.
 //!
 //! Memory: per member, its last counts and the leader changes observed since its boot.
 
@@ -50,6 +52,11 @@ impl Counters {
                         ));
                     }
                 }
+                if counters.corruption_detected > 0 {
+                    return fail(format!(
+                        "member {member}'s corruption check found its state differs from the leader's at the same index"
+                    ));
+                }
                 if counters.leader_changes_seen < m.leader_changes {
                     return fail(format!(
                         "member {member} counted {} leader changes, {} were observed since it booted",
@@ -72,7 +79,7 @@ mod tests {
     fn counted(member: u64, leader_changes_seen: u64, proposals_failed: u64) -> Observation {
         Observation::Counters {
             member,
-            counters: cairn_core::Counters { leader_changes_seen, proposals_failed },
+            counters: cairn_core::Counters { leader_changes_seen, proposals_failed, corruption_detected: 0 },
         }
     }
 
@@ -96,5 +103,11 @@ mod tests {
         // A reboot starts the counts again.
         c.observe(&Observation::Restarted { member: 1, snapshot_index: 0, log: vec![] }).unwrap();
         c.observe(&counted(1, 0, 0)).unwrap();
+
+        let found = Observation::Counters {
+            member: 2,
+            counters: cairn_core::Counters { corruption_detected: 1, ..Default::default() },
+        };
+        assert!(c.observe(&found).unwrap_err().detail.contains("state differs from the leader's"));
     }
 }
