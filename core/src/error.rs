@@ -26,6 +26,13 @@ pub enum Error {
     /// from the leader's (see `node::corruption`).
     #[error("etcdserver: corrupt cluster")]
     CorruptCluster,
+    /// A write that would take a prefix past its quota (see `prefix_quota`).
+    #[error("etcdserver: quota exceeded for prefix {prefix:?}: at most {limit}")]
+    PrefixQuotaExceeded { prefix: String, limit: String },
+    #[error("etcdserver: invalid prefix quota: {0}")]
+    InvalidQuota(String),
+    #[error("etcdserver: no quota on that prefix")]
+    QuotaNotFound,
     /// A write that would grow the store, while a `NoSpace` alarm is up (see `alarm`).
     #[error("etcdserver: mvcc: database space exceeded")]
     NoSpace,

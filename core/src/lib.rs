@@ -100,6 +100,7 @@ pub mod membership;
 pub mod mvcc;
 pub mod node;
 pub mod pipeline;
+pub mod prefix_quota;
 pub mod request;
 pub mod snapshot;
 pub mod state_machine;

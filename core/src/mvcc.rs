@@ -715,6 +715,18 @@ impl Mvcc {
         Ok(())
     }
 
+    /// The puts on the path a txn would take (see `for_each_op_on_path`), nested txns' included.
+    pub fn puts_on_path(&self, req: &TxnRequest) -> Vec<PutRequest> {
+        let mut puts = vec![];
+        let _ = self.for_each_op_on_path(req, &mut |op| {
+            if let RequestOp::Put(p) = op {
+                puts.push(p.clone());
+            }
+            Ok(())
+        });
+        puts
+    }
+
     /// etcd's `checkPut`, against the store before the txn.
     fn check_put_against_store(&self, req: &PutRequest, lease_exists: &dyn Fn(i64) -> bool) -> Result<()> {
         if (req.ignore_value || req.ignore_lease) && self.kv_at(&req.key).is_none() {

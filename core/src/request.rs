@@ -79,6 +79,16 @@ pub enum Request {
         member: u64,
         kind: Option<crate::alarm::AlarmKind>,
     },
+    /// Sets the quota on a key prefix (see `prefix_quota`), through the log.
+    PrefixQuotaSet {
+        prefix: bytes::Bytes,
+        limits: crate::prefix_quota::Limits,
+    },
+    PrefixQuotaRemove {
+        prefix: bytes::Bytes,
+    },
+    /// The quotas and the usage under each, from this member's applied state.
+    PrefixQuotaList,
     /// A backup: the member's whole state as of now (everything it applied before the request
     /// came), in the state machine's snapshot encoding. Served by this member alone, from a
     /// snapshot built a step at a time while it goes on serving (`ResponseBody::Backup`).
@@ -133,6 +143,8 @@ pub enum ResponseBody {
     /// The alarms up after an alarm request: for `Get`, all of them; for `Activate` and
     /// `Deactivate`, the one raised or lifted (none if there was nothing to lift).
     Alarms(Vec<crate::alarm::Alarm>),
+    /// Every prefix quota with the usage under it (after a set or remove, as applied).
+    PrefixQuotas(Vec<crate::prefix_quota::QuotaStatus>),
     /// The state machine encoded (`StateMachine::decode` reads it), as applied through Raft
     /// index `index` of term `term`, at store revision `revision`.
     Backup {
@@ -181,6 +193,13 @@ pub enum Command {
         action: crate::alarm::AlarmAction,
         member: u64,
         kind: Option<crate::alarm::AlarmKind>,
+    },
+    PrefixQuotaSet {
+        prefix: bytes::Bytes,
+        limits: crate::prefix_quota::Limits,
+    },
+    PrefixQuotaRemove {
+        prefix: bytes::Bytes,
     },
 }
 

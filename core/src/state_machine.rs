@@ -11,6 +11,7 @@ use crate::kv::{Event, RangeRequest, RequestOp, TxnRequest};
 use crate::lease::{Lease, Leases};
 use crate::membership::{Member, MemberChange};
 use crate::mvcc::Mvcc;
+use crate::prefix_quota::PrefixQuotas;
 use crate::request::{codec, Command, Origin, ResponseBody};
 use crate::v2::{V2Event, V2Store};
 use crate::{Error, Result};
@@ -31,6 +32,8 @@ pub struct StateMachine {
     removed: BTreeSet<u64>,
     /// The alarms up (see `alarm`).
     alarms: BTreeSet<Alarm>,
+    /// Quotas on key prefixes (see `prefix_quota`).
+    prefix_quotas: PrefixQuotas,
     /// The etcd v2 keys store (a separate key space, as in etcd).
     v2: V2Store,
     /// Raft index and term of the last entry applied.
@@ -79,6 +82,7 @@ impl StateMachine {
             members: BTreeMap::new(),
             removed: BTreeSet::new(),
             alarms: BTreeSet::new(),
+            prefix_quotas: PrefixQuotas::default(),
             v2: V2Store::default(),
             applied_index: 0,
             applied_term: 0,
@@ -211,9 +215,30 @@ impl StateMachine {
             Command::Alarm { action, member, kind } => {
                 (Ok(self.apply_alarm(*action, *member, *kind)), vec![])
             }
+            Command::PrefixQuotaSet { prefix, limits } => {
+                match self.prefix_quotas.set(prefix.clone(), *limits, &self.mvcc) {
+                    Ok(()) => (Ok(ResponseBody::PrefixQuotas(self.prefix_quotas.list())), vec![]),
+                    Err(e) => (Err(e), vec![]),
+                }
+            }
+            Command::PrefixQuotaRemove { prefix } => match self.prefix_quotas.remove(prefix) {
+                true => (Ok(ResponseBody::PrefixQuotas(self.prefix_quotas.list())), vec![]),
+                false => (Err(Error::QuotaNotFound), vec![]),
+            },
+            Command::Txn(req) if !self.prefix_quotas.is_empty() => match self.txn_within_quotas(req) {
+                Err(e) => (Err(e), vec![]),
+                Ok(()) => {
+                    let leases = &self.leases;
+                    match self.mvcc.txn(req, &|id| leases.contains(id)) {
+                        Ok(out) => (Ok(ResponseBody::Txn(out.response)), out.events),
+                        Err(e) => (Err(e), vec![]),
+                    }
+                }
+            },
             Command::Put(req) => {
                 let leases = &self.leases;
-                match self.mvcc.put(req, &|id| leases.contains(id)) {
+                let within = self.prefix_quotas.check(&[req], &self.mvcc);
+                match within.and_then(|()| self.mvcc.put(req, &|id| leases.contains(id))) {
                     Ok((resp, events, _)) => (Ok(ResponseBody::Put(resp)), events),
                     Err(e) => (Err(e), vec![]),
                 }
@@ -284,6 +309,7 @@ impl StateMachine {
             },
         };
         self.leases.on_events(&events);
+        self.prefix_quotas.on_events(&events);
         let revision = self.mvcc.current_revision();
         assert_eq!(
             revision > revision_before,
@@ -311,6 +337,16 @@ impl StateMachine {
     /// The alarms up.
     pub fn alarms(&self) -> &BTreeSet<Alarm> {
         &self.alarms
+    }
+
+    pub fn prefix_quotas(&self) -> &PrefixQuotas {
+        &self.prefix_quotas
+    }
+
+    fn txn_within_quotas(&self, req: &TxnRequest) -> Result<()> {
+        let puts = self.mvcc.puts_on_path(req);
+        let puts: Vec<&crate::kv::PutRequest> = puts.iter().collect();
+        self.prefix_quotas.check(&puts, &self.mvcc)
     }
 
     /// Serves a read (a range, or a txn that cannot write) at the current state.
@@ -369,6 +405,7 @@ impl StateMachine {
             members: &'a BTreeMap<u64, Member>,
             removed: &'a BTreeSet<u64>,
             alarms: &'a BTreeSet<Alarm>,
+            prefix_quotas: &'a PrefixQuotas,
             v2: &'a V2Store,
             applied_index: u64,
             applied_term: u64,
@@ -380,6 +417,7 @@ impl StateMachine {
             members: &self.members,
             removed: &self.removed,
             alarms: &self.alarms,
+            prefix_quotas: &self.prefix_quotas,
             v2: &self.v2,
             applied_index: self.applied_index,
             applied_term: self.applied_term,
@@ -417,12 +455,13 @@ impl StateMachine {
         use bincode::Options;
         match data.split_first() {
             Some((&SNAPSHOT_FORMAT, rest)) => {
-                let sm: StateMachine = codec()
+                let mut sm: StateMachine = codec()
                     .deserialize(rest)
                     .map_err(|e| Error::Corrupt(format!("undecodable snapshot: {e}")))?;
                 // Bytes that decode are not yet a state to trust.
                 sm.mvcc.check_invariants()?;
                 sm.v2.check_invariants()?;
+                sm.prefix_quotas.recount(&sm.mvcc);
                 Ok(sm)
             }
             Some((&SNAPSHOT_FORMAT_NO_ALARMS, rest)) => {
@@ -448,6 +487,7 @@ impl StateMachine {
                     members: old.members,
                     removed: old.removed,
                     alarms: BTreeSet::new(),
+                    prefix_quotas: PrefixQuotas::default(),
                     v2: old.v2,
                     applied_index: old.applied_index,
                     applied_term: old.applied_term,

@@ -17,5 +17,6 @@ pub mod info;
 pub mod limits;
 pub mod metrics;
 pub mod probes;
+pub mod quota_api;
 pub mod serve;
 pub mod v2;

@@ -125,6 +125,30 @@ enum Command {
     /// Backups made by Maintenance.Snapshot (`etcdctl snapshot save FILE`).
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Quotas on key prefixes: the most live keys and bytes (key plus value) under a prefix.
+    Quota {
+        #[command(subcommand)]
+        action: QuotaCommand,
+        /// A member's client URL.
+        #[arg(long, global = true, default_value = "http://127.0.0.1:2379")]
+        endpoint: String,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum QuotaCommand {
+    /// Every quota, with the keys and bytes under its prefix now.
+    List,
+    /// Sets (or replaces) the quota on a prefix; a bound of 0 is no bound.
+    Set {
+        prefix: String,
+        #[arg(long, default_value_t = 0)]
+        bytes: u64,
+        #[arg(long, default_value_t = 0)]
+        keys: u64,
+    },
+    /// Removes the quota on a prefix.
+    Remove { prefix: String },
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -245,8 +269,12 @@ enum StartError {
 fn main() {
     let mut flags = Flags::parse();
     init_logging(&flags);
-    if let Some(Command::Snapshot(command)) = flags.command.take() {
-        if let Err(e) = snapshot_command(command) {
+    if let Some(command) = flags.command.take() {
+        let done = match command {
+            Command::Snapshot(command) => snapshot_command(command),
+            Command::Quota { action, endpoint } => quota_command(action, &endpoint),
+        };
+        if let Err(e) = done {
             eprintln!("Error: {e}");
             std::process::exit(1);
         }
@@ -501,6 +529,7 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
         .merge(cairn_server::metrics::routes(metrics.clone()))
         .route("/version", get(|| async { Json(serde_version()) }))
         .merge(cairn_server::probes::routes(node.clone()))
+        .merge(cairn_server::quota_api::routes(node.clone()))
         .merge(cairn_server::v2::router(node.clone(), info.clone()))
         .fallback(grpc::not_found)
         .layer(axum::middleware::from_fn_with_state(metrics.clone(), cairn_server::metrics::count_grpc))
@@ -680,6 +709,54 @@ fn snapshot_command(command: SnapshotCommand) -> Result<(), StartError> {
             Ok(())
         }
     }
+}
+
+fn quota_command(action: QuotaCommand, endpoint: &str) -> Result<(), StartError> {
+    use cairn_server::quota_api::{Quotas, PATH};
+    let url = format!("{}{PATH}", endpoint.trim_end_matches('/'));
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let fail = |e: ureq::Error| StartError::Config(format!("{url}: {e}"));
+    let response = match &action {
+        QuotaCommand::List => agent.get(&url).call().map_err(fail)?,
+        QuotaCommand::Set { prefix, bytes, keys } => {
+            let body =
+                serde_json::json!({ "prefix": prefix, "bytes_max": bytes, "keys_max": keys }).to_string();
+            agent.put(&url).content_type("application/json").send(body.as_str()).map_err(fail)?
+        }
+        QuotaCommand::Remove { prefix } => {
+            let body = serde_json::json!({ "prefix": prefix }).to_string();
+            agent
+                .delete(&url)
+                .force_send_body()
+                .content_type("application/json")
+                .send(body.as_str())
+                .map_err(fail)?
+        }
+    };
+    let status = response.status();
+    let text = response.into_body().read_to_string().map_err(fail)?;
+    if !status.is_success() {
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or(text);
+        return Err(StartError::Config(message));
+    }
+    let quotas: Quotas =
+        serde_json::from_str(&text).map_err(|e| StartError::Config(format!("{url}: {e}")))?;
+    let bound = |n: u64| if n == 0 { "-".to_string() } else { n.to_string() };
+    println!("{:<32} {:>12} {:>12} {:>12} {:>12}", "PREFIX", "KEYS", "KEYS MAX", "BYTES", "BYTES MAX");
+    for q in quotas.quotas {
+        println!(
+            "{:<32} {:>12} {:>12} {:>12} {:>12}",
+            q.prefix,
+            q.keys,
+            bound(q.keys_max),
+            q.bytes,
+            bound(q.bytes_max)
+        );
+    }
+    Ok(())
 }
 
 /// Bytes as etcdctl prints them (go-humanize's SI units: "20 kB", "1.5 MB").

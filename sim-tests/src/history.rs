@@ -20,6 +20,8 @@ pub struct Counts {
     pub backups: u64,
     /// Writes refused for want of space (NOSPACE), each followed by a compaction and disarm.
     pub nospace: u64,
+    /// Writes refused by a prefix quota.
+    pub prefix_quota_refusals: u64,
     /// Backups compared with the converged store (the others were below its compaction).
     pub backups_checked: u64,
 }

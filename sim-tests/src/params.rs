@@ -78,6 +78,9 @@ pub struct RunParams {
     pub quota_bytes: Option<u64>,
     /// Members compact on schedule (etcd's auto-compaction, the leader proposing it).
     pub auto_compaction: Option<cairn_core::config::AutoCompaction>,
+    /// An operator sets quotas at the start: the key-value clients' keys may number one fewer
+    /// than they use, lease clients may hold 3 keys; writes past them are refused.
+    pub prefix_quotas: bool,
     pub planted: PlantedBug,
 }
 
@@ -130,6 +133,7 @@ impl RunParams {
                     Some(cairn_core::config::AutoCompaction::Revision { retain: 30, interval_ms: 2_000 }),
                 ],
             ),
+            prefix_quotas: rng.gen_bool(0.3),
             planted,
         }
     }

@@ -194,6 +194,36 @@ async fn simulate(params: RunParams, keep_trace: bool) -> (RunReport, Arc<SimObs
         spawn_client("watch");
     }
 
+    if params.prefix_quotas {
+        // Set through any member, retried under the faults like any client write.
+        let ctx = ClientCtx {
+            id: 202,
+            addr: client_addr(202),
+            members: directory.clone(),
+            history: history.clone(),
+            trace: trace.clone(),
+            epoch,
+            params: params.clone(),
+            stop: stop.clone(),
+        };
+        let quotas = [("k", (params.keys as u64).saturating_sub(1).max(1)), ("lease/", 3)];
+        let deadline = epoch + Duration::from_millis(params.safety_ms);
+        let node = handle.create_node().name("quota-admin").ip(client_addr(202).ip()).build();
+        drop(node.spawn(async move {
+            for (prefix, keys_max) in quotas {
+                let limits = cairn_core::prefix_quota::Limits { bytes_max: 0, keys_max };
+                let set = Request::PrefixQuotaSet { prefix: prefix.into(), limits };
+                let done = workload::call_until_ok(&ctx, set, deadline).await;
+                ctx.trace.record(
+                    global_ms(ctx.epoch),
+                    "prefix-quota",
+                    json!({ "prefix": prefix, "keys_max": keys_max, "set": done.is_some() }),
+                );
+            }
+        }));
+        client_nodes.push(node);
+    }
+
     // ---- Safety phase: workload under faults ----
     let mut faults = Faults { restarts: vec![], resumes: vec![], heal_partition_at: None, shutdowns: vec![] };
     let admin = handle.create_node().name("admin").ip(client_addr(201).ip()).build();

@@ -241,6 +241,11 @@ pub async fn kv_client(ctx: ClientCtx) {
                 leader_hint = ctx.random_member();
                 (Outcome::Unknown, None)
             }
+            Some(Err(Error::PrefixQuotaExceeded { .. })) => {
+                // Refused when it applied: definitely not written.
+                ctx.history.count(|c| c.prefix_quota_refusals += 1);
+                (Outcome::Failed, None)
+            }
             Some(Err(Error::NoSpace)) => {
                 // Refused, and definitely not applied (refused before proposing, or applied as
                 // a refusal): make room, as an operator would.
@@ -448,8 +453,16 @@ pub async fn lease_client(ctx: ClientCtx) {
             let key = b(format!("lease/{}/{lease}/{k}", ctx.id));
             let value = b(format!("held-{}", ctx.id));
             let put = PutRequest { key: key.clone(), value: value.clone(), lease, ..Default::default() };
-            if let Some(Ok(r)) = call(&ep, ctx.member_addr(leader_hint), next_id(), Request::Put(put)).await {
-                ctx.history.record_acked(AckedWrite { key, value: Some(value), revision: r.header.revision });
+            match call(&ep, ctx.member_addr(leader_hint), next_id(), Request::Put(put)).await {
+                Some(Ok(r)) => ctx.history.record_acked(AckedWrite {
+                    key,
+                    value: Some(value),
+                    revision: r.header.revision,
+                }),
+                Some(Err(Error::PrefixQuotaExceeded { .. })) => {
+                    ctx.history.count(|c| c.prefix_quota_refusals += 1)
+                }
+                _ => {}
             }
         }
         let keep_alives = madsim::rand::thread_rng().gen_range(0..6);

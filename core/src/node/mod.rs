@@ -629,6 +629,15 @@ impl Core {
             Request::Alarm { action, member, kind } => {
                 self.propose(id, Command::Alarm { action, member, kind })
             }
+            Request::PrefixQuotaSet { prefix, limits } => {
+                self.propose(id, Command::PrefixQuotaSet { prefix, limits })
+            }
+            Request::PrefixQuotaRemove { prefix } => self.propose(id, Command::PrefixQuotaRemove { prefix }),
+            Request::PrefixQuotaList => {
+                let body = ResponseBody::PrefixQuotas(self.sm.prefix_quotas().list());
+                self.respond(id, Ok(self.response(self.sm.mvcc().current_revision(), body)));
+                Ok(())
+            }
             Request::DeleteRange(d) => self.propose(id, Command::DeleteRange(d)),
             Request::Compact(c) => self.propose(id, Command::Compact(c)),
             Request::LeaseGrant { id: lease, ttl_secs } => {

@@ -51,6 +51,10 @@ pub fn code(e: &Error) -> Code {
         | Error::DuplicateKey => Code::InvalidArgument,
         // rpctypes: ErrGRPCCorrupt.
         Error::CorruptCluster => Code::DataLoss,
+        // Cairn's own: per-prefix quotas.
+        Error::PrefixQuotaExceeded { .. } => Code::ResourceExhausted,
+        Error::InvalidQuota(_) => Code::InvalidArgument,
+        Error::QuotaNotFound => Code::NotFound,
         // rpctypes: ErrGRPCNoSpace.
         Error::NoSpace => Code::ResourceExhausted,
         // rpctypes: ErrGRPCLeaseNotFound.

@@ -104,7 +104,7 @@ mod cli {
     fn summary(r: &RunReport) -> String {
         let p = &r.params;
         format!(
-            "seed {}: {} members, {} kv + {} lease clients, {} watchers, {:.1} sim s, {} ops ({} ok, {} failed, {} unknown), {} serializable reads, {} lease ops, {} watch events, {} backups ({} checked), {} writes refused for space, trace {} lines hash {:016x}",
+            "seed {}: {} members, {} kv + {} lease clients, {} watchers, {:.1} sim s, {} ops ({} ok, {} failed, {} unknown), {} serializable reads, {} lease ops, {} watch events, {} backups ({} checked), {} writes refused for space, {} by prefix quotas, trace {} lines hash {:016x}",
             r.seed,
             p.members,
             p.clients,
@@ -121,6 +121,7 @@ mod cli {
             r.counts.backups,
             r.counts.backups_checked,
             r.counts.nospace,
+            r.counts.prefix_quota_refusals,
             r.trace_len,
             r.trace_hash
         )
@@ -184,7 +185,7 @@ mod cli {
                 );
                 let started = Instant::now();
                 let (mut ran, mut sim_ms, mut check_wall, mut ops) = (0u64, 0u64, Duration::ZERO, 0usize);
-                let (mut backups, mut backups_checked, mut nospace) = (0u64, 0u64, 0u64);
+                let (mut backups, mut backups_checked, mut nospace, mut by_prefix) = (0u64, 0u64, 0u64, 0u64);
                 let mut failures = Vec::new();
                 for seed in a..b {
                     if budget.is_some_and(|bud| started.elapsed() >= bud) {
@@ -199,6 +200,7 @@ mod cli {
                     backups += r.counts.backups;
                     backups_checked += r.counts.backups_checked;
                     nospace += r.counts.nospace;
+                    by_prefix += r.counts.prefix_quota_refusals;
                     if let Some(f) = &r.failure {
                         bar.println(format!(
                             "FAIL seed {seed}: {f}\n  replay: {}",
@@ -212,7 +214,7 @@ mod cli {
                 bar.finish();
                 let wall = started.elapsed().as_secs_f64();
                 println!(
-                    "{ran} seeds, {} failed; {:.0} simulated s in {:.1} wall s ({:.1} simulated s per wall s); {ops} ops checked in {:.2} s; {backups_checked} of {backups} backups checked; {nospace} writes refused for space",
+                    "{ran} seeds, {} failed; {:.0} simulated s in {:.1} wall s ({:.1} simulated s per wall s); {ops} ops checked in {:.2} s; {backups_checked} of {backups} backups checked; {nospace} writes refused for space, {by_prefix} by prefix quotas",
                     failures.len(),
                     sim_ms as f64 / 1000.0,
                     wall,
