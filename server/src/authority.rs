@@ -93,6 +93,13 @@ struct PendingBlock {
 }
 
 impl<S> FixAuthority<S> {
+    /// `new`, holding the connection's place under the cap for its life.
+    pub fn with_slot(inner: S, slot: Slot) -> FixAuthority<S> {
+        let mut io = FixAuthority::new(inner);
+        io._slot = Some(slot);
+        io
+    }
+
     /// Wraps a freshly accepted client connection.
     pub fn new(inner: S) -> FixAuthority<S> {
         let mut decoder = loona_hpack::Decoder::new();
@@ -418,7 +425,7 @@ impl ConnectionCap {
 }
 
 /// One open client connection, counted until dropped.
-struct Slot(Arc<AtomicUsize>);
+pub struct Slot(Arc<AtomicUsize>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -447,11 +454,10 @@ impl ClientListener {
     }
 }
 
-impl axum::serve::Listener for ClientListener {
-    type Io = FixAuthority<tokio::net::TcpStream>;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+impl ClientListener {
+    /// The next connection within the cap, with its place under the cap (given back when the
+    /// slot is dropped); connections past the cap are closed at once.
+    pub async fn accept_counted(&mut self) -> (tokio::net::TcpStream, std::net::SocketAddr, Slot) {
         loop {
             let (tcp, addr) = axum::serve::Listener::accept(&mut self.listener).await;
             if self.cap.max.is_some_and(|max| self.cap.open.load(Ordering::Relaxed) >= max) {
@@ -461,10 +467,18 @@ impl axum::serve::Listener for ClientListener {
             }
             self.cap.open.fetch_add(1, Ordering::Relaxed);
             let _ = tcp.set_nodelay(true);
-            let mut io = FixAuthority::new(tcp);
-            io._slot = Some(Slot(self.cap.open.clone()));
-            return (io, addr);
+            return (tcp, addr, Slot(self.cap.open.clone()));
         }
+    }
+}
+
+impl axum::serve::Listener for ClientListener {
+    type Io = FixAuthority<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (tcp, addr, slot) = self.accept_counted().await;
+        (FixAuthority::with_slot(tcp, slot), addr)
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {

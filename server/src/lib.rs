@@ -19,4 +19,5 @@ pub mod metrics;
 pub mod probes;
 pub mod quota_api;
 pub mod serve;
+pub mod tls;
 pub mod v2;

@@ -109,6 +109,18 @@ struct Flags {
     /// auto-compaction off.
     #[arg(long, env = "CAIRN_AUTO_COMPACTION_RETENTION", default_value = "0")]
     auto_compaction_retention: String,
+    /// The client port's certificate chain (PEM), for https:// client URLs.
+    #[arg(long, env = "CAIRN_CERT_FILE")]
+    cert_file: Option<PathBuf>,
+    /// The key of --cert-file (PEM).
+    #[arg(long, env = "CAIRN_KEY_FILE")]
+    key_file: Option<PathBuf>,
+    /// CAs (PEM) that sign client certificates.
+    #[arg(long, env = "CAIRN_TRUSTED_CA_FILE")]
+    trusted_ca_file: Option<PathBuf>,
+    /// https:// clients must present a certificate signed by --trusted-ca-file.
+    #[arg(long, env = "CAIRN_CLIENT_CERT_AUTH")]
+    client_cert_auth: bool,
     /// Extra URLs serving only /metrics and /health (comma-separated), as etcd's; the client
     /// URLs serve /metrics too.
     #[arg(long, env = "CAIRN_LISTEN_METRICS_URLS", default_value = "")]
@@ -549,15 +561,30 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
     }
     let cap = cairn_server::authority::ConnectionCap::new(cap);
     let mut servers = Vec::new();
+    let tls_flags = cairn_server::tls::TlsFlags {
+        cert_file: flags.cert_file.clone(),
+        key_file: flags.key_file.clone(),
+        trusted_ca_file: flags.trusted_ca_file.clone(),
+        client_cert_auth: flags.client_cert_auth,
+    };
     for url in split_urls(&flags.listen_client_urls) {
         let addr = url_addr(&url)?;
+        let tls = match url.starts_with("https://") {
+            true => {
+                let config = cairn_server::tls::server_config(&tls_flags)
+                    .map_err(|e| StartError::Config(e.to_string()))?;
+                Some(tokio_rustls::TlsAcceptor::from(config))
+            }
+            false => None,
+        };
         let listener = client_listener(addr)
             .map_err(|e| StartError::Config(format!("cannot listen for clients on {addr}: {e}")))?;
-        tracing::info!(%addr, "serving clients (etcd v3 gRPC and JSON gateway, v2 keys API, /health, /version)");
+        tracing::info!(%addr, tls = tls.is_some(), client_cert_auth = tls.is_some() && flags.client_cert_auth,
+            "serving clients (etcd v3 gRPC and JSON gateway, v2 keys API, /health, /version)");
         let listener = cairn_server::authority::ClientListener::new(listener, cap.clone());
         let router = router.clone();
         servers.push(tokio::spawn(async move {
-            cairn_server::serve::serve(listener, router, shutdown_signal()).await
+            cairn_server::serve::serve(listener, router, tls, shutdown_signal()).await
         }));
     }
 

@@ -13,12 +13,13 @@
 use std::future::Future;
 use std::time::Duration;
 
-use axum::serve::Listener;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 
-use crate::authority::ClientListener;
+use std::sync::Arc;
+
+use crate::authority::{ClientListener, FixAuthority};
 
 /// Bytes a client may send on one HTTP/2 stream ahead of the member reading them.
 pub const STREAM_WINDOW_BYTES: u32 = 64 * 1024;
@@ -36,12 +37,16 @@ pub const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Client connections that ended in an error: counted, logged at most once per interval with the
 /// count since the last line and the latest error.
-#[derive(Default)]
 struct ErrorLog {
+    what: &'static str,
     state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
 }
 
 impl ErrorLog {
+    fn new(what: &'static str) -> ErrorLog {
+        ErrorLog { what, state: Default::default() }
+    }
+
     fn note(&self, error: &str) {
         let Ok(mut st) = self.state.lock() else { return };
         st.1 += 1;
@@ -52,20 +57,24 @@ impl ErrorLog {
         let count = std::mem::take(&mut st.1);
         st.0 = Some(now);
         drop(st);
-        tracing::warn!(
-            connections = count,
-            latest = error,
-            "client connections ended in an error (logged at most once per 10 s)"
-        );
+        tracing::warn!(connections = count, latest = error, "{} (logged at most once per 10 s)", self.what);
     }
 }
 
 /// How long connections get to finish after shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Serves `router` on every connection `listener` accepts until `shutdown` completes, then lets
-/// open connections finish (at most `SHUTDOWN_GRACE`).
-pub async fn serve(mut listener: ClientListener, router: axum::Router, shutdown: impl Future<Output = ()>) {
+/// How long a client has to complete its TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `router` on every connection `listener` accepts (over TLS with `tls`) until
+/// `shutdown` completes, then lets open connections finish (at most `SHUTDOWN_GRACE`).
+pub async fn serve(
+    mut listener: ClientListener,
+    router: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     builder
@@ -76,26 +85,58 @@ pub async fn serve(mut listener: ClientListener, router: axum::Router, shutdown:
         .keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let errors = std::sync::Arc::new(ErrorLog::default());
+    let errors = Arc::new(ErrorLog::new("client connections ended in an error"));
+    let refused = Arc::new(ErrorLog::new("TLS handshakes failed; connections closed"));
     tokio::pin!(shutdown);
     loop {
-        let (io, _addr) = tokio::select! {
-            accepted = listener.accept() => accepted,
+        let (tcp, addr, slot) = tokio::select! {
+            accepted = listener.accept_counted() => accepted,
             _ = &mut shutdown => break,
         };
         let service = TowerToHyperService::new(router.clone());
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
-        let connection = graceful.watch(connection);
-        let errors = errors.clone();
-        tokio::spawn(async move {
-            // A connection ending in an error is mostly the client's business (it went away, or
-            // sent what HTTP forbids: a reset flood, a malformed frame); hyper has answered what
-            // can be answered. Outsiders can cause these as fast as they connect, so they are
-            // counted and logged at most once per `ERROR_LOG_INTERVAL`.
-            if let Err(e) = connection.await {
-                errors.note(&e.to_string());
+        let (builder, watcher, errors) = (builder.clone(), graceful.watcher(), errors.clone());
+        match &tls {
+            None => {
+                tokio::spawn(run(builder, FixAuthority::with_slot(tcp, slot), service, watcher, errors));
             }
-        });
+            Some(acceptor) => {
+                let (acceptor, refused) = (acceptor.clone(), refused.clone());
+                tokio::spawn(async move {
+                    // The handshake runs in the connection's own task: a slow client holds up
+                    // only itself.
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            run(builder, FixAuthority::with_slot(stream, slot), service, watcher, errors)
+                                .await
+                        }
+                        Ok(Err(e)) => refused.note(&format!("{addr}: {e}")),
+                        Err(_) => {
+                            refused.note(&format!("{addr}: no TLS handshake within {HANDSHAKE_TIMEOUT:?}"))
+                        }
+                    }
+                });
+            }
+        }
     }
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
+}
+
+/// One client connection, to its end.
+async fn run<I>(
+    builder: Builder<TokioExecutor>,
+    io: I,
+    service: TowerToHyperService<axum::Router>,
+    watcher: hyper_util::server::graceful::Watcher,
+    errors: Arc<ErrorLog>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
+    // A connection ending in an error is mostly the client's business (it went away, or sent
+    // what HTTP forbids: a reset flood, a malformed frame); hyper has answered what can be
+    // answered. Outsiders can cause these as fast as they connect, so they are counted and
+    // logged at most once per `ERROR_LOG_INTERVAL`.
+    if let Err(e) = watcher.watch(connection).await {
+        errors.note(&e.to_string());
+    }
 }

@@ -1,0 +1,87 @@
+//! TLS on the client port, with etcd's flags: `--cert-file` and `--key-file` (the member's
+//! certificate chain and key, PEM), `--trusted-ca-file` (PEM CAs that sign client
+//! certificates), `--client-cert-auth` (a client must present a certificate those CAs signed;
+//! without it, the handshake is refused). A listener whose URL is `https://` speaks TLS; an
+//! `http://` one beside it stays plaintext, as in etcd.
+//!
+//! ALPN offers `h2` and `http/1.1`: gRPC clients (etcdctl) need `h2`; curl and the v2 API may
+//! speak either. A handshake that fails (no certificate, one from another CA, an expired one,
+//! plaintext sent to the TLS port) closes the connection; the failures are counted and logged
+//! at most once per interval with the latest reason, so a client that keeps failing cannot
+//! flood the log.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+
+/// What the TLS flags say.
+#[derive(Clone, Debug, Default)]
+pub struct TlsFlags {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub trusted_ca_file: Option<PathBuf>,
+    pub client_cert_auth: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("an https:// listener needs --cert-file and --key-file")]
+    MissingCertificate,
+    #[error("--client-cert-auth needs --trusted-ca-file (the CAs that sign client certificates)")]
+    MissingCa,
+    #[error("{path}: {what}")]
+    File { path: String, what: String },
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+fn file_error(path: &Path, what: impl std::fmt::Display) -> TlsError {
+    TlsError::File { path: path.display().to_string(), what: what.to_string() }
+}
+
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_error(path, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| file_error(path, e))?;
+    if certs.is_empty() {
+        return Err(file_error(path, "no PEM certificate in it"));
+    }
+    Ok(certs)
+}
+
+/// The server's TLS configuration from the flags.
+pub fn server_config(flags: &TlsFlags) -> Result<Arc<ServerConfig>, TlsError> {
+    let (Some(cert_file), Some(key_file)) = (&flags.cert_file, &flags.key_file) else {
+        return Err(TlsError::MissingCertificate);
+    };
+    let chain = certificates(cert_file)?;
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| file_error(key_file, e))?;
+    // ring: no cmake or C toolchain beyond cc to build, unlike aws-lc-rs, rustls's default
+    // (whose post-quantum key exchange is what the deprecation is about).
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = match (&flags.trusted_ca_file, flags.client_cert_auth) {
+        (None, true) => return Err(TlsError::MissingCa),
+        (None, false) => builder.with_no_client_auth(),
+        (Some(ca_file), required) => {
+            let mut roots = RootCertStore::empty();
+            for ca in certificates(ca_file)? {
+                roots.add(ca).map_err(|e| file_error(ca_file, e))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = if required { verifier } else { verifier.allow_unauthenticated() };
+            builder.with_client_cert_verifier(verifier.build().map_err(|e| TlsError::Config(e.to_string()))?)
+        }
+    };
+    let mut config = builder.with_single_cert(chain, key).map_err(|e| file_error(key_file, e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}

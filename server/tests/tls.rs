@@ -1,0 +1,153 @@
+//! TLS on the client port with client-certificate auth, end to end with etcdctl and curl:
+//! a certificate from the trusted CA is served, no certificate, one from another CA, and
+//! plaintext are refused at the handshake, and the refusals are logged.
+
+#[path = "support/ports.rs"]
+mod ports;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rcgen::{
+    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType,
+};
+
+struct Issued {
+    cert: Certificate,
+    key: KeyPair,
+}
+
+fn ca(name: &str) -> Issued {
+    let mut params = CertificateParams::new(vec![]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    Issued { cert, key }
+}
+
+fn leaf(by: &Issued, common_name: &str, purpose: ExtendedKeyUsagePurpose) -> Issued {
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    params.distinguished_name.push(DnType::CommonName, common_name);
+    params.extended_key_usages = vec![purpose];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &by.cert, &by.key).unwrap();
+    Issued { cert, key }
+}
+
+fn write(dir: &Path, name: &str, issued: &Issued) {
+    std::fs::write(dir.join(format!("{name}.pem")), issued.cert.pem()).unwrap();
+    std::fs::write(dir.join(format!("{name}-key.pem")), issued.key.serialize_pem()).unwrap();
+}
+
+struct Member {
+    child: Child,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn etcdctl(endpoint: &str, tls: &[String], args: &[&str]) -> Output {
+    Command::new("timeout")
+        .args(["20", "etcdctl"])
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .arg("--command-timeout=5s")
+        .arg("--dial-timeout=3s")
+        .args(tls)
+        .args(args)
+        .output()
+        .expect("etcdctl")
+}
+
+#[test]
+fn client_certificates_from_the_trusted_ca_are_served_and_everything_else_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let trusted = ca("cairn test CA");
+    let foreign = ca("another CA");
+    write(d, "ca", &trusted);
+    write(d, "server", &leaf(&trusted, "cairn", ExtendedKeyUsagePurpose::ServerAuth));
+    write(d, "client", &leaf(&trusted, "root", ExtendedKeyUsagePurpose::ClientAuth));
+    write(d, "stranger", &leaf(&foreign, "root", ExtendedKeyUsagePurpose::ClientAuth));
+    let p = |name: &str| d.join(name).to_str().unwrap().to_string();
+
+    let (client, peer) = (ports::free_port(), ports::free_port());
+    let url = format!("https://127.0.0.1:{client}");
+    let log = std::fs::File::create(d.join("member.log")).unwrap();
+    let _member = Member {
+        child: Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["--data-dir", &p("data")])
+            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args(["--initial-cluster", &format!("default=http://127.0.0.1:{peer}")])
+            .args(["--cert-file", &p("server.pem"), "--key-file", &p("server-key.pem")])
+            .args(["--trusted-ca-file", &p("ca.pem"), "--client-cert-auth"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start cairn"),
+    };
+    let good = vec![
+        format!("--cacert={}", p("ca.pem")),
+        format!("--cert={}", p("client.pem")),
+        format!("--key={}", p("client-key.pem")),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !etcdctl(&url, &good, &["put", "k", "over tls"]).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "no TLS put within 30 s: {}",
+            std::fs::read_to_string(d.join("member.log")).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let got = etcdctl(&url, &good, &["get", "k", "--print-value-only"]);
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "over tls");
+
+    // No client certificate; one from another CA; plaintext to the TLS port.
+    let no_cert = vec![format!("--cacert={}", p("ca.pem"))];
+    assert!(!etcdctl(&url, &no_cert, &["get", "k"]).status.success());
+    let stranger = vec![
+        format!("--cacert={}", p("ca.pem")),
+        format!("--cert={}", p("stranger.pem")),
+        format!("--key={}", p("stranger-key.pem")),
+    ];
+    assert!(!etcdctl(&url, &stranger, &["get", "k"]).status.success());
+    let plaintext = etcdctl(&format!("http://127.0.0.1:{client}"), &[], &["get", "k"]);
+    assert!(!plaintext.status.success());
+
+    // curl: the v2 API and /health over the same port.
+    let curl = |extra: &[&str], path: &str| {
+        Command::new("curl")
+            .args(["-s", "-m", "10", "--cacert", &p("ca.pem")])
+            .args(extra)
+            .arg(format!("{url}{path}"))
+            .output()
+            .expect("curl")
+    };
+    let cert_args = ["--cert", &p("client.pem"), "--key", &p("client-key.pem")];
+    let health = curl(&cert_args, "/health");
+    assert_eq!(String::from_utf8_lossy(&health.stdout), "{\"health\":\"true\"}");
+    let v2 = curl(&[&cert_args[..], &["-XPUT", "-d", "value=v"]].concat(), "/v2/keys/tls");
+    assert!(String::from_utf8_lossy(&v2.stdout).contains("\"action\":\"set\""), "{v2:?}");
+    assert!(!curl(&[], "/health").status.success(), "curl without a certificate is refused");
+
+    // The refusals are in the log, with why.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = std::fs::read_to_string(d.join("member.log")).unwrap();
+        if log.contains("TLS handshakes failed") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no refusal logged: {log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
