@@ -9,14 +9,25 @@
 //! plaintext sent to the TLS port) closes the connection; the failures are counted and logged
 //! at most once per interval with the latest reason, so a client that keeps failing cannot
 //! flood the log.
+//!
+//! Beyond etcd: the certificate and key are reloaded when their files change (rotation without
+//! a restart). A handshake looks at the files' modification times at most once per
+//! `RELOAD_CHECK`; the next handshake after a change uses the new pair. A new pair that does not
+//! load (a half-written file, a key that does not match) leaves the old one in use and is
+//! logged once per change.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
+
+/// How often, at most, a handshake checks whether the certificate files changed.
+pub const RELOAD_CHECK: Duration = Duration::from_secs(1);
 
 /// What the TLS flags say.
 #[derive(Clone, Debug, Default)]
@@ -59,8 +70,7 @@ pub fn server_config(flags: &TlsFlags) -> Result<Arc<ServerConfig>, TlsError> {
     let (Some(cert_file), Some(key_file)) = (&flags.cert_file, &flags.key_file) else {
         return Err(TlsError::MissingCertificate);
     };
-    let chain = certificates(cert_file)?;
-    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| file_error(key_file, e))?;
+    let resolver = Arc::new(ReloadingCert::load(cert_file.clone(), key_file.clone())?);
     // ring: no cmake or C toolchain beyond cc to build, unlike aws-lc-rs, rustls's default
     // (whose post-quantum key exchange is what the deprecation is about).
     #[allow(deprecated)]
@@ -81,7 +91,79 @@ pub fn server_config(flags: &TlsFlags) -> Result<Arc<ServerConfig>, TlsError> {
             builder.with_client_cert_verifier(verifier.build().map_err(|e| TlsError::Config(e.to_string()))?)
         }
     };
-    let mut config = builder.with_single_cert(chain, key).map_err(|e| file_error(key_file, e))?;
+    let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The certificate and key files, as last loaded, reloaded when they change.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    state: Mutex<Loaded>,
+}
+
+#[derive(Debug)]
+struct Loaded {
+    certified: Arc<CertifiedKey>,
+    /// The files' modification times the pair in use (or the last failed attempt) came from.
+    seen: (Option<SystemTime>, Option<SystemTime>),
+    checked: Instant,
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, TlsError> {
+    let chain = certificates(cert_file)?;
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| file_error(key_file, e))?;
+    let signing =
+        rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| file_error(key_file, e))?;
+    let certified = CertifiedKey::new(chain, signing);
+    certified
+        .keys_match()
+        .map_err(|e| file_error(key_file, format!("does not match {}: {e}", cert_file.display())))?;
+    Ok(certified)
+}
+
+impl ReloadingCert {
+    pub fn load(cert_file: PathBuf, key_file: PathBuf) -> Result<ReloadingCert, TlsError> {
+        let seen = (modified(&cert_file), modified(&key_file));
+        let certified = Arc::new(certified_key(&cert_file, &key_file)?);
+        Ok(ReloadingCert {
+            cert_file,
+            key_file,
+            state: Mutex::new(Loaded { certified, seen, checked: Instant::now() }),
+        })
+    }
+
+    /// The pair to use now, reloaded first if the files changed.
+    pub fn current(&self) -> Option<Arc<CertifiedKey>> {
+        let mut st = self.state.lock().ok()?;
+        if st.checked.elapsed() >= RELOAD_CHECK {
+            st.checked = Instant::now();
+            let now = (modified(&self.cert_file), modified(&self.key_file));
+            if now != st.seen {
+                st.seen = now;
+                match certified_key(&self.cert_file, &self.key_file) {
+                    Ok(certified) => {
+                        st.certified = Arc::new(certified);
+                        tracing::info!(cert_file = %self.cert_file.display(), "client port certificate reloaded");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "client port certificate changed but does not load; the old one stays in use")
+                    }
+                }
+            }
+        }
+        Some(st.certified.clone())
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current()
+    }
 }

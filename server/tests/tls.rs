@@ -151,3 +151,60 @@ fn client_certificates_from_the_trusted_ca_are_served_and_everything_else_refuse
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The subject of the certificate the member presents now, as curl reports it.
+fn served_subject(url: &str, ca: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sv", "-m", "10", "--cacert", ca, &format!("{url}/health")])
+        .output()
+        .expect("curl");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    err.lines().find(|l| l.contains("subject:")).map(|l| l.trim().to_string()).unwrap_or(err)
+}
+
+#[test]
+fn a_rotated_certificate_is_used_without_a_restart_and_a_bad_one_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let trusted = ca("cairn test CA");
+    write(d, "ca", &trusted);
+    write(d, "server", &leaf(&trusted, "first", ExtendedKeyUsagePurpose::ServerAuth));
+    let p = |name: &str| d.join(name).to_str().unwrap().to_string();
+    let (client, peer) = (ports::free_port(), ports::free_port());
+    let url = format!("https://127.0.0.1:{client}");
+    let log = std::fs::File::create(d.join("member.log")).unwrap();
+    let _member = Member {
+        child: Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["--data-dir", &p("data")])
+            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args(["--initial-cluster", &format!("default=http://127.0.0.1:{peer}")])
+            .args(["--cert-file", &p("server.pem"), "--key-file", &p("server-key.pem")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start cairn"),
+    };
+    let wait_for = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let subject = served_subject(&url, &p("ca.pem"));
+            if subject.contains(want) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "still serving {subject:?}, not CN={want}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for("first");
+    // Rotated: the next handshakes present the new certificate.
+    write(d, "server", &leaf(&trusted, "second", ExtendedKeyUsagePurpose::ServerAuth));
+    wait_for("second");
+    // A broken file: the old certificate stays in use, and the log says why.
+    std::fs::write(d.join("server.pem"), "not a certificate").unwrap();
+    std::thread::sleep(Duration::from_millis(1_500));
+    wait_for("second");
+    let log = std::fs::read_to_string(d.join("member.log")).unwrap();
+    assert!(log.contains("certificate changed but does not load"), "{log}");
+}
