@@ -101,6 +101,7 @@ pub mod mvcc;
 pub mod node;
 pub mod pipeline;
 pub mod prefix_quota;
+pub mod quota_table;
 pub mod request;
 pub mod snapshot;
 pub mod state_machine;

@@ -11,7 +11,7 @@ use crate::kv::{Event, RangeRequest, RequestOp, TxnRequest};
 use crate::lease::{Lease, Leases};
 use crate::membership::{Member, MemberChange};
 use crate::mvcc::Mvcc;
-use crate::prefix_quota::PrefixQuotas;
+use crate::quota_table::PrefixQuotas;
 use crate::request::{codec, Command, Origin, ResponseBody};
 use crate::v2::{V2Event, V2Store};
 use crate::{Error, Result};

@@ -205,7 +205,7 @@ pub fn status(file: &[u8]) -> Result<Status, BackupError> {
         ..Default::default()
     };
     let page = sm.mvcc().range(&all).map_err(BackupError::State)?;
-    let mut hash = crate::grpc::maintenance::KvHash::new();
+    let mut hash = crate::kv_hash::KvHash::new();
     for kv in &page.kvs {
         hash.add(kv);
     }

@@ -14,6 +14,7 @@ pub mod cors;
 pub mod gateway;
 pub mod grpc;
 pub mod info;
+pub mod kv_hash;
 pub mod limits;
 pub mod metrics;
 pub mod probes;

@@ -20,7 +20,7 @@
 use std::pin::Pin;
 
 use bytes::Bytes;
-use cairn_core::kv::{KeyValue, RangeRequest, SortOrder, SortTarget};
+use cairn_core::kv::{RangeRequest, SortOrder, SortTarget};
 use cairn_core::{Request, ResponseBody};
 use futures::Stream;
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
@@ -28,6 +28,7 @@ use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
 use super::error::unexpected;
 use super::pb::etcdserverpb as pb;
 use super::Ctx;
+use crate::kv_hash::KvHash;
 
 /// Keys read per page while hashing, bounding the memory one hash request holds.
 const HASH_PAGE_KEYS: i64 = 1000;
@@ -245,43 +246,4 @@ fn alarm_member(a: &cairn_core::alarm::Alarm) -> pb::AlarmMember {
         cairn_core::alarm::AlarmKind::Corrupt => pb::AlarmType::Corrupt,
     };
     pb::AlarmMember { member_id: a.member, alarm: alarm.into() }
-}
-
-/// FNV-1a (32-bit) over each pair's key, value, create and mod revisions, version and lease,
-/// in key order, every field length- or width-delimited so different pairs cannot collide by
-/// concatenation.
-pub struct KvHash(u32);
-
-impl KvHash {
-    const OFFSET: u32 = 0x811c_9dc5;
-    const PRIME: u32 = 0x0100_0193;
-
-    pub fn new() -> KvHash {
-        KvHash(Self::OFFSET)
-    }
-
-    fn bytes(&mut self, b: &[u8]) {
-        for &x in b {
-            self.0 = (self.0 ^ u32::from(x)).wrapping_mul(Self::PRIME);
-        }
-    }
-
-    fn int(&mut self, v: i64) {
-        self.bytes(&v.to_le_bytes());
-    }
-
-    pub fn add(&mut self, kv: &KeyValue) {
-        self.int(kv.key.len() as i64);
-        self.bytes(&kv.key);
-        self.int(kv.value.len() as i64);
-        self.bytes(&kv.value);
-        self.int(kv.create_revision);
-        self.int(kv.mod_revision);
-        self.int(kv.version);
-        self.int(kv.lease);
-    }
-
-    pub fn finish(&self) -> u32 {
-        self.0
-    }
 }
