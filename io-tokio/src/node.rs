@@ -49,6 +49,8 @@ pub struct NodeConfig {
     /// log (a new cluster's initial members; a joining member's, as `transport::discover`
     /// answered). After that the peers follow the configuration.
     pub peers: BTreeMap<u64, SocketAddr>,
+    /// Mutual TLS on the peer port, both ways (None: plaintext).
+    pub peer_tls: Option<crate::transport::PeerTls>,
 }
 
 /// What front ends show about the member (etcd's Status / MemberList / response headers).
@@ -218,9 +220,15 @@ pub async fn start(
     // A fresh seed every boot, from the OS (see `Config::seed`).
     config.seed = seed_from_os();
     let core = Core::new(config, recovered)?;
-    let transport = Transport::start(cfg.core.id, cfg.cluster_id, cfg.listen_peer, cfg.peers.clone())
-        .await
-        .map_err(|source| DriverError::Bind { addr: cfg.listen_peer, source })?;
+    let transport = Transport::start_with_tls(
+        cfg.core.id,
+        cfg.cluster_id,
+        cfg.listen_peer,
+        cfg.peers.clone(),
+        cfg.peer_tls.clone(),
+    )
+    .await
+    .map_err(|source| DriverError::Bind { addr: cfg.listen_peer, source })?;
     let metrics = Arc::new(Metrics::new().map_err(|e| DriverError::Metrics(e.to_string()))?);
     metrics.follow_transport(transport.stats());
     let (tx, rx) = mpsc::channel(INPUTS_QUEUED_MAX);
@@ -372,9 +380,9 @@ async fn run(
         }
         if transport.directory_wanted() && directory_asked.is_none_or(|at| at.elapsed() >= DIRECTORY_RETRY) {
             directory_asked = Some(Instant::now());
-            let (addrs, tx) = (transport.peer_addrs(), directory_tx.clone());
+            let (addrs, tx, tls) = (transport.peer_addrs(), directory_tx.clone(), transport.tls());
             tokio::spawn(async move {
-                if let Ok(answer) = crate::transport::directory(&addrs).await {
+                if let Ok(answer) = crate::transport::directory(&addrs, tls.as_ref()).await {
                     let _ = tx.send(answer.members).await;
                 }
             });

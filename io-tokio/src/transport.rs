@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use cairn_core::eraftpb::Message;
 use protobuf::Message as _;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -108,6 +108,37 @@ pub struct JoinAnswer {
     pub members: Vec<(u64, Vec<String>)>,
 }
 
+/// TLS on the peer port, both ways: the acceptor for connections peers open, the connector
+/// for the ones this member opens (presenting its certificate, checking theirs).
+#[derive(Clone)]
+pub struct PeerTls {
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    pub connector: tokio_rustls::TlsConnector,
+}
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerTls")
+    }
+}
+
+/// A peer connection, plaintext or TLS.
+trait PeerIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> PeerIo for T {}
+
+/// Connects to `addr`, over TLS with `tls` (the peer's certificate must name its IP address).
+async fn dial(addr: SocketAddr, tls: Option<&PeerTls>) -> io::Result<Box<dyn PeerIo>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let _ = tcp.set_nodelay(true);
+    match tls {
+        None => Ok(Box::new(tcp)),
+        Some(tls) => {
+            let name = tokio_rustls::rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            Ok(Box::new(tls.connector.connect(name, tcp).await?))
+        }
+    }
+}
+
 fn join_codec() -> impl bincode::Options {
     use bincode::Options;
     bincode::DefaultOptions::new().with_fixint_encoding().with_limit(JOIN_BYTES_MAX as u64)
@@ -128,11 +159,11 @@ fn decode_join<T: serde::de::DeserializeOwned>(kind: u8, buf: &[u8]) -> Option<T
 
 /// Asks the members at `peers`, in turn, for the member list (a join query naming no URLs);
 /// the first answer.
-pub async fn directory(peers: &[SocketAddr]) -> io::Result<JoinAnswer> {
+pub async fn directory(peers: &[SocketAddr], tls: Option<&PeerTls>) -> io::Result<JoinAnswer> {
     let query = encode_join(KIND_JOIN_QUERY, &JoinQuery { peer_urls: vec![] })?;
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no peer to ask");
     for &addr in peers {
-        match tokio::time::timeout(JOIN_TIMEOUT, ask(addr, &query)).await {
+        match tokio::time::timeout(JOIN_TIMEOUT, ask(addr, &query, tls)).await {
             Ok(Ok(a)) => return Ok(a),
             Ok(Err(e)) => last = e,
             Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, format!("{addr}: no answer")),
@@ -142,10 +173,11 @@ pub async fn directory(peers: &[SocketAddr]) -> io::Result<JoinAnswer> {
 }
 
 /// One join query to `addr`, and its answer.
-async fn ask(addr: SocketAddr, query: &[u8]) -> io::Result<JoinAnswer> {
-    let mut stream = TcpStream::connect(addr).await?;
+async fn ask(addr: SocketAddr, query: &[u8], tls: Option<&PeerTls>) -> io::Result<JoinAnswer> {
+    let mut stream = dial(addr, tls).await?;
     stream.write_u32(query.len() as u32).await?;
     stream.write_all(query).await?;
+    stream.flush().await?;
     let len = stream.read_u32().await? as usize;
     if len == 0 || len > JOIN_BYTES_MAX {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "a malformed join answer"));
@@ -158,11 +190,15 @@ async fn ask(addr: SocketAddr, query: &[u8]) -> io::Result<JoinAnswer> {
 
 /// Asks the members at `peers` who the member with `peer_urls` is; the first answer that
 /// knows it wins. An error when none does (not added yet, or none reachable).
-pub async fn discover(peers: &[SocketAddr], peer_urls: &[String]) -> io::Result<JoinAnswer> {
+pub async fn discover(
+    peers: &[SocketAddr],
+    peer_urls: &[String],
+    tls: Option<&PeerTls>,
+) -> io::Result<JoinAnswer> {
     let query = encode_join(KIND_JOIN_QUERY, &JoinQuery { peer_urls: peer_urls.to_vec() })?;
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no peer to ask");
     for &addr in peers {
-        match tokio::time::timeout(JOIN_TIMEOUT, ask(addr, &query)).await {
+        match tokio::time::timeout(JOIN_TIMEOUT, ask(addr, &query, tls)).await {
             Ok(Ok(a)) if a.member_id != 0 => return Ok(a),
             Ok(Ok(_)) => {
                 let hint = "add it first: etcdctl member add";
@@ -456,6 +492,7 @@ pub struct Transport {
     unknown_send: bool,
     stats: Arc<TransportStats>,
     local_addr: SocketAddr,
+    tls: Option<PeerTls>,
 }
 
 impl Transport {
@@ -466,6 +503,17 @@ impl Transport {
         cluster_id: u64,
         listen: SocketAddr,
         peers: BTreeMap<u64, SocketAddr>,
+    ) -> io::Result<Transport> {
+        Transport::start_with_tls(id, cluster_id, listen, peers, None).await
+    }
+
+    /// `start`, with every connection, both ways, over TLS when `tls` is given.
+    pub async fn start_with_tls(
+        id: u64,
+        cluster_id: u64,
+        listen: SocketAddr,
+        peers: BTreeMap<u64, SocketAddr>,
+        tls: Option<PeerTls>,
     ) -> io::Result<Transport> {
         let listener = TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
@@ -483,7 +531,7 @@ impl Transport {
             refused_log: RateLimitedLog::new(),
             failed_log: RateLimitedLog::new(),
         });
-        tokio::spawn(accept_loop(listener, in_tx, gate.clone()));
+        tokio::spawn(accept_loop(listener, in_tx, gate.clone(), tls.as_ref().map(|t| t.acceptor.clone())));
         let (removed_tx, removed_rx) = mpsc::channel(8);
         let mut t = Transport {
             id,
@@ -499,6 +547,7 @@ impl Transport {
             unknown_send: false,
             stats,
             local_addr,
+            tls,
         };
         for (peer, addr) in peers {
             t.connect(peer, addr);
@@ -509,7 +558,14 @@ impl Transport {
     fn connect(&mut self, peer: u64, addr: SocketAddr) {
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUED_MAX);
         let hello = Hello { cluster_id: self.cluster_id, from: self.id, to: peer };
-        tokio::spawn(write_loop(addr, hello, rx, self.removed_tx.clone(), self.stats.clone()));
+        tokio::spawn(write_loop(
+            addr,
+            hello,
+            rx,
+            self.removed_tx.clone(),
+            self.stats.clone(),
+            self.tls.clone(),
+        ));
         self.peers.insert(peer, (addr, tx));
     }
 
@@ -595,6 +651,11 @@ impl Transport {
         self.removed_rx.take().unwrap_or_else(|| mpsc::channel(1).1)
     }
 
+    /// The peer port's TLS, if any.
+    pub fn tls(&self) -> Option<PeerTls> {
+        self.tls.clone()
+    }
+
     /// The peers written to, by id.
     pub fn peer_ids(&self) -> Vec<u64> {
         self.peers.keys().copied().collect()
@@ -636,7 +697,12 @@ impl Transport {
     }
 }
 
-async fn accept_loop(listener: TcpListener, inbound: mpsc::Sender<PeerFrame>, gate: Arc<Gate>) {
+async fn accept_loop(
+    listener: TcpListener,
+    inbound: mpsc::Sender<PeerFrame>,
+    gate: Arc<Gate>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     loop {
         let Ok((stream, addr)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(BACKOFF_MS_MIN)).await;
@@ -648,7 +714,28 @@ async fn accept_loop(listener: TcpListener, inbound: mpsc::Sender<PeerFrame>, ga
             continue;
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(read_loop(stream, addr, inbound.clone(), slot));
+        let inbound = inbound.clone();
+        match &tls {
+            None => drop(tokio::spawn(read_loop(stream, addr, inbound, slot))),
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // In the connection's own task, within the hello's time: a peer that never
+                    // completes its handshake holds only its own slot, and not for long.
+                    match tokio::time::timeout(HELLO_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => read_loop(tls, addr, inbound, slot).await,
+                        Ok(Err(e)) => {
+                            slot.gate.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+                            slot.gate.refused_log.warn(&format!("a peer's TLS handshake failed: {e}"), addr);
+                        }
+                        Err(_) => {
+                            slot.gate.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+                            slot.gate.refused_log.warn("a peer's TLS handshake did not finish in time", addr);
+                        }
+                    }
+                });
+            }
+        }
     }
 }
 
@@ -661,7 +748,12 @@ enum Closed {
 }
 
 /// Reads the hello, then frames, until the connection ends or breaks a rule.
-async fn read_loop(mut stream: TcpStream, addr: SocketAddr, inbound: mpsc::Sender<PeerFrame>, slot: Slot) {
+async fn read_loop<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    addr: SocketAddr,
+    inbound: mpsc::Sender<PeerFrame>,
+    slot: Slot,
+) {
     let gate = slot.gate.clone();
     match read_frames(&mut stream, &inbound, &gate).await {
         Closed::Gone => {}
@@ -677,7 +769,11 @@ async fn read_loop(mut stream: TcpStream, addr: SocketAddr, inbound: mpsc::Sende
     drop(slot);
 }
 
-async fn read_frames(stream: &mut TcpStream, inbound: &mpsc::Sender<PeerFrame>, gate: &Gate) -> Closed {
+async fn read_frames<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    inbound: &mpsc::Sender<PeerFrame>,
+    gate: &Gate,
+) -> Closed {
     let mut reader = FrameReader::default();
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
     let mut sender: Option<u64> = None;
@@ -754,7 +850,7 @@ async fn read_frames(stream: &mut TcpStream, inbound: &mpsc::Sender<PeerFrame>, 
 }
 
 /// Answers a join query from the directory and closes.
-async fn answer_join(stream: &mut TcpStream, gate: &Gate, q: &JoinQuery) -> Closed {
+async fn answer_join<S: AsyncWrite + Unpin>(stream: &mut S, gate: &Gate, q: &JoinQuery) -> Closed {
     let members = gate.directory.lock().map(|d| d.clone()).unwrap_or_default();
     let member_id = members
         .iter()
@@ -784,6 +880,7 @@ async fn write_loop(
     mut queue: mpsc::Receiver<PeerFrame>,
     removed: mpsc::Sender<u64>,
     stats: Arc<TransportStats>,
+    tls: Option<PeerTls>,
 ) {
     let peer = hello.to;
     let drain = |queue: &mut mpsc::Receiver<PeerFrame>| {
@@ -799,7 +896,7 @@ async fn write_loop(
             // The member left the configuration.
             return;
         }
-        let stream = match TcpStream::connect(addr).await {
+        let stream = match dial(addr, tls.as_ref()).await {
             Ok(s) => s,
             Err(_) => {
                 // Drop what queued up meanwhile: it is stale, and Raft will resend.
@@ -810,8 +907,7 @@ async fn write_loop(
             }
         };
         backoff = BACKOFF_MS_MIN;
-        let _ = stream.set_nodelay(true);
-        let (mut r, w) = stream.into_split();
+        let (mut r, w) = tokio::io::split(stream);
         // The peer never writes on this connection, except to say this member was removed.
         let (removed, peer) = (removed.clone(), hello.to);
         tokio::spawn(async move {
@@ -849,10 +945,7 @@ async fn write_loop(
     }
 }
 
-async fn write_frame(
-    w: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
-    frame: &PeerFrame,
-) -> io::Result<()> {
+async fn write_frame<W: AsyncWrite + Unpin>(w: &mut BufWriter<W>, frame: &PeerFrame) -> io::Result<()> {
     let bytes = frame.encode()?;
     if bytes.len() > FRAME_BYTES_MAX {
         // Too large to send; Raft treats it as lost.

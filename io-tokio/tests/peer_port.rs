@@ -239,7 +239,7 @@ async fn a_member_behind_a_configuration_change_learns_the_new_members_from_its_
         assert!(Instant::now() < deadline, "member 1 never wanted the member list");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let answer = cairn_io_tokio::transport::directory(&a.peer_addrs()).await.unwrap();
+    let answer = cairn_io_tokio::transport::directory(&a.peer_addrs(), None).await.unwrap();
     assert_eq!(answer.members.len(), 3);
     a.learn(answer.members);
 

@@ -121,6 +121,18 @@ struct Flags {
     /// https:// clients must present a certificate signed by --trusted-ca-file.
     #[arg(long, env = "CAIRN_CLIENT_CERT_AUTH")]
     client_cert_auth: bool,
+    /// The peer port's certificate chain (PEM), presented both ways, for https:// peer URLs.
+    #[arg(long, env = "CAIRN_PEER_CERT_FILE")]
+    peer_cert_file: Option<PathBuf>,
+    /// The key of --peer-cert-file (PEM).
+    #[arg(long, env = "CAIRN_PEER_KEY_FILE")]
+    peer_key_file: Option<PathBuf>,
+    /// CAs (PEM) that sign peers' certificates.
+    #[arg(long, env = "CAIRN_PEER_TRUSTED_CA_FILE")]
+    peer_trusted_ca_file: Option<PathBuf>,
+    /// Peers connecting must present a certificate signed by --peer-trusted-ca-file.
+    #[arg(long, env = "CAIRN_PEER_CLIENT_CERT_AUTH")]
+    peer_client_cert_auth: bool,
     /// Extra URLs serving only /metrics and /health (comma-separated), as etcd's; the client
     /// URLs serve /metrics too.
     #[arg(long, env = "CAIRN_LISTEN_METRICS_URLS", default_value = "")]
@@ -426,6 +438,23 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
         return Err(StartError::Config(format!("--initial-cluster has no member named {:?}", flags.name)));
     };
     std::fs::create_dir_all(&flags.data_dir)?;
+    // Peer TLS when the peer port listens on https:// (etcd's rule).
+    let peer_tls =
+        match split_urls(&flags.listen_peer_urls).first().is_some_and(|u| u.starts_with("https://")) {
+            true => {
+                let flags = cairn_server::tls::TlsFlags {
+                    cert_file: flags.peer_cert_file.clone(),
+                    key_file: flags.peer_key_file.clone(),
+                    trusted_ca_file: flags.peer_trusted_ca_file.clone(),
+                    client_cert_auth: flags.peer_client_cert_auth,
+                };
+                Some(
+                    cairn_server::tls::peer_tls(&flags)
+                        .map_err(|e| StartError::Config(format!("peer TLS: {e}")))?,
+                )
+            }
+            false => None,
+        };
     // Who this member is: as recorded in its data dir at its first start (the flags only
     // matter then, as with etcd); for a member joining an existing cluster, as its peers say
     // (the leader chose its id); for a new cluster's member, from the flags, the same on
@@ -442,7 +471,7 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
                 .filter(|(n, _)| *n != flags.name)
                 .filter_map(|(_, urls)| url_addr(&urls[0]).ok())
                 .collect();
-            let answer = discover(&others, my_urls).await?;
+            let answer = discover(&others, my_urls, peer_tls.as_ref()).await?;
             for (id, urls) in &answer.members {
                 if *id != answer.member_id {
                     if let Some(addr) = urls.first().and_then(|u| url_addr(u).ok()) {
@@ -491,6 +520,7 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
     core.auto_promote_learners_after_ms = flags.auto_promote_learners.then_some(flags.auto_promote_window);
     let listen_peer = url_addr(split_urls(&flags.listen_peer_urls).first().map_or("", |s| s.as_str()))?;
     let (node, loop_task) = cairn_io_tokio::start(NodeConfig {
+        peer_tls: peer_tls.clone(),
         core,
         cluster_id,
         data_dir: flags.data_dir.clone(),
@@ -849,10 +879,11 @@ fn write_identity(path: &std::path::Path, member_id: u64, cluster_id: u64) -> Re
 async fn discover(
     peers: &[SocketAddr],
     my_urls: &[String],
+    tls: Option<&cairn_io_tokio::transport::PeerTls>,
 ) -> Result<cairn_io_tokio::transport::JoinAnswer, StartError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        match cairn_io_tokio::transport::discover(peers, my_urls).await {
+        match cairn_io_tokio::transport::discover(peers, my_urls, tls).await {
             Ok(a) => return Ok(a),
             Err(e) if std::time::Instant::now() >= deadline => {
                 return Err(StartError::Config(format!(

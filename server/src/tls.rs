@@ -65,16 +65,55 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
-/// The server's TLS configuration from the flags.
+/// The client port's TLS configuration from the flags.
 pub fn server_config(flags: &TlsFlags) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = base_server_config(flags)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The peer port's TLS, both ways, from the `--peer-*` flags (as `TlsFlags`): peers present
+/// `cert_file` when they connect, and check that the peer they reach presents a certificate
+/// the trusted CAs signed, for its IP address. With `client_cert_auth`, the accepting side
+/// requires one too (mutual TLS).
+pub fn peer_tls(flags: &TlsFlags) -> Result<cairn_io_tokio::transport::PeerTls, TlsError> {
+    let server = Arc::new(base_server_config(flags)?);
+    let (Some(cert_file), Some(key_file), Some(ca_file)) =
+        (&flags.cert_file, &flags.key_file, &flags.trusted_ca_file)
+    else {
+        return Err(TlsError::MissingCa);
+    };
+    let mut roots = RootCertStore::empty();
+    for ca in certificates(ca_file)? {
+        roots.add(ca).map_err(|e| file_error(ca_file, e))?;
+    }
+    let chain = certificates(cert_file)?;
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| file_error(key_file, e))?;
+    let client = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| file_error(key_file, e))?;
+    Ok(cairn_io_tokio::transport::PeerTls {
+        acceptor: tokio_rustls::TlsAcceptor::from(server),
+        connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
+    })
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    // ring: no cmake or C toolchain beyond cc to build, unlike aws-lc-rs, rustls's default
+    // (whose post-quantum key exchange is what the deprecation is about).
+    #[allow(deprecated)]
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn base_server_config(flags: &TlsFlags) -> Result<ServerConfig, TlsError> {
     let (Some(cert_file), Some(key_file)) = (&flags.cert_file, &flags.key_file) else {
         return Err(TlsError::MissingCertificate);
     };
     let resolver = Arc::new(ReloadingCert::load(cert_file.clone(), key_file.clone())?);
-    // ring: no cmake or C toolchain beyond cc to build, unlike aws-lc-rs, rustls's default
-    // (whose post-quantum key exchange is what the deprecation is about).
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = provider();
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;
@@ -91,9 +130,7 @@ pub fn server_config(flags: &TlsFlags) -> Result<Arc<ServerConfig>, TlsError> {
             builder.with_client_cert_verifier(verifier.build().map_err(|e| TlsError::Config(e.to_string()))?)
         }
     };
-    let mut config = builder.with_cert_resolver(resolver);
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(builder.with_cert_resolver(resolver))
 }
 
 /// The certificate and key files, as last loaded, reloaded when they change.
