@@ -121,6 +121,10 @@ struct Flags {
     /// https:// clients must present a certificate signed by --trusted-ca-file.
     #[arg(long, env = "CAIRN_CLIENT_CERT_AUTH")]
     client_cert_auth: bool,
+    /// https:// client URLs without --cert-file use a self-signed certificate made in
+    /// <data-dir>/fixtures/client (for trying TLS out; clients must skip verification).
+    #[arg(long, env = "CAIRN_AUTO_TLS")]
+    auto_tls: bool,
     /// The peer port's certificate chain (PEM), presented both ways, for https:// peer URLs.
     #[arg(long, env = "CAIRN_PEER_CERT_FILE")]
     peer_cert_file: Option<PathBuf>,
@@ -591,12 +595,27 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
     }
     let cap = cairn_server::authority::ConnectionCap::new(cap);
     let mut servers = Vec::new();
-    let tls_flags = cairn_server::tls::TlsFlags {
+    let mut tls_flags = cairn_server::tls::TlsFlags {
         cert_file: flags.cert_file.clone(),
         key_file: flags.key_file.clone(),
         trusted_ca_file: flags.trusted_ca_file.clone(),
         client_cert_auth: flags.client_cert_auth,
     };
+    let https = split_urls(&flags.listen_client_urls).iter().any(|u| u.starts_with("https://"));
+    if https && flags.auto_tls && tls_flags.cert_file.is_none() && tls_flags.key_file.is_none() {
+        let hosts: Vec<String> = split_urls(&flags.listen_client_urls)
+            .iter()
+            .chain(split_urls(&flags.advertise_client_urls).iter())
+            .filter_map(|u| url_addr(u).ok())
+            .map(|a| a.ip().to_string())
+            .collect();
+        let dir = flags.data_dir.join("fixtures").join("client");
+        let (cert, key) = cairn_server::tls::self_signed(&dir, &hosts)
+            .map_err(|e| StartError::Config(format!("--auto-tls: {e}")))?;
+        tracing::warn!(cert = %cert.display(), "--auto-tls: serving clients with a self-signed certificate");
+        tls_flags.cert_file = Some(cert);
+        tls_flags.key_file = Some(key);
+    }
     for url in split_urls(&flags.listen_client_urls) {
         let addr = url_addr(&url)?;
         let tls = match url.starts_with("https://") {

@@ -204,3 +204,26 @@ impl ResolvesServerCert for ReloadingCert {
         self.current()
     }
 }
+
+/// `--auto-tls`: a self-signed certificate for `hosts` (IP addresses or names) in `dir`
+/// (`cert.pem`, `key.pem`), made once and reused on later starts, as etcd keeps its in
+/// `<data-dir>/fixtures/client`. Clients cannot check it against a CA: for trying TLS out
+/// (`etcdctl --insecure-skip-tls-verify`), not for production.
+pub fn self_signed(dir: &Path, hosts: &[String]) -> Result<(PathBuf, PathBuf), TlsError> {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    if cert.exists() && key.exists() {
+        return Ok((cert, key));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e))?;
+    let mut names: Vec<String> = hosts.to_vec();
+    names.push("localhost".into());
+    let made = rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Config(e.to_string()))?;
+    std::fs::write(&cert, made.cert.pem()).map_err(|e| file_error(&cert, e))?;
+    std::fs::write(&key, made.key_pair.serialize_pem()).map_err(|e| file_error(&key, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok((cert, key))
+}

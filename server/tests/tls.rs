@@ -208,3 +208,35 @@ fn a_rotated_certificate_is_used_without_a_restart_and_a_bad_one_is_not() {
     let log = std::fs::read_to_string(d.join("member.log")).unwrap();
     assert!(log.contains("certificate changed but does not load"), "{log}");
 }
+
+#[test]
+fn auto_tls_serves_with_a_self_signed_certificate_kept_in_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p = |name: &str| d.join(name).to_str().unwrap().to_string();
+    let (client, peer) = (ports::free_port(), ports::free_port());
+    let url = format!("https://127.0.0.1:{client}");
+    let log = std::fs::File::create(d.join("member.log")).unwrap();
+    let _member = Member {
+        child: Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["--data-dir", &p("data"), "--auto-tls"])
+            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args(["--initial-cluster", &format!("default=http://127.0.0.1:{peer}")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start cairn"),
+    };
+    // etcdctl 3.4 skips verification only with both flags (as against etcd's --auto-tls).
+    let skip = vec!["--insecure-skip-tls-verify".to_string(), "--insecure-transport=false".to_string()];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !etcdctl(&url, &skip, &["put", "k", "v"]).status.success() {
+        assert!(Instant::now() < deadline, "{}", std::fs::read_to_string(d.join("member.log")).unwrap());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(d.join("data/fixtures/client/cert.pem").exists());
+    // Without skipping verification, the self-signed certificate is not trusted.
+    assert!(!etcdctl(&url, &[], &["get", "k"]).status.success());
+}
