@@ -54,6 +54,14 @@ struct Flags {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// TLS: the CA (PEM) that signed the endpoints' certificates; connect over https.
+    #[arg(long)]
+    cacert: Option<std::path::PathBuf>,
+    /// TLS: the client certificate (PEM) to present, with --key.
+    #[arg(long, requires = "key")]
+    cert: Option<std::path::PathBuf>,
+    #[arg(long, requires = "cert")]
+    key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     workload: Workload,
 }
@@ -198,10 +206,28 @@ impl Shared {
 
 async fn run(flags: Flags) -> Result<(), Error> {
     let endpoints: Vec<String> = flags.endpoints.split(',').map(|e| e.trim().to_string()).collect();
+    let tls = match &flags.cacert {
+        None => None,
+        Some(ca) => {
+            let mut tls = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(ca)?));
+            if let (Some(cert), Some(key)) = (&flags.cert, &flags.key) {
+                tls = tls.identity(tonic::transport::Identity::from_pem(
+                    std::fs::read(cert)?,
+                    std::fs::read(key)?,
+                ));
+            }
+            Some(tls)
+        }
+    };
     let mut channels = Vec::new();
     for i in 0..flags.conns.max(1) {
         let ep = &endpoints[i % endpoints.len()];
-        channels.push(Channel::from_shared(format!("http://{ep}"))?.connect().await?);
+        let channel = match &tls {
+            None => Channel::from_shared(format!("http://{ep}"))?,
+            Some(tls) => Channel::from_shared(format!("https://{ep}"))?.tls_config(tls.clone())?,
+        };
+        channels.push(channel.connect().await?);
     }
     if let Workload::Range { key, .. } = &flags.workload {
         // Something to read.
