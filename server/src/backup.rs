@@ -234,9 +234,8 @@ mod tests {
         let streamed: Vec<u8> = chunks.flat_map(|c| c.to_vec()).collect();
         assert_eq!(streamed, whole);
         assert_eq!(whole.len() % ALIGN_BYTES, TRAILER_BYTES, "etcdctl's length check");
-        let (o, s) = parse(&whole).unwrap();
-        assert_eq!((o, s), (origin(), &state[..]));
-        assert_eq!(status(&whole).unwrap().total_keys, 0);
+        assert_eq!(parse(&whole).ok(), Some((origin(), &state[..])));
+        assert_eq!(status(&whole).ok().map(|s| s.total_keys), Some(0));
     }
 
     #[test]

@@ -979,16 +979,19 @@ mod tests {
     #[test]
     fn auto_compaction_flags_read_as_etcd_reads_them() {
         let periodic = |ms| Some(AutoCompaction::Periodic { retention_ms: ms });
-        assert_eq!(auto_compaction(CompactionMode::Periodic, "0").unwrap(), None);
-        assert_eq!(auto_compaction(CompactionMode::Periodic, "1").unwrap(), periodic(3_600_000));
-        assert_eq!(auto_compaction(CompactionMode::Periodic, "30m").unwrap(), periodic(1_800_000));
-        assert_eq!(auto_compaction(CompactionMode::Periodic, "1h30m").unwrap(), periodic(5_400_000));
-        assert_eq!(auto_compaction(CompactionMode::Periodic, "1.5s").unwrap(), periodic(1_500));
+        assert_eq!(auto_compaction(CompactionMode::Periodic, "0").ok(), Some(None));
+        assert_eq!(auto_compaction(CompactionMode::Periodic, "1").ok(), Some(periodic(3_600_000)));
+        assert_eq!(auto_compaction(CompactionMode::Periodic, "30m").ok(), Some(periodic(1_800_000)));
+        assert_eq!(auto_compaction(CompactionMode::Periodic, "1h30m").ok(), Some(periodic(5_400_000)));
+        assert_eq!(auto_compaction(CompactionMode::Periodic, "1.5s").ok(), Some(periodic(1_500)));
         assert_eq!(
-            auto_compaction(CompactionMode::Revision, "1000").unwrap(),
-            Some(AutoCompaction::Revision { retain: 1000, interval_ms: REVISION_COMPACTION_INTERVAL_MS })
+            auto_compaction(CompactionMode::Revision, "1000").ok(),
+            Some(Some(AutoCompaction::Revision {
+                retain: 1000,
+                interval_ms: REVISION_COMPACTION_INTERVAL_MS
+            }))
         );
-        assert_eq!(auto_compaction(CompactionMode::Revision, "0").unwrap(), None);
+        assert_eq!(auto_compaction(CompactionMode::Revision, "0").ok(), Some(None));
         for bad in ["x", "10q", "-1", ""] {
             assert!(auto_compaction(CompactionMode::Periodic, bad).is_err(), "{bad}");
         }

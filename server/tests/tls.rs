@@ -5,65 +5,35 @@
 #[path = "support/ports.rs"]
 mod ports;
 
+#[path = "support/certs.rs"]
+mod certs;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType,
-};
+use certs::{ca, etcdctl, leaf, write, Process};
+use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
 
-struct Issued {
-    cert: Certificate,
-    key: KeyPair,
-}
-
-fn ca(name: &str) -> Issued {
-    let mut params = CertificateParams::new(vec![]).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    let key = KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    Issued { cert, key }
-}
-
-fn leaf(by: &Issued, common_name: &str, purpose: ExtendedKeyUsagePurpose) -> Issued {
-    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    params.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    params.distinguished_name.push(DnType::CommonName, common_name);
-    params.extended_key_usages = vec![purpose];
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &by.cert, &by.key).unwrap();
-    Issued { cert, key }
-}
-
-fn write(dir: &Path, name: &str, issued: &Issued) {
-    std::fs::write(dir.join(format!("{name}.pem")), issued.cert.pem()).unwrap();
-    std::fs::write(dir.join(format!("{name}-key.pem")), issued.key.serialize_pem()).unwrap();
-}
-
-struct Member {
-    child: Child,
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn etcdctl(endpoint: &str, tls: &[String], args: &[&str]) -> Output {
-    Command::new("timeout")
-        .args(["20", "etcdctl"])
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
-        .arg("--command-timeout=5s")
-        .arg("--dial-timeout=3s")
+/// A single member whose client URL is https://, its data and log in `d`, started with `tls`
+/// flags; the member and its client URL.
+fn start_member(d: &Path, tls: &[&str]) -> (Process, String) {
+    let (client, peer) = (ports::free_port(), ports::free_port());
+    let url = format!("https://127.0.0.1:{client}");
+    let log = std::fs::File::create(d.join("member.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("--data-dir")
+        .arg(d.join("data"))
+        .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+        .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+        .args(["--initial-cluster", &format!("default=http://127.0.0.1:{peer}")])
         .args(tls)
-        .args(args)
-        .output()
-        .expect("etcdctl")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start cairn");
+    (Process(child), url)
 }
 
 #[test]
@@ -73,28 +43,18 @@ fn client_certificates_from_the_trusted_ca_are_served_and_everything_else_refuse
     let trusted = ca("cairn test CA");
     let foreign = ca("another CA");
     write(d, "ca", &trusted);
-    write(d, "server", &leaf(&trusted, "cairn", ExtendedKeyUsagePurpose::ServerAuth));
-    write(d, "client", &leaf(&trusted, "root", ExtendedKeyUsagePurpose::ClientAuth));
-    write(d, "stranger", &leaf(&foreign, "root", ExtendedKeyUsagePurpose::ClientAuth));
+    write(d, "server", &leaf(&trusted, "cairn", &[ServerAuth]));
+    write(d, "client", &leaf(&trusted, "root", &[ClientAuth]));
+    write(d, "stranger", &leaf(&foreign, "root", &[ClientAuth]));
     let p = |name: &str| d.join(name).to_str().unwrap().to_string();
 
-    let (client, peer) = (ports::free_port(), ports::free_port());
-    let url = format!("https://127.0.0.1:{client}");
-    let log = std::fs::File::create(d.join("member.log")).unwrap();
-    let _member = Member {
-        child: Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .args(["--data-dir", &p("data")])
-            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
-            .args(["--initial-cluster", &format!("default=http://127.0.0.1:{peer}")])
-            .args(["--cert-file", &p("server.pem"), "--key-file", &p("server-key.pem")])
-            .args(["--trusted-ca-file", &p("ca.pem"), "--client-cert-auth"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start cairn"),
-    };
+    let (_member, url) = start_member(
+        d,
+        &["--cert-file", &p("server.pem"), "--key-file", &p("server-key.pem")]
+            .into_iter()
+            .chain(["--trusted-ca-file", &p("ca.pem"), "--client-cert-auth"])
+            .collect::<Vec<_>>(),
+    );
     let good = vec![
         format!("--cacert={}", p("ca.pem")),
         format!("--cert={}", p("client.pem")),
@@ -121,7 +81,7 @@ fn client_certificates_from_the_trusted_ca_are_served_and_everything_else_refuse
         format!("--key={}", p("stranger-key.pem")),
     ];
     assert!(!etcdctl(&url, &stranger, &["get", "k"]).status.success());
-    let plaintext = etcdctl(&format!("http://127.0.0.1:{client}"), &[], &["get", "k"]);
+    let plaintext = etcdctl(&url.replacen("https://", "http://", 1), &[], &["get", "k"]);
     assert!(!plaintext.status.success());
 
     // curl: the v2 API and /health over the same port.
@@ -168,24 +128,10 @@ fn a_rotated_certificate_is_used_without_a_restart_and_a_bad_one_is_not() {
     let d = dir.path();
     let trusted = ca("cairn test CA");
     write(d, "ca", &trusted);
-    write(d, "server", &leaf(&trusted, "first", ExtendedKeyUsagePurpose::ServerAuth));
+    write(d, "server", &leaf(&trusted, "first", &[ServerAuth]));
     let p = |name: &str| d.join(name).to_str().unwrap().to_string();
-    let (client, peer) = (ports::free_port(), ports::free_port());
-    let url = format!("https://127.0.0.1:{client}");
-    let log = std::fs::File::create(d.join("member.log")).unwrap();
-    let _member = Member {
-        child: Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .args(["--data-dir", &p("data")])
-            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
-            .args(["--initial-cluster", &format!("default=http://127.0.0.1:{peer}")])
-            .args(["--cert-file", &p("server.pem"), "--key-file", &p("server-key.pem")])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start cairn"),
-    };
+    let (_member, url) =
+        start_member(d, &["--cert-file", &p("server.pem"), "--key-file", &p("server-key.pem")]);
     let wait_for = |want: &str| {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -199,7 +145,7 @@ fn a_rotated_certificate_is_used_without_a_restart_and_a_bad_one_is_not() {
     };
     wait_for("first");
     // Rotated: the next handshakes present the new certificate.
-    write(d, "server", &leaf(&trusted, "second", ExtendedKeyUsagePurpose::ServerAuth));
+    write(d, "server", &leaf(&trusted, "second", &[ServerAuth]));
     wait_for("second");
     // A broken file: the old certificate stays in use, and the log says why.
     std::fs::write(d.join("server.pem"), "not a certificate").unwrap();
@@ -213,22 +159,7 @@ fn a_rotated_certificate_is_used_without_a_restart_and_a_bad_one_is_not() {
 fn auto_tls_serves_with_a_self_signed_certificate_kept_in_the_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let p = |name: &str| d.join(name).to_str().unwrap().to_string();
-    let (client, peer) = (ports::free_port(), ports::free_port());
-    let url = format!("https://127.0.0.1:{client}");
-    let log = std::fs::File::create(d.join("member.log")).unwrap();
-    let _member = Member {
-        child: Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .args(["--data-dir", &p("data"), "--auto-tls"])
-            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
-            .args(["--initial-cluster", &format!("default=http://127.0.0.1:{peer}")])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start cairn"),
-    };
+    let (_member, url) = start_member(d, &["--auto-tls"]);
     // etcdctl 3.4 skips verification only with both flags (as against etcd's --auto-tls).
     let skip = vec!["--insecure-skip-tls-verify".to_string(), "--insecure-transport=false".to_string()];
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -161,21 +161,22 @@ async fn simulate(params: RunParams, keep_trace: bool) -> (RunReport, Arc<SimObs
     }
 
     let directory: Directory = Arc::new(Mutex::new(peers.iter().map(|(&i, &a)| (i, a)).collect()));
+    let client_ctx = |id: u64| ClientCtx {
+        id,
+        addr: client_addr(id),
+        members: directory.clone(),
+        history: history.clone(),
+        trace: trace.clone(),
+        epoch,
+        params: params.clone(),
+        stop: stop.clone(),
+    };
     let mut client_nodes = Vec::new();
     let mut next_client = 1u64;
     let mut spawn_client = |kind: &str| {
         let id = next_client;
         next_client += 1;
-        let ctx = ClientCtx {
-            id,
-            addr: client_addr(id),
-            members: directory.clone(),
-            history: history.clone(),
-            trace: trace.clone(),
-            epoch,
-            params: params.clone(),
-            stop: stop.clone(),
-        };
+        let ctx = client_ctx(id);
         let node = handle.create_node().name(format!("{kind}-{id}")).ip(client_addr(id).ip()).build();
         match kind {
             "kv" => drop(node.spawn(workload::kv_client(ctx))),
@@ -196,16 +197,7 @@ async fn simulate(params: RunParams, keep_trace: bool) -> (RunReport, Arc<SimObs
 
     if params.prefix_quotas {
         // Set through any member, retried under the faults like any client write.
-        let ctx = ClientCtx {
-            id: 202,
-            addr: client_addr(202),
-            members: directory.clone(),
-            history: history.clone(),
-            trace: trace.clone(),
-            epoch,
-            params: params.clone(),
-            stop: stop.clone(),
-        };
+        let ctx = client_ctx(202);
         let quotas = [("k", (params.keys as u64).saturating_sub(1).max(1)), ("lease/", 3)];
         let deadline = epoch + Duration::from_millis(params.safety_ms);
         let node = handle.create_node().name("quota-admin").ip(client_addr(202).ip()).build();
