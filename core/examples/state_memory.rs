@@ -9,7 +9,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cairn_core::kv::PutRequest;
-use cairn_core::request::{Command, Origin, Proposal};
+use cairn_core::request::{Caller, Command, Origin, Proposal};
 use cairn_core::state_machine::StateMachine;
 
 struct Counting;
@@ -47,14 +47,17 @@ fn main() {
             value: vec![b'x'; 256].into(),
             ..PutRequest::default()
         };
-        let proposal =
-            Proposal { origin: Some(Origin { member: 1, nonce: 7, seq: n + 1 }), command: Command::Put(put) };
+        let proposal = Proposal {
+            origin: Some(Origin { member: 1, nonce: 7, seq: n + 1 }),
+            caller: Caller::Member,
+            command: Command::Put(put),
+        };
         // As the member does: the entry's bytes are decoded into the command that applies.
         let data = proposal.encode();
         let decoded = Proposal::decode(&data).expect("decodes");
         let index = n + 1;
         assert!(sm.first_application(decoded.origin.expect("has an origin"), index));
-        let applied = sm.apply(index, 1, &data, &decoded.command, 1);
+        let applied = sm.apply(index, 1, &data, &decoded.command, &decoded.caller, 1);
         assert!(applied.result.is_ok());
     }
     let state = LIVE.load(Ordering::Relaxed) - base;

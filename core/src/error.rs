@@ -104,6 +104,42 @@ pub enum Error {
     #[error("etcdserver: server stopped: this member was removed from the cluster")]
     MemberRemoved,
 
+    // ---- Auth (see `auth`) ----
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled,
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
+    /// The client's credentials were issued before the auth store's latest change.
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    #[error("etcdserver: user name already exists")]
+    UserAlreadyExists,
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    #[error("etcdserver: role name already exists")]
+    RoleAlreadyExists,
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    /// Removing the root user or role, or root's root role, while authentication is on.
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthManagement,
+
     // ---- The v2 keys store ----
     /// An etcd v2 error: `code` is etcd's error code, `cause` what it concerns (a path, a
     /// failed comparison), `index` the v2 store's index when it happened.

@@ -90,6 +90,7 @@
 //! - `membership`: the member set as replicated state, and the changes to it.
 
 pub mod alarm;
+pub mod auth;
 pub mod backup;
 pub mod config;
 pub mod error;
@@ -115,7 +116,7 @@ pub use forward::{Forward, ForwardBody};
 pub use membership::Member;
 pub use node::{Core, Counters, Output, Persist, Recovered, SnapshotMade};
 pub use pipeline::{DiskWrite, DiskWriteKind, Effects, Pipeline};
-pub use request::{Header, Request, RequestId, Response, ResponseBody};
+pub use request::{Caller, Header, Request, RequestId, Response, ResponseBody};
 pub use watch::{WatchId, WatchRequest, WatchUpdate};
 
 /// raft-rs's message and log types, which cross the core's boundary.

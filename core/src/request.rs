@@ -93,6 +93,10 @@ pub enum Request {
     /// came), in the state machine's snapshot encoding. Served by this member alone, from a
     /// snapshot built a step at a time while it goes on serving (`ResponseBody::Backup`).
     Backup,
+    /// A change to the auth store (users, roles, permissions, enabling), through the log.
+    Auth(crate::auth::AuthChange),
+    /// A read of the auth store, from this member's applied state.
+    AuthQuery(crate::auth::AuthQuery),
     /// A read of the etcd v2 keys store.
     V2Get(V2Get),
     /// A change to the etcd v2 keys store, through the log.
@@ -155,6 +159,7 @@ pub enum ResponseBody {
     },
     /// A v2 read or write (for `V2Write::Expire`, the last key it expired, if any).
     V2(Option<V2Event>),
+    Auth(crate::auth::AuthAnswer),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -201,6 +206,7 @@ pub enum Command {
     PrefixQuotaRemove {
         prefix: bytes::Bytes,
     },
+    Auth(crate::auth::AuthChange),
 }
 
 /// The context of a configuration-change entry: the member change, and who proposed it (so
@@ -246,11 +252,35 @@ pub struct Origin {
 pub struct Proposal {
     /// None for proposals the member makes on its own (lease expiry).
     pub origin: Option<Origin>,
+    /// Who asked: the state machine checks their permissions as they stand when the entry
+    /// applies (see `auth`).
+    pub caller: Caller,
     pub command: Command,
 }
 
+/// Who a request comes from, as far as permissions go.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Caller {
+    /// A member, on its own (lease expiry, alarms, publishing itself) or for a client it has
+    /// checked already (a forwarded request): never refused.
+    Member,
+    /// A client that gave no credentials.
+    Anonymous,
+    /// A client as its token or certificate names it.
+    User(crate::auth::AuthInfo),
+}
+
+impl Caller {
+    /// A client: `Anonymous` without credentials.
+    pub fn client(who: Option<crate::auth::AuthInfo>) -> Caller {
+        who.map_or(Caller::Anonymous, Caller::User)
+    }
+}
+
 /// Leading byte of an encoded proposal; bumped when the encoding changes.
-const PROPOSAL_FORMAT: u8 = 1;
+const PROPOSAL_FORMAT: u8 = 2;
+/// Proposals before callers (read as made by a member: they were applied unchecked).
+const PROPOSAL_FORMAT_NO_CALLER: u8 = 1;
 
 impl Proposal {
     /// The entry payload, in a buffer of exactly its size: it stays in the Raft log (in
@@ -271,6 +301,13 @@ impl Proposal {
             Some((&PROPOSAL_FORMAT, rest)) => {
                 use bincode::Options;
                 codec().deserialize(rest).map_err(|e| Error::Corrupt(format!("undecodable log entry: {e}")))
+            }
+            Some((&PROPOSAL_FORMAT_NO_CALLER, rest)) => {
+                use bincode::Options;
+                let (origin, command): (Option<Origin>, Command) = codec()
+                    .deserialize(rest)
+                    .map_err(|e| Error::Corrupt(format!("undecodable log entry: {e}")))?;
+                Ok(Proposal { origin, caller: Caller::Member, command })
             }
             Some((v, _)) => Err(Error::Corrupt(format!("unknown log entry format {v}"))),
             None => Err(Error::Corrupt("empty log entry payload".into())),
@@ -298,9 +335,23 @@ mod tests {
             value: vec![7u8; 256].into(),
             ..PutRequest::default()
         });
-        let p = Proposal { origin: Some(Origin { member: 1, nonce: 9, seq: 42 }), command };
+        let p = Proposal {
+            origin: Some(Origin { member: 1, nonce: 9, seq: 42 }),
+            caller: Caller::Anonymous,
+            command,
+        };
         let buf = p.encode();
         assert_eq!(buf.len(), buf.capacity(), "spare capacity stays allocated in the Raft log");
         assert_eq!(Proposal::decode(&buf).unwrap(), p);
+    }
+
+    #[test]
+    fn a_format_1_proposal_reads_as_a_members() {
+        use bincode::Options;
+        let command = Command::LeaseRevoke { id: 5 };
+        let origin = Some(Origin { member: 2, nonce: 1, seq: 3 });
+        let mut buf = vec![PROPOSAL_FORMAT_NO_CALLER];
+        codec().serialize_into(&mut buf, &(origin, command.clone())).unwrap();
+        assert_eq!(Proposal::decode(&buf).unwrap(), Proposal { origin, caller: Caller::Member, command });
     }
 }

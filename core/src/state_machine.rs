@@ -7,12 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::alarm::{Alarm, AlarmAction, AlarmKind};
+use crate::auth::{Access, AuthStore};
 use crate::kv::{Event, RangeRequest, RequestOp, TxnRequest};
 use crate::lease::{Lease, Leases};
 use crate::membership::{Member, MemberChange};
 use crate::mvcc::Mvcc;
 use crate::quota_table::PrefixQuotas;
-use crate::request::{codec, Command, Origin, ResponseBody};
+use crate::request::{codec, Caller, Command, Origin, ResponseBody};
 use crate::v2::{V2Event, V2Store};
 use crate::{Error, Result};
 
@@ -34,6 +35,8 @@ pub struct StateMachine {
     alarms: BTreeSet<Alarm>,
     /// Quotas on key prefixes (see `prefix_quota`).
     prefix_quotas: PrefixQuotas,
+    /// Users, roles and permissions (see `auth`).
+    auth: AuthStore,
     /// The etcd v2 keys store (a separate key space, as in etcd).
     v2: V2Store,
     /// Raft index and term of the last entry applied.
@@ -63,7 +66,9 @@ pub struct Applied {
 }
 
 /// Leading byte of an encoded snapshot; bumped when the encoding changes.
-const SNAPSHOT_FORMAT: u8 = 5;
+const SNAPSHOT_FORMAT: u8 = 6;
+/// The format before the auth store, still read (as a state with no users or roles).
+const SNAPSHOT_FORMAT_NO_AUTH: u8 = 5;
 /// The format before alarms, still read (as a state with no alarm up).
 const SNAPSHOT_FORMAT_NO_ALARMS: u8 = 4;
 
@@ -83,6 +88,7 @@ impl StateMachine {
             removed: BTreeSet::new(),
             alarms: BTreeSet::new(),
             prefix_quotas: PrefixQuotas::default(),
+            auth: AuthStore::default(),
             v2: V2Store::default(),
             applied_index: 0,
             applied_term: 0,
@@ -100,6 +106,10 @@ impl StateMachine {
 
     pub fn v2(&self) -> &V2Store {
         &self.v2
+    }
+
+    pub fn auth(&self) -> &AuthStore {
+        &self.auth
     }
 
     pub fn applied_index(&self) -> u64 {
@@ -178,9 +188,9 @@ impl StateMachine {
         self.advance_to(index, term, payload);
     }
 
-    /// Applies the command of the entry at `index`. Errors in the result are the client's
-    /// (a failed compare is not an error; a missing lease is) and leave the state unchanged
-    /// except for the applied index.
+    /// Applies the command of the entry at `index`, if `caller` may do it as the auth store
+    /// stands now. Errors in the result are the client's (a failed compare is not an error; a
+    /// missing lease is) and leave the state unchanged except for the applied index.
     /// `payload` is the entry's encoded bytes (for the digest).
     pub fn apply(
         &mut self,
@@ -188,6 +198,7 @@ impl StateMachine {
         term: u64,
         payload: &[u8],
         cmd: &Command,
+        caller: &Caller,
         ttl_secs_min: i64,
     ) -> Applied {
         self.advance_to(index, term, payload);
@@ -197,45 +208,50 @@ impl StateMachine {
         let mut v2_events = vec![];
         let capped = self.alarms.iter().any(|a| a.kind == AlarmKind::NoSpace);
         let corrupt = self.alarms.iter().any(|a| a.kind == AlarmKind::Corrupt);
-        let (result, events) = match cmd {
+        let refusal = self.permitted(caller, cmd).err();
+        let (result, events) = match (refusal, cmd) {
+            (Some(e), _) => (Err(e), vec![]),
+            (None, Command::Auth(change)) => (self.auth.apply(change).map(ResponseBody::Auth), vec![]),
             // A member's state differs from the leader's: no more changes (etcd's rule).
-            Command::Put(_)
-            | Command::DeleteRange(_)
-            | Command::Txn(_)
-            | Command::Compact(_)
-            | Command::LeaseGrant { .. }
-            | Command::LeaseRevoke { .. }
+            (None, Command::Put(_))
+            | (None, Command::DeleteRange(_))
+            | (None, Command::Txn(_))
+            | (None, Command::Compact(_))
+            | (None, Command::LeaseGrant { .. })
+            | (None, Command::LeaseRevoke { .. })
                 if corrupt =>
             {
                 (Err(Error::CorruptCluster), vec![])
             }
             // While the store is out of space, nothing may grow it (etcd's capped applier).
-            Command::Put(_) | Command::LeaseGrant { .. } if capped => (Err(Error::NoSpace), vec![]),
-            Command::Txn(req) if capped && txn_has_put(req) => (Err(Error::NoSpace), vec![]),
-            Command::Alarm { action, member, kind } => {
+            (None, Command::Put(_) | Command::LeaseGrant { .. }) if capped => (Err(Error::NoSpace), vec![]),
+            (None, Command::Txn(req)) if capped && txn_has_put(req) => (Err(Error::NoSpace), vec![]),
+            (None, Command::Alarm { action, member, kind }) => {
                 (Ok(self.apply_alarm(*action, *member, *kind)), vec![])
             }
-            Command::PrefixQuotaSet { prefix, limits } => {
+            (None, Command::PrefixQuotaSet { prefix, limits }) => {
                 match self.prefix_quotas.set(prefix.clone(), *limits, &self.mvcc) {
                     Ok(()) => (Ok(ResponseBody::PrefixQuotas(self.prefix_quotas.list())), vec![]),
                     Err(e) => (Err(e), vec![]),
                 }
             }
-            Command::PrefixQuotaRemove { prefix } => match self.prefix_quotas.remove(prefix) {
+            (None, Command::PrefixQuotaRemove { prefix }) => match self.prefix_quotas.remove(prefix) {
                 true => (Ok(ResponseBody::PrefixQuotas(self.prefix_quotas.list())), vec![]),
                 false => (Err(Error::QuotaNotFound), vec![]),
             },
-            Command::Txn(req) if !self.prefix_quotas.is_empty() => match self.txn_within_quotas(req) {
-                Err(e) => (Err(e), vec![]),
-                Ok(()) => {
-                    let leases = &self.leases;
-                    match self.mvcc.txn(req, &|id| leases.contains(id)) {
-                        Ok(out) => (Ok(ResponseBody::Txn(out.response)), out.events),
-                        Err(e) => (Err(e), vec![]),
+            (None, Command::Txn(req)) if !self.prefix_quotas.is_empty() => {
+                match self.txn_within_quotas(req) {
+                    Err(e) => (Err(e), vec![]),
+                    Ok(()) => {
+                        let leases = &self.leases;
+                        match self.mvcc.txn(req, &|id| leases.contains(id)) {
+                            Ok(out) => (Ok(ResponseBody::Txn(out.response)), out.events),
+                            Err(e) => (Err(e), vec![]),
+                        }
                     }
                 }
-            },
-            Command::Put(req) => {
+            }
+            (None, Command::Put(req)) => {
                 let leases = &self.leases;
                 let within = self.prefix_quotas.check(&[req], &self.mvcc);
                 match within.and_then(|()| self.mvcc.put(req, &|id| leases.contains(id))) {
@@ -243,21 +259,21 @@ impl StateMachine {
                     Err(e) => (Err(e), vec![]),
                 }
             }
-            Command::DeleteRange(req) => match self.mvcc.delete_range(req) {
+            (None, Command::DeleteRange(req)) => match self.mvcc.delete_range(req) {
                 Ok((resp, events, _)) => (Ok(ResponseBody::DeleteRange(resp)), events),
                 Err(e) => (Err(e), vec![]),
             },
-            Command::Txn(req) => {
+            (None, Command::Txn(req)) => {
                 let leases = &self.leases;
                 match self.mvcc.txn(req, &|id| leases.contains(id)) {
                     Ok(out) => (Ok(ResponseBody::Txn(out.response)), out.events),
                     Err(e) => (Err(e), vec![]),
                 }
             }
-            Command::Compact(req) => {
+            (None, Command::Compact(req)) => {
                 (self.mvcc.compact(req.revision).map(|()| ResponseBody::Compact), vec![])
             }
-            Command::LeaseGrant { id, ttl_secs } => {
+            (None, Command::LeaseGrant { id, ttl_secs }) => {
                 let id = if *id == 0 { self.auto_lease_id(index) } else { *id };
                 match self.leases.grant(id, *ttl_secs, ttl_secs_min) {
                     Ok(lease) => {
@@ -267,16 +283,18 @@ impl StateMachine {
                     Err(e) => (Err(e), vec![]),
                 }
             }
-            Command::PublishMember { member, name, client_urls } => match self.members.get_mut(member) {
-                Some(m) => {
-                    m.name = name.clone();
-                    m.client_urls = client_urls.clone();
-                    (Ok(ResponseBody::Published), vec![])
+            (None, Command::PublishMember { member, name, client_urls }) => {
+                match self.members.get_mut(member) {
+                    Some(m) => {
+                        m.name = name.clone();
+                        m.client_urls = client_urls.clone();
+                        (Ok(ResponseBody::Published), vec![])
+                    }
+                    // A member removed while its publication was in flight stays removed.
+                    None => (Err(Error::MemberNotFound), vec![]),
                 }
-                // A member removed while its publication was in flight stays removed.
-                None => (Err(Error::MemberNotFound), vec![]),
-            },
-            Command::MemberUpdate { id, peer_urls } => {
+            }
+            (None, Command::MemberUpdate { id, peer_urls }) => {
                 let clash = self
                     .members
                     .values()
@@ -291,7 +309,7 @@ impl StateMachine {
                     }
                 }
             }
-            Command::V2(w) => match self.v2.apply(w) {
+            (None, Command::V2(w)) => match self.v2.apply(w) {
                 Ok(applied) => {
                     let last = applied.events.last().map(|(e, _)| e.clone());
                     v2_events = applied.events;
@@ -299,7 +317,7 @@ impl StateMachine {
                 }
                 Err(e) => (Err(e), vec![]),
             },
-            Command::LeaseRevoke { id } => match self.leases.revoke(*id) {
+            (None, Command::LeaseRevoke { id }) => match self.leases.revoke(*id) {
                 Ok(keys) => {
                     revoked = Some(*id);
                     let (events, _) = self.mvcc.delete_keys(&keys);
@@ -317,6 +335,52 @@ impl StateMachine {
             "the revision moves exactly when something changed"
         );
         Applied { result, revision, events, granted, revoked, v2_events }
+    }
+
+    /// Whether `caller` may have `cmd` applied, as the auth store stands (always, while
+    /// authentication is off, and for a member).
+    pub fn permitted(&self, caller: &Caller, cmd: &Command) -> Result<()> {
+        if !self.auth.is_enabled() {
+            return Ok(());
+        }
+        let who = match caller {
+            Caller::Member => return Ok(()),
+            Caller::Anonymous => return Err(Error::UserEmpty),
+            Caller::User(who) => who,
+        };
+        let mut needs = vec![];
+        match cmd {
+            Command::Put(p) => {
+                needs.push(Access::Write { key: &p.key, range_end: &[] });
+                if p.prev_kv {
+                    needs.push(Access::Read { key: &p.key, range_end: &[] });
+                }
+            }
+            Command::DeleteRange(d) => {
+                needs.push(Access::Write { key: &d.key, range_end: &d.range_end });
+                if d.prev_kv {
+                    needs.push(Access::Read { key: &d.key, range_end: &d.range_end });
+                }
+            }
+            Command::Txn(t) => crate::auth::txn_accesses(t, &mut needs),
+            // Revoking a lease deletes its keys (etcd asks for write on each).
+            Command::LeaseRevoke { id } => {
+                if let Some(lease) = self.leases.get(*id) {
+                    needs.extend(lease.keys.iter().map(|k| Access::Write { key: k, range_end: &[] }));
+                }
+            }
+            Command::LeaseGrant { .. } | Command::PublishMember { .. } => {}
+            Command::Alarm { action: AlarmAction::Get, .. } => {}
+            Command::Compact(_)
+            | Command::Alarm { .. }
+            | Command::MemberUpdate { .. }
+            | Command::PrefixQuotaSet { .. }
+            | Command::PrefixQuotaRemove { .. }
+            | Command::Auth(_)
+            // The v2 store has no permissions of its own here: only root writes it.
+            | Command::V2(_) => needs.push(Access::Admin),
+        }
+        self.auth.check(who, &needs)
     }
 
     fn apply_alarm(&mut self, action: AlarmAction, member: u64, kind: Option<AlarmKind>) -> ResponseBody {
@@ -406,6 +470,7 @@ impl StateMachine {
             removed: &'a BTreeSet<u64>,
             alarms: &'a BTreeSet<Alarm>,
             prefix_quotas: &'a PrefixQuotas,
+            auth: &'a AuthStore,
             v2: &'a V2Store,
             applied_index: u64,
             applied_term: u64,
@@ -418,6 +483,7 @@ impl StateMachine {
             removed: &self.removed,
             alarms: &self.alarms,
             prefix_quotas: &self.prefix_quotas,
+            auth: &self.auth,
             v2: &self.v2,
             applied_index: self.applied_index,
             applied_term: self.applied_term,
@@ -464,6 +530,44 @@ impl StateMachine {
                 sm.prefix_quotas.recount(&sm.mvcc);
                 Ok(sm)
             }
+            Some((&SNAPSHOT_FORMAT_NO_AUTH, rest)) => {
+                /// `StateMachine` as format 5 laid it out: no auth store.
+                #[derive(Deserialize)]
+                struct NoAuth {
+                    leases: Leases,
+                    proposals: AppliedProposals,
+                    members: BTreeMap<u64, Member>,
+                    removed: BTreeSet<u64>,
+                    alarms: BTreeSet<Alarm>,
+                    prefix_quotas: PrefixQuotas,
+                    v2: V2Store,
+                    applied_index: u64,
+                    applied_term: u64,
+                    applied_digest: u64,
+                    mvcc: Mvcc,
+                }
+                let old: NoAuth = codec()
+                    .deserialize(rest)
+                    .map_err(|e| Error::Corrupt(format!("undecodable snapshot: {e}")))?;
+                let mut sm = StateMachine {
+                    leases: old.leases,
+                    proposals: old.proposals,
+                    members: old.members,
+                    removed: old.removed,
+                    alarms: old.alarms,
+                    prefix_quotas: old.prefix_quotas,
+                    auth: AuthStore::default(),
+                    v2: old.v2,
+                    applied_index: old.applied_index,
+                    applied_term: old.applied_term,
+                    applied_digest: old.applied_digest,
+                    mvcc: old.mvcc,
+                };
+                sm.mvcc.check_invariants()?;
+                sm.v2.check_invariants()?;
+                sm.prefix_quotas.recount(&sm.mvcc);
+                Ok(sm)
+            }
             Some((&SNAPSHOT_FORMAT_NO_ALARMS, rest)) => {
                 /// `StateMachine` as format 4 laid it out: no alarms.
                 #[derive(Deserialize)]
@@ -488,6 +592,7 @@ impl StateMachine {
                     removed: old.removed,
                     alarms: BTreeSet::new(),
                     prefix_quotas: PrefixQuotas::default(),
+                    auth: AuthStore::default(),
                     v2: old.v2,
                     applied_index: old.applied_index,
                     applied_term: old.applied_term,

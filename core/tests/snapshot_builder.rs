@@ -15,7 +15,7 @@ fn put(sm: &mut StateMachine, key: &str, value: &str) {
         value: Bytes::copy_from_slice(value.as_bytes()),
         ..PutRequest::default()
     });
-    assert!(sm.apply(index, 1, key.as_bytes(), &cmd, 1).result.is_ok());
+    assert!(sm.apply(index, 1, key.as_bytes(), &cmd, &cairn_core::Caller::Member, 1).result.is_ok());
 }
 
 fn delete(sm: &mut StateMachine, key: &str) {
@@ -24,13 +24,13 @@ fn delete(sm: &mut StateMachine, key: &str) {
         key: Bytes::copy_from_slice(key.as_bytes()),
         ..DeleteRangeRequest::default()
     });
-    assert!(sm.apply(index, 1, key.as_bytes(), &cmd, 1).result.is_ok());
+    assert!(sm.apply(index, 1, key.as_bytes(), &cmd, &cairn_core::Caller::Member, 1).result.is_ok());
 }
 
 fn compact(sm: &mut StateMachine, revision: i64) {
     let index = sm.applied_index() + 1;
     let cmd = Command::Compact(CompactionRequest { revision, ..CompactionRequest::default() });
-    assert!(sm.apply(index, 1, b"compact", &cmd, 1).result.is_ok());
+    assert!(sm.apply(index, 1, b"compact", &cmd, &cairn_core::Caller::Member, 1).result.is_ok());
 }
 
 fn store(keys: usize) -> StateMachine {

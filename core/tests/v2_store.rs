@@ -920,7 +920,8 @@ fn a_snapshot_carries_the_v2_store_with_its_history_and_ttls() {
         expire(10),
     ];
     for (i, w) in writes.iter().enumerate() {
-        let applied = sm.apply(i as u64 + 1, 1, b"v2", &Command::V2(w.clone()), 1);
+        let applied =
+            sm.apply(i as u64 + 1, 1, b"v2", &Command::V2(w.clone()), &cairn_core::Caller::Member, 1);
         match applied.result {
             Ok(ResponseBody::V2(Some(e))) => assert_eq!(e.index(), sm.v2().index()),
             other => panic!("{w:?}: {other:?}"),
@@ -929,7 +930,7 @@ fn a_snapshot_carries_the_v2_store_with_its_history_and_ttls() {
     }
     assert_eq!(sm.v2().index(), 8);
     // A failed write answers its error and changes nothing but the applied index.
-    let applied = sm.apply(9, 1, b"v2", &Command::V2(create("/q", "x")), 1);
+    let applied = sm.apply(9, 1, b"v2", &Command::V2(create("/q", "x")), &cairn_core::Caller::Member, 1);
     assert_eq!(applied.result.unwrap_err(), Error::V2 { code: 105, cause: "/q".into(), index: 8 });
 
     let decoded = StateMachine::decode(&sm.encode()).unwrap();

@@ -475,7 +475,7 @@ fn apply_all(commands: &[Command]) -> (StateMachine, Vec<Vec<Event>>) {
     let mut sm = StateMachine::new();
     let mut applied = Vec::new();
     for (i, c) in commands.iter().enumerate() {
-        applied.push(sm.apply(i as u64 + 1, 1, b"", c, 1).events);
+        applied.push(sm.apply(i as u64 + 1, 1, b"", c, &cairn_core::Caller::Member, 1).events);
     }
     (sm, applied)
 }
@@ -528,7 +528,14 @@ mod no_lost_write {
     #[test]
     fn compacted_writes_are_checked_against_the_reference() {
         let (mut sm, applied) = store();
-        sm.apply(5, 1, b"", &Command::Compact(CompactionRequest { revision: 4, physical: true }), 1);
+        sm.apply(
+            5,
+            1,
+            b"",
+            &Command::Compact(CompactionRequest { revision: 4, physical: true }),
+            &cairn_core::Caller::Member,
+            1,
+        );
         observed(&applied).check_final(&sm, &all_acked()).unwrap();
         let lost = [acked("a", Some("9"), 2)];
         let v = observed(&applied).check_final(&sm, &lost).unwrap_err();

@@ -35,7 +35,7 @@ fn reference() -> BTreeMap<i64, Vec<Event>> {
     let mut sm = StateMachine::new();
     let mut reference: BTreeMap<i64, Vec<Event>> = BTreeMap::new();
     for (i, c) in commands.iter().enumerate() {
-        for e in sm.apply(i as u64 + 1, 1, b"", c, 1).events {
+        for e in sm.apply(i as u64 + 1, 1, b"", c, &cairn_core::Caller::Member, 1).events {
             reference.entry(e.kv.mod_revision).or_default().push(e);
         }
     }

@@ -65,7 +65,7 @@ impl Held {
 }
 
 impl Core {
-    pub(super) fn propose(&mut self, id: RequestId, command: Command) -> Result<()> {
+    pub(super) fn propose(&mut self, id: RequestId, caller: Caller, command: Command) -> Result<()> {
         let seq = self.next_seq;
         let origin = Origin { member: self.config.id, nonce: self.nonce, seq };
         // etcd bounds v2 writes only by its HTTP form limit (10 MiB), not --max-request-bytes.
@@ -73,7 +73,7 @@ impl Core {
             Command::V2(_) => crate::v2::REQUEST_BYTES_MAX,
             _ => self.config.request_bytes_max,
         };
-        let data = Proposal { origin: Some(origin), command }.encode();
+        let data = Proposal { origin: Some(origin), caller, command }.encode();
         if data.len() > max {
             return Err(Error::RequestTooLarge);
         }

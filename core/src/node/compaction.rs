@@ -69,6 +69,6 @@ impl Core {
         }
         c.last_revision = revision;
         let command = Command::Compact(CompactionRequest { revision, physical: false });
-        self.hold(Proposal { origin: None, command }.encode(), None);
+        self.hold(Proposal { origin: None, caller: Caller::Member, command }.encode(), None);
     }
 }

@@ -86,6 +86,6 @@ impl Core {
             member: self.config.id,
             kind: Some(AlarmKind::Corrupt),
         };
-        self.hold(Proposal { origin: None, command }.encode(), None);
+        self.hold(Proposal { origin: None, caller: Caller::Member, command }.encode(), None);
     }
 }

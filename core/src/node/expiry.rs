@@ -67,7 +67,7 @@ impl Core {
             return;
         }
         let command = Command::V2(crate::v2::V2Write::Expire { now_ns: self.wall_ns });
-        let data = Proposal { origin: None, command }.encode();
+        let data = Proposal { origin: None, caller: Caller::Member, command }.encode();
         self.hold(data, None);
     }
 
@@ -77,7 +77,9 @@ impl Core {
             return;
         }
         for id in self.lessor.take_expired(self.now_ms, self.config.request_timeout_ms) {
-            let data = Proposal { origin: None, command: Command::LeaseRevoke { id } }.encode();
+            let data =
+                Proposal { origin: None, caller: Caller::Member, command: Command::LeaseRevoke { id } }
+                    .encode();
             // If dropped (leadership lost meanwhile), the next leader revokes it instead.
             self.hold(data, None);
         }

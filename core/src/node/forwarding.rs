@@ -16,7 +16,8 @@ impl Core {
                 let id = self.next_remote;
                 self.next_remote += 1;
                 self.remote.insert(id, (f.from, f.id));
-                self.submit_as(id, request);
+                // Its caller was checked by the member that forwarded it.
+                self.submit_as(id, request, Caller::Member);
             }
             ForwardBody::Request(_) => {}
             ForwardBody::Reply(result) => {

@@ -164,7 +164,7 @@ impl Core {
                 {
                     return Err(Error::PeerUrlExists);
                 }
-                return self.propose(id, Command::MemberUpdate { id: member, peer_urls });
+                return self.propose(id, Caller::Member, Command::MemberUpdate { id: member, peer_urls });
             }
             other => unreachable!("not a membership change: {other:?}"),
         };

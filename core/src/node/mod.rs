@@ -18,12 +18,13 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::alarm::{AlarmAction, AlarmKind};
+use crate::auth::{Access, AuthInfo};
 use crate::config::Config;
 use crate::forward::{is_forwardable, Forward, ForwardBody, REMOTE_REQUEST_ID_MIN};
 use crate::kv::{Event, TxnRequest};
 use crate::lease::Lessor;
 use crate::mvcc;
-use crate::request::{Command, Header, Origin, Proposal, Request, RequestId, Response, ResponseBody};
+use crate::request::{Caller, Command, Header, Origin, Proposal, Request, RequestId, Response, ResponseBody};
 use crate::snapshot::{SnapshotBuilder, Step};
 use crate::state_machine::StateMachine;
 use crate::storage::LogStore;
@@ -555,12 +556,19 @@ impl Core {
 
     /// A client request. The answer comes out of `advance` under `id`, exactly once. `id` must
     /// be below `forward::REMOTE_REQUEST_ID_MIN`.
+    /// The client gave no credentials: once authentication is on, it may do nothing.
     pub fn submit(&mut self, id: RequestId, request: Request) {
-        assert!(id < REMOTE_REQUEST_ID_MIN, "request id {id} is in the core's own range");
-        self.submit_as(id, request);
+        self.submit_with_auth(id, request, None);
     }
 
-    fn submit_as(&mut self, id: RequestId, request: Request) {
+    /// A client request from `who`, as the front end verified their token or certificate (see
+    /// `auth`); None for a client without credentials.
+    pub fn submit_with_auth(&mut self, id: RequestId, request: Request, who: Option<AuthInfo>) {
+        assert!(id < REMOTE_REQUEST_ID_MIN, "request id {id} is in the core's own range");
+        self.submit_as(id, request, Caller::client(who));
+    }
+
+    fn submit_as(&mut self, id: RequestId, request: Request, caller: Caller) {
         if !self.ids.insert(id) {
             // Not recorded: the first request under this id keeps it.
             self.out.responses.push((id, Err(Error::DuplicateRequestId(id))));
@@ -574,18 +582,62 @@ impl Core {
             self.respond(id, Err(Error::NotSupportedForLearner));
             return;
         }
-        if let Err(e) = self.route(id, request) {
+        if let Err(e) = self.route(id, request, caller) {
             self.respond(id, Err(e));
         }
     }
 
-    fn route(&mut self, id: RequestId, request: Request) -> Result<()> {
+    /// Checks what `caller` may do before the request goes further: requests served here and
+    /// now, and those that need the root role (membership, maintenance). Writes through the log
+    /// are checked again when they apply, as the auth store stands then; linearizable reads
+    /// when they are served.
+    fn check_caller(&self, caller: &Caller, request: &Request) -> Result<()> {
+        self.check_needs(caller, |needs| match request {
+            Request::Range(r) => needs.push(Access::Read { key: &r.key, range_end: &r.range_end }),
+            Request::Txn(t) if !t.is_write() => crate::auth::txn_accesses(t, needs),
+            Request::MemberAdd { .. }
+            | Request::MemberRemove { .. }
+            | Request::MemberUpdate { .. }
+            | Request::MemberPromote { .. }
+            | Request::MoveLeader { .. }
+            | Request::Backup
+            | Request::PrefixQuotaList
+            | Request::V2Get(_) => needs.push(Access::Admin),
+            Request::Alarm { action, .. } if *action != AlarmAction::Get => needs.push(Access::Admin),
+            // Checked when applied (writes), by the auth store (its queries), or open to every
+            // user with valid credentials (member list, leases, alarms listed).
+            _ => {}
+        })
+    }
+
+    /// Whether `caller` may do what `needs` lists, as this member's auth store stands.
+    pub(super) fn check_needs<'a>(
+        &self,
+        caller: &Caller,
+        needs: impl FnOnce(&mut Vec<Access<'a>>),
+    ) -> Result<()> {
+        let auth = self.sm.auth();
+        if !auth.is_enabled() {
+            return Ok(());
+        }
+        let who = match caller {
+            Caller::Member => return Ok(()),
+            Caller::Anonymous => return Err(Error::UserEmpty),
+            Caller::User(who) => who,
+        };
+        let mut list = vec![];
+        needs(&mut list);
+        auth.check(who, &list)
+    }
+
+    fn route(&mut self, id: RequestId, request: Request, caller: Caller) -> Result<()> {
         if self.writes.len() + self.reads.len() >= self.config.pending_requests_max {
             return Err(Error::TooManyRequests);
         }
         if self.sm.alarms().iter().any(|a| a.kind == AlarmKind::Corrupt) && refused_when_corrupt(&request) {
             return Err(Error::CorruptCluster);
         }
+        self.check_caller(&caller, &request)?;
         // etcd's gRPC layer refuses these before they reach Raft, so a request that can only
         // fail costs no log entry; every front end gets the same checks here.
         match &request {
@@ -602,7 +654,7 @@ impl Core {
             }
             Request::Range(r) => {
                 self.check_size(&r)?;
-                self.add_read(id, ReadKind::Range(r));
+                self.add_read(id, ReadKind::Range(r), caller);
                 Ok(())
             }
             Request::Txn(t) if !t.is_write() => {
@@ -611,7 +663,7 @@ impl Core {
                     let body = self.sm.read_txn(&t)?;
                     self.respond(id, Ok(self.response(self.sm.mvcc().current_revision(), body)));
                 } else {
-                    self.add_read(id, ReadKind::Txn(t));
+                    self.add_read(id, ReadKind::Txn(t), caller);
                 }
                 Ok(())
             }
@@ -620,36 +672,40 @@ impl Core {
                 if crate::state_machine::txn_has_put(&t) {
                     self.check_quota(txn_cost(&t))?;
                 }
-                self.propose(id, Command::Txn(t))
+                self.propose(id, caller.clone(), Command::Txn(t))
             }
             Request::Put(p) => {
                 self.check_quota(put_cost(&p))?;
-                self.propose(id, Command::Put(p))
+                self.propose(id, caller.clone(), Command::Put(p))
             }
             Request::Alarm { action, member, kind } => {
-                self.propose(id, Command::Alarm { action, member, kind })
+                self.propose(id, caller.clone(), Command::Alarm { action, member, kind })
             }
             Request::PrefixQuotaSet { prefix, limits } => {
-                self.propose(id, Command::PrefixQuotaSet { prefix, limits })
+                self.propose(id, caller.clone(), Command::PrefixQuotaSet { prefix, limits })
             }
-            Request::PrefixQuotaRemove { prefix } => self.propose(id, Command::PrefixQuotaRemove { prefix }),
+            Request::PrefixQuotaRemove { prefix } => {
+                self.propose(id, caller.clone(), Command::PrefixQuotaRemove { prefix })
+            }
             Request::PrefixQuotaList => {
                 let body = ResponseBody::PrefixQuotas(self.sm.prefix_quotas().list());
                 self.respond(id, Ok(self.response(self.sm.mvcc().current_revision(), body)));
                 Ok(())
             }
-            Request::DeleteRange(d) => self.propose(id, Command::DeleteRange(d)),
-            Request::Compact(c) => self.propose(id, Command::Compact(c)),
+            Request::DeleteRange(d) => self.propose(id, caller.clone(), Command::DeleteRange(d)),
+            Request::Compact(c) => self.propose(id, caller.clone(), Command::Compact(c)),
             Request::LeaseGrant { id: lease, ttl_secs } => {
                 if lease < 0 {
                     return Err(Error::LeaseNotFound);
                 }
                 self.check_quota(LEASE_COST_BYTES)?;
-                self.propose(id, Command::LeaseGrant { id: lease, ttl_secs })
+                self.propose(id, caller.clone(), Command::LeaseGrant { id: lease, ttl_secs })
             }
-            Request::LeaseRevoke { id: lease } => self.propose(id, Command::LeaseRevoke { id: lease }),
+            Request::LeaseRevoke { id: lease } => {
+                self.propose(id, caller.clone(), Command::LeaseRevoke { id: lease })
+            }
             Request::PublishMember { member, name, client_urls } => {
-                self.propose(id, Command::PublishMember { member, name, client_urls })
+                self.propose(id, caller.clone(), Command::PublishMember { member, name, client_urls })
             }
             Request::MemberList => {
                 let r = self.member_list_response();
@@ -710,10 +766,21 @@ impl Core {
             }
             Request::V2Get(g) => {
                 self.check_size(&g)?;
-                self.add_read(id, ReadKind::V2Get(g));
+                self.add_read(id, ReadKind::V2Get(g), caller);
                 Ok(())
             }
-            Request::V2Write(w) => self.propose(id, Command::V2(w)),
+            Request::V2Write(w) => self.propose(id, caller, Command::V2(w)),
+            Request::Auth(change) => self.propose(id, caller, Command::Auth(change)),
+            Request::AuthQuery(q) => {
+                let who = match &caller {
+                    Caller::User(who) => Some(who),
+                    Caller::Anonymous if self.sm.auth().is_enabled() => return Err(Error::UserEmpty),
+                    Caller::Anonymous | Caller::Member => None,
+                };
+                let body = ResponseBody::Auth(self.sm.auth().query(&q, who)?);
+                self.respond(id, Ok(self.response(self.sm.mvcc().current_revision(), body)));
+                Ok(())
+            }
             Request::LeaseLeases => {
                 let body = ResponseBody::LeaseLeases { ids: self.sm.leases().ids().collect() };
                 self.respond(id, Ok(self.response(self.sm.mvcc().current_revision(), body)));
@@ -742,7 +809,7 @@ impl Core {
                 member: self.config.id,
                 kind: Some(AlarmKind::NoSpace),
             };
-            self.hold(Proposal { origin: None, command }.encode(), None);
+            self.hold(Proposal { origin: None, caller: Caller::Member, command }.encode(), None);
         }
         Err(Error::NoSpace)
     }
@@ -794,6 +861,20 @@ impl Core {
     /// `Output::watch_updates`. Watches are served from this member's applied state: a lagging
     /// member delivers late, never out of order, never with gaps.
     pub fn watch(&mut self, id: WatchId, req: WatchRequest) -> Result<Vec<Event>> {
+        self.watch_with_auth(id, req, None)
+    }
+
+    /// `watch` for `who` (see `submit_with_auth`), who must be allowed to read the keys watched, as
+    /// this member's auth store stands (etcd checks a watch when it is created).
+    pub fn watch_with_auth(
+        &mut self,
+        id: WatchId,
+        req: WatchRequest,
+        who: Option<AuthInfo>,
+    ) -> Result<Vec<Event>> {
+        self.check_needs(&Caller::client(who), |needs| {
+            needs.push(Access::Read { key: &req.key, range_end: &req.range_end })
+        })?;
         self.watches.create(id, req, &self.sm)
     }
 
@@ -1012,8 +1093,14 @@ impl Core {
     }
 
     fn apply_proposal(&mut self, e: &Entry, proposal: Proposal) {
-        let applied =
-            self.sm.apply(e.index, e.term, &e.data, &proposal.command, self.config.lease_ttl_secs_min());
+        let applied = self.sm.apply(
+            e.index,
+            e.term,
+            &e.data,
+            &proposal.command,
+            &proposal.caller,
+            self.config.lease_ttl_secs_min(),
+        );
         if let Some(lease) = &applied.granted {
             self.lessor.on_grant(lease, self.now_ms);
         }

@@ -9,6 +9,8 @@ use super::*;
 pub(super) struct PendingRead {
     pub(super) id: RequestId,
     pub(super) request: ReadKind,
+    /// Checked again when the read is served: a permission revoked before then is refused.
+    pub(super) caller: Caller,
     pub(super) deadline_ms: u64,
     /// The ReadIndex round the read joined (its context), 0 before it joined one.
     pub(super) round: u64,
@@ -29,11 +31,11 @@ pub(super) fn txn_is_serializable(t: &TxnRequest) -> bool {
 }
 
 impl Core {
-    pub(super) fn add_read(&mut self, id: RequestId, request: ReadKind) {
+    pub(super) fn add_read(&mut self, id: RequestId, request: ReadKind, caller: Caller) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let deadline_ms = self.now_ms + self.config.request_timeout_ms;
-        self.reads.insert(seq, PendingRead { id, request, deadline_ms, round: 0, index: None });
+        self.reads.insert(seq, PendingRead { id, request, caller, deadline_ms, round: 0, index: None });
     }
 
     pub(super) fn start_read_round(&mut self) {
@@ -87,15 +89,28 @@ impl Core {
             .collect();
         for seq in ready {
             let r = self.reads.remove(&seq).expect("listed above");
-            let body = match &r.request {
-                ReadKind::Range(req) => self.sm.read_range(req),
-                ReadKind::Txn(req) => self.sm.read_txn(req),
-                ReadKind::V2Get(g) => {
-                    self.sm.v2().get(&g.path, g.recursive, g.sorted).map(|e| ResponseBody::V2(Some(e)))
-                }
-            };
+            // A permission revoked since the read came is refused.
+            let body = self.check_read(&r.caller, &r.request).and_then(|()| self.serve(&r.request));
             let result = body.map(|b| self.response(self.sm.mvcc().current_revision(), b));
             self.respond(r.id, result);
+        }
+    }
+
+    fn check_read(&self, caller: &Caller, request: &ReadKind) -> Result<()> {
+        self.check_needs(caller, |needs| match request {
+            ReadKind::Range(r) => needs.push(Access::Read { key: &r.key, range_end: &r.range_end }),
+            ReadKind::Txn(t) => crate::auth::txn_accesses(t, needs),
+            ReadKind::V2Get(_) => needs.push(Access::Admin),
+        })
+    }
+
+    fn serve(&mut self, request: &ReadKind) -> Result<ResponseBody> {
+        match request {
+            ReadKind::Range(req) => self.sm.read_range(req),
+            ReadKind::Txn(req) => self.sm.read_txn(req),
+            ReadKind::V2Get(g) => {
+                self.sm.v2().get(&g.path, g.recursive, g.sorted).map(|e| ResponseBody::V2(Some(e)))
+            }
         }
     }
 }

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use cairn_core::auth::AuthInfo;
 use cairn_core::eraftpb::{ConfState, Entry, HardState, Message, Snapshot};
 use cairn_core::kv::{Event, KeyValue, PutRequest, RangeRequest};
 use cairn_core::{
@@ -304,9 +305,19 @@ impl Cluster {
     }
 
     pub fn submit(&mut self, id: u64, req: Request) -> RequestId {
+        self.submit_as(id, req, None)
+    }
+
+    /// `request` from a client with credentials (see `cairn_core::auth`).
+    pub fn request_as(&mut self, id: u64, req: Request, who: Option<AuthInfo>) -> Result<Response, Error> {
+        let rid = self.submit_as(id, req, who);
+        self.wait(rid)
+    }
+
+    pub fn submit_as(&mut self, id: u64, req: Request, who: Option<AuthInfo>) -> RequestId {
         let rid = self.next_request;
         self.next_request += 1;
-        self.core_mut(id).submit(rid, req);
+        self.core_mut(id).submit_with_auth(rid, req, who);
         self.stabilize();
         rid
     }
