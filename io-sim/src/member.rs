@@ -286,11 +286,11 @@ pub async fn run(env: Arc<MemberEnv>) {
                     }
                 }
                 Some((Wire::Forward(f), _)) => pipeline.core_mut().receive_forward(f),
-                Some((Wire::Request { id, request }, from)) => {
+                Some((Wire::Request { id, request, who }, from)) => {
                     let rid = next_request;
                     next_request += 1;
                     requests.insert(rid, (from, id));
-                    pipeline.core_mut().submit(rid, request);
+                    pipeline.core_mut().submit_with_auth(rid, request, who);
                 }
                 Some((Wire::Watch { watch, key, range_end, start_revision }, from)) => {
                     let wid = next_watch;

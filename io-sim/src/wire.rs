@@ -20,10 +20,12 @@ pub enum Wire {
     /// change that added it), as the real peer port answers a join query.
     DirectoryQuery,
     Directory(Vec<(u64, Vec<String>)>),
-    /// Client to member: `id` is the client's own, echoed in the reply.
+    /// Client to member: `id` is the client's own, echoed in the reply; `who` the user the
+    /// client acts as (as a real front end would have verified its token).
     Request {
         id: u64,
         request: Request,
+        who: Option<cairn_core::auth::AuthInfo>,
     },
     Reply {
         id: u64,

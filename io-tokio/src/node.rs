@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cairn_core::auth::{AuthInfo, AuthStore};
 use cairn_core::kv::Event;
 use cairn_core::v2::{V2Event, V2WatchId};
 use cairn_core::{
@@ -76,6 +77,8 @@ pub struct NodeStatus {
     pub v2_index: u64,
     /// v2 keys expired so far.
     pub v2_expired: u64,
+    /// The auth store, as applied here (replaced when its revision moves).
+    pub auth: Arc<AuthStore>,
 }
 
 /// A watch's stream of updates, in order. The stream ends if the member drops the watcher
@@ -125,10 +128,12 @@ enum Input {
     },
     Submit {
         request: Request,
+        who: Option<AuthInfo>,
         reply: oneshot::Sender<Result<Response, Error>>,
     },
     Watch {
         req: WatchRequest,
+        who: Option<AuthInfo>,
         reply: oneshot::Sender<Result<OpenedWatch, Error>>,
     },
     CancelWatch {
@@ -151,18 +156,28 @@ fn stopped() -> Error {
 }
 
 impl NodeHandle {
-    /// Sends a request through the member and waits for its answer.
+    /// Sends a request through the member and waits for its answer (a client without
+    /// credentials: see `request_as`).
     pub async fn request(&self, request: Request) -> Result<Response, Error> {
+        self.request_as(None, request).await
+    }
+
+    /// `request` for `who`, as the front end verified their token or certificate.
+    pub async fn request_as(&self, who: Option<AuthInfo>, request: Request) -> Result<Response, Error> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Input::Submit { request, reply }).await.map_err(|_| stopped())?;
+        self.tx.send(Input::Submit { request, who, reply }).await.map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
 
-    /// Opens a watch: returns its id, the history it is owed already, and the stream of what
-    /// follows.
-    pub async fn watch(&self, req: WatchRequest) -> Result<(WatchId, Vec<Event>, WatchStream), Error> {
+    /// Opens a watch for `who`: returns its id, the history it is owed already, and the stream
+    /// of what follows.
+    pub async fn watch(
+        &self,
+        who: Option<AuthInfo>,
+        req: WatchRequest,
+    ) -> Result<(WatchId, Vec<Event>, WatchStream), Error> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Input::Watch { req, reply }).await.map_err(|_| stopped())?;
+        self.tx.send(Input::Watch { req, who, reply }).await.map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
 
@@ -521,8 +536,13 @@ fn publish_status(core: &Core, status: &watch::Sender<NodeStatus>) {
         store_bytes: st.mvcc().bytes(),
         v2_index: st.v2().index(),
         v2_expired: st.v2().expired_count(),
+        auth: Arc::default(),
     };
     status.send_if_modified(|s| {
+        if s.auth.revision() != st.auth().revision() {
+            s.auth = Arc::new(st.auth().clone());
+        }
+        let fresh = NodeStatus { auth: s.auth.clone(), ..fresh };
         if &s.members != st.members() || &s.alarms != st.alarms() {
             // The voters are the members that are not learners: the member list and Raft's
             // configuration change together.
@@ -587,16 +607,16 @@ impl LoopState {
                 self.v2_watchers.remove(&id);
                 core.cancel_v2_watch(id);
             }
-            Input::Submit { request, reply } => {
+            Input::Submit { request, who, reply } => {
                 let id = self.next_request;
                 self.next_request += 1;
                 self.pending.insert(id, reply);
-                core.submit(id, request);
+                core.submit_with_auth(id, request, who);
             }
-            Input::Watch { req, reply } => {
+            Input::Watch { req, who, reply } => {
                 let id = self.next_watch;
                 self.next_watch += 1;
-                let result = core.watch(id, req).map(|history| {
+                let result = core.watch_with_auth(id, req, who).map(|history| {
                     let (wtx, wrx) = mpsc::channel(WATCH_BUFFER_MAX);
                     self.watchers.insert(id, wtx);
                     (id, history, wrx)

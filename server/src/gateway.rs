@@ -41,9 +41,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::{Body, BodyDataStream, Bytes};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{post, MethodRouter};
+use axum::Extension;
 use axum::Router;
 use futures::{Stream, StreamExt};
 use prost::Message;
@@ -54,10 +55,13 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status, Streaming};
 
+use crate::credentials::ClientCommonName;
+use crate::grpc::auth::AuthService;
 use crate::grpc::cluster::ClusterService;
 use crate::grpc::kv::KvService;
 use crate::grpc::lease::LeaseService;
 use crate::grpc::maintenance::MaintenanceService;
+use crate::grpc::pb::etcdserverpb::auth_server::Auth as _;
 use crate::grpc::pb::etcdserverpb::cluster_server::Cluster as _;
 use crate::grpc::pb::etcdserverpb::kv_server::Kv as _;
 use crate::grpc::pb::etcdserverpb::lease_server::Lease as _;
@@ -77,6 +81,7 @@ struct Services {
     lease: LeaseService,
     cluster: ClusterService,
     maintenance: MaintenanceService,
+    auth: AuthService,
     limits: Limits,
 }
 
@@ -93,14 +98,39 @@ struct Limits {
     json_bytes_max: usize,
 }
 
+/// A gRPC request for `msg` with the caller's credentials: the token from the `Authorization`
+/// header (as etcd's gateway passes it on), and the client certificate's name.
+fn grpc_request<T>(
+    msg: T,
+    headers: &HeaderMap,
+    cn: Option<Extension<ClientCommonName>>,
+) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    let token = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if let Some(value) = token.and_then(|t| t.parse().ok()) {
+        req.metadata_mut().insert("authorization", value);
+    }
+    if let Some(Extension(cn)) = cn {
+        req.extensions_mut().insert(cn);
+    }
+    req
+}
+
 /// A unary call: one JSON request, one JSON answer.
 macro_rules! unary {
     ($s:ident, $service:ident . $method:ident) => {{
         let s = Arc::clone(&$s);
-        with_preflight(post(move |body: Body| async move {
-            let limits = s.limits;
-            unary(body, limits, |req| async move { s.$service.$method(tonic::Request::new(req)).await }).await
-        }))
+        with_preflight(post(
+            move |headers: HeaderMap, cn: Option<Extension<ClientCommonName>>, body: Body| async move {
+                let limits = s.limits;
+                unary(
+                    body,
+                    limits,
+                    |req| async move { s.$service.$method(grpc_request(req, &headers, cn)).await },
+                )
+                .await
+            },
+        ))
     }};
 }
 
@@ -108,15 +138,15 @@ macro_rules! unary {
 macro_rules! server_streaming {
     ($s:ident, $service:ident . $method:ident) => {{
         let s = Arc::clone(&$s);
-        with_preflight(post(move |body: Body| async move {
-            let limits = s.limits;
-            server_streaming(
-                body,
-                limits,
-                |req| async move { s.$service.$method(tonic::Request::new(req)).await },
-            )
-            .await
-        }))
+        with_preflight(post(
+            move |headers: HeaderMap, cn: Option<Extension<ClientCommonName>>, body: Body| async move {
+                let limits = s.limits;
+                server_streaming(body, limits, |req| async move {
+                    s.$service.$method(grpc_request(req, &headers, cn)).await
+                })
+                .await
+            },
+        ))
     }};
 }
 
@@ -124,15 +154,15 @@ macro_rules! server_streaming {
 macro_rules! bidi {
     ($s:ident, $service:ident . $method:ident) => {{
         let s = Arc::clone(&$s);
-        with_preflight(post(move |body: Body| async move {
-            let limits = s.limits;
-            bidi(
-                body,
-                limits,
-                |inbound| async move { s.$service.$method(tonic::Request::new(inbound)).await },
-            )
-            .await
-        }))
+        with_preflight(post(
+            move |headers: HeaderMap, cn: Option<Extension<ClientCommonName>>, body: Body| async move {
+                let limits = s.limits;
+                bidi(body, limits, |inbound| async move {
+                    s.$service.$method(grpc_request(inbound, &headers, cn)).await
+                })
+                .await
+            },
+        ))
     }};
 }
 
@@ -150,7 +180,8 @@ fn router(ctx: Ctx) -> Router {
         watch: WatchService::new(ctx.clone(), PROGRESS_NOTIFY_INTERVAL),
         lease: LeaseService::new(ctx.clone()),
         cluster: ClusterService::new(ctx.clone()),
-        maintenance: MaintenanceService::new(ctx),
+        maintenance: MaintenanceService::new(ctx.clone()),
+        auth: AuthService::new(ctx),
         limits: Limits { message_bytes_max, json_bytes_max: message_bytes_max.saturating_mul(2) },
     });
 
@@ -182,6 +213,22 @@ fn router(ctx: Ctx) -> Router {
         .route("/maintenance/hash", unary!(s, maintenance.hash))
         .route("/maintenance/snapshot", server_streaming!(s, maintenance.snapshot))
         .route("/maintenance/transfer-leadership", unary!(s, maintenance.move_leader))
+        .route("/auth/enable", unary!(s, auth.auth_enable))
+        .route("/auth/disable", unary!(s, auth.auth_disable))
+        .route("/auth/authenticate", unary!(s, auth.authenticate))
+        .route("/auth/user/add", unary!(s, auth.user_add))
+        .route("/auth/user/get", unary!(s, auth.user_get))
+        .route("/auth/user/list", unary!(s, auth.user_list))
+        .route("/auth/user/delete", unary!(s, auth.user_delete))
+        .route("/auth/user/changepw", unary!(s, auth.user_change_password))
+        .route("/auth/user/grant", unary!(s, auth.user_grant_role))
+        .route("/auth/user/revoke", unary!(s, auth.user_revoke_role))
+        .route("/auth/role/add", unary!(s, auth.role_add))
+        .route("/auth/role/get", unary!(s, auth.role_get))
+        .route("/auth/role/list", unary!(s, auth.role_list))
+        .route("/auth/role/delete", unary!(s, auth.role_delete))
+        .route("/auth/role/grant", unary!(s, auth.role_grant_permission))
+        .route("/auth/role/revoke", unary!(s, auth.role_revoke_permission))
         // The client port's other fallback is tonic's, which answers gRPC's UNIMPLEMENTED
         // with HTTP 200.
         .fallback(|| async { plain_text(StatusCode::NOT_FOUND) });

@@ -53,6 +53,8 @@ pub struct ServerInfo {
     pub max_request_bytes: usize,
     /// The member's data directory, whose size Status reports; `None` where there is none.
     pub data_dir: Option<std::path::PathBuf>,
+    /// Password hashing and token lifetime.
+    pub auth: crate::credentials::AuthSettings,
 }
 
 /// Cairn's own version.

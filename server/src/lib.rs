@@ -11,6 +11,7 @@
 pub mod authority;
 pub mod backup;
 pub mod cors;
+pub mod credentials;
 pub mod gateway;
 pub mod grpc;
 pub mod info;

@@ -137,6 +137,16 @@ struct Flags {
     /// Peers connecting must present a certificate signed by --peer-trusted-ca-file.
     #[arg(long, env = "CAIRN_PEER_CLIENT_CERT_AUTH")]
     peer_client_cert_auth: bool,
+    /// Token type for Authenticate: `simple` (etcd's default). Cairn's tokens are signed, so
+    /// every member accepts every member's; `jwt` is not offered.
+    #[arg(long, env = "CAIRN_AUTH_TOKEN", default_value = "simple", value_parser = ["simple"])]
+    auth_token: String,
+    /// Seconds a token from Authenticate stays valid.
+    #[arg(long, env = "CAIRN_AUTH_TOKEN_TTL", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    auth_token_ttl: u64,
+    /// bcrypt cost for password hashes (4 to 31; etcd's default 10).
+    #[arg(long, env = "CAIRN_BCRYPT_COST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
+    bcrypt_cost: u32,
     /// Extra URLs serving only /metrics and /health (comma-separated), as etcd's; the client
     /// URLs serve /metrics too.
     #[arg(long, env = "CAIRN_LISTEN_METRICS_URLS", default_value = "")]
@@ -540,6 +550,10 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
         etcd_version: ETCD_VERSION.to_string(),
         max_request_bytes: flags.max_request_bytes,
         data_dir: Some(flags.data_dir.clone()),
+        auth: cairn_server::credentials::AuthSettings {
+            bcrypt_cost: flags.bcrypt_cost,
+            token_ttl: std::time::Duration::from_secs(flags.auth_token_ttl),
+        },
     });
     // Tell the cluster this member's name and client URLs, through the log (etcd's "publish"),
     // so every member's MemberList shows them. Retried until it commits.

@@ -20,6 +20,7 @@ use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
 
 use crate::authority::{ClientListener, FixAuthority};
+use crate::credentials::ClientCommonName;
 
 /// Bytes a client may send on one HTTP/2 stream ahead of the member reading them.
 pub const STREAM_WINDOW_BYTES: u32 = 64 * 1024;
@@ -93,19 +94,29 @@ pub async fn serve(
             accepted = listener.accept_counted() => accepted,
             _ = &mut shutdown => break,
         };
-        let service = TowerToHyperService::new(router.clone());
         let (builder, watcher, errors) = (builder.clone(), graceful.watcher(), errors.clone());
         match &tls {
             None => {
+                let service = with_identity(router.clone(), None);
                 tokio::spawn(run(builder, FixAuthority::with_slot(tcp, slot), service, watcher, errors));
             }
             Some(acceptor) => {
-                let (acceptor, refused) = (acceptor.clone(), refused.clone());
+                let (acceptor, refused, router) = (acceptor.clone(), refused.clone(), router.clone());
                 tokio::spawn(async move {
                     // The handshake runs in the connection's own task: a slow client holds up
                     // only itself.
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
+                            // Verified by the handshake (with --client-cert-auth): the user, for
+                            // requests without a token (see `credentials`).
+                            let cn = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|certs| certs.first())
+                                .and_then(|cert| crate::credentials::common_name(cert))
+                                .map(ClientCommonName);
+                            let service = with_identity(router, cn);
                             run(builder, FixAuthority::with_slot(stream, slot), service, watcher, errors)
                                 .await
                         }
@@ -121,15 +132,45 @@ pub async fn serve(
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
 }
 
+type Request = axum::http::Request<hyper::body::Incoming>;
+
+/// The router, with each request carrying the connection's client certificate name.
+fn with_identity(
+    router: axum::Router,
+    cn: Option<ClientCommonName>,
+) -> TowerToHyperService<
+    impl tower::Service<
+            Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static,
+> {
+    use tower::ServiceExt;
+    TowerToHyperService::new(router.map_request(move |mut req: Request| {
+        if let Some(cn) = &cn {
+            req.extensions_mut().insert(cn.clone());
+        }
+        req
+    }))
+}
+
 /// One client connection, to its end.
-async fn run<I>(
+async fn run<I, S>(
     builder: Builder<TokioExecutor>,
     io: I,
-    service: TowerToHyperService<axum::Router>,
+    service: TowerToHyperService<S>,
     watcher: hyper_util::server::graceful::Watcher,
     errors: Arc<ErrorLog>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<Request, Response = axum::response::Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
 {
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
     // A connection ending in an error is mostly the client's business (it went away, or sent

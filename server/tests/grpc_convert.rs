@@ -111,6 +111,7 @@ fn info() -> ServerInfo {
         etcd_version: "3.4.0".into(),
         max_request_bytes: 1536 * 1024,
         data_dir: None,
+        auth: Default::default(),
     }
 }
 

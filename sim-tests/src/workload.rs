@@ -76,7 +76,7 @@ impl ClientCtx {
 
 /// Sends one request and waits for its answer; None when none came in time.
 async fn call(ep: &Endpoint, to: SocketAddr, id: u64, request: Request) -> Option<Result<Response, Error>> {
-    let _ = ep.send_to_raw(to, TAG, Box::new(Wire::Request { id, request })).await;
+    let _ = ep.send_to_raw(to, TAG, Box::new(Wire::Request { id, request, who: None })).await;
     let deadline = Instant::now() + Duration::from_millis(CLIENT_TIMEOUT_MS);
     loop {
         futures::select_biased! {

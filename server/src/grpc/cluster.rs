@@ -23,9 +23,10 @@ impl ClusterService {
     /// the header.
     async fn change(
         &self,
+        who: Option<cairn_core::auth::AuthInfo>,
         request: Request,
     ) -> Result<(Option<pb::Member>, Vec<pb::Member>, Option<pb::ResponseHeader>), Status> {
-        let r = self.ctx.request(request).await?;
+        let r = self.ctx.request(who, request).await?;
         match r.body {
             ResponseBody::Members { member, members } => Ok((
                 member.as_ref().map(|m| member_to_pb(&MemberInfo::from(m))),
@@ -62,10 +63,11 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         req: GrpcRequest<pb::MemberAddRequest>,
     ) -> Result<GrpcResponse<pb::MemberAddResponse>, Status> {
+        let who = self.ctx.who(&req)?;
         let req = req.into_inner();
         check_peer_urls(&req.peer_ur_ls)?;
         let request = Request::MemberAdd { id: 0, peer_urls: req.peer_ur_ls, learner: req.is_learner };
-        let (member, members, header) = self.change(request).await?;
+        let (member, members, header) = self.change(who, request).await?;
         Ok(GrpcResponse::new(pb::MemberAddResponse { header, member, members }))
     }
 
@@ -73,7 +75,9 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         req: GrpcRequest<pb::MemberRemoveRequest>,
     ) -> Result<GrpcResponse<pb::MemberRemoveResponse>, Status> {
-        let (_, members, header) = self.change(Request::MemberRemove { id: req.into_inner().id }).await?;
+        let who = self.ctx.who(&req)?;
+        let (_, members, header) =
+            self.change(who, Request::MemberRemove { id: req.into_inner().id }).await?;
         Ok(GrpcResponse::new(pb::MemberRemoveResponse { header, members }))
     }
 
@@ -81,10 +85,11 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         req: GrpcRequest<pb::MemberUpdateRequest>,
     ) -> Result<GrpcResponse<pb::MemberUpdateResponse>, Status> {
+        let who = self.ctx.who(&req)?;
         let req = req.into_inner();
         check_peer_urls(&req.peer_ur_ls)?;
         let request = Request::MemberUpdate { id: req.id, peer_urls: req.peer_ur_ls };
-        let (_, members, header) = self.change(request).await?;
+        let (_, members, header) = self.change(who, request).await?;
         Ok(GrpcResponse::new(pb::MemberUpdateResponse { header, members }))
     }
 
@@ -103,7 +108,9 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         req: GrpcRequest<pb::MemberPromoteRequest>,
     ) -> Result<GrpcResponse<pb::MemberPromoteResponse>, Status> {
-        let (_, members, header) = self.change(Request::MemberPromote { id: req.into_inner().id }).await?;
+        let who = self.ctx.who(&req)?;
+        let (_, members, header) =
+            self.change(who, Request::MemberPromote { id: req.into_inner().id }).await?;
         Ok(GrpcResponse::new(pb::MemberPromoteResponse { header, members }))
     }
 }

@@ -103,6 +103,27 @@ pub fn code(e: &Error) -> Code {
         | Error::LeaderTransferTimedOut
         | Error::MembershipChangePending
         | Error::MemberRemoved => Code::Unavailable,
+        // rpctypes: ErrGRPCUserEmpty, ErrGRPCRoleEmpty, ErrGRPCAuthFailed, ErrGRPCAuthOldRevision.
+        Error::UserEmpty | Error::RoleEmpty | Error::AuthFailed | Error::AuthOldRevision => {
+            Code::InvalidArgument
+        }
+        // rpctypes: ErrGRPCPermissionDenied, ErrGRPCInvalidAuthToken.
+        Error::PermissionDenied => Code::PermissionDenied,
+        Error::InvalidAuthToken => Code::Unauthenticated,
+        // rpctypes: ErrGRPCRootUserNotExist, ErrGRPCRootRoleNotExist, ErrGRPCUserAlreadyExist,
+        // ErrGRPCUserNotFound, ErrGRPCRoleAlreadyExist, ErrGRPCRoleNotFound,
+        // ErrGRPCRoleNotGranted, ErrGRPCPermissionNotGranted, ErrGRPCAuthNotEnabled,
+        // ErrGRPCInvalidAuthMgmt.
+        Error::RootUserNotExist
+        | Error::RootRoleNotExist
+        | Error::UserAlreadyExists
+        | Error::UserNotFound
+        | Error::RoleAlreadyExists
+        | Error::RoleNotFound
+        | Error::RoleNotGranted
+        | Error::PermissionNotGranted
+        | Error::AuthNotEnabled
+        | Error::InvalidAuthManagement => Code::FailedPrecondition,
         // Variants added to the core later: a safe default until they are mapped here.
         _ => Code::Unknown,
     }

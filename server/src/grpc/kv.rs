@@ -24,8 +24,9 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: GrpcRequest<pb::RangeRequest>,
     ) -> Result<GrpcResponse<pb::RangeResponse>, Status> {
+        let who = self.ctx.who(&req)?;
         let r = convert::range_request_from_pb(req.into_inner())?;
-        let resp = self.ctx.request(Request::Range(r)).await?;
+        let resp = self.ctx.request(who, Request::Range(r)).await?;
         match resp.body {
             ResponseBody::Range(r) => {
                 Ok(GrpcResponse::new(convert::range_response_to_pb(r, self.ctx.header(Some(resp.header)))))
@@ -35,8 +36,9 @@ impl pb::kv_server::Kv for KvService {
     }
 
     async fn put(&self, req: GrpcRequest<pb::PutRequest>) -> Result<GrpcResponse<pb::PutResponse>, Status> {
+        let who = self.ctx.who(&req)?;
         let p = convert::put_request_from_pb(req.into_inner());
-        let resp = self.ctx.request(Request::Put(p)).await?;
+        let resp = self.ctx.request(who, Request::Put(p)).await?;
         match resp.body {
             ResponseBody::Put(p) => {
                 Ok(GrpcResponse::new(convert::put_response_to_pb(p, self.ctx.header(Some(resp.header)))))
@@ -49,8 +51,9 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: GrpcRequest<pb::DeleteRangeRequest>,
     ) -> Result<GrpcResponse<pb::DeleteRangeResponse>, Status> {
+        let who = self.ctx.who(&req)?;
         let d = convert::delete_request_from_pb(req.into_inner());
-        let resp = self.ctx.request(Request::DeleteRange(d)).await?;
+        let resp = self.ctx.request(who, Request::DeleteRange(d)).await?;
         match resp.body {
             ResponseBody::DeleteRange(d) => {
                 Ok(GrpcResponse::new(convert::delete_response_to_pb(d, self.ctx.header(Some(resp.header)))))
@@ -60,8 +63,9 @@ impl pb::kv_server::Kv for KvService {
     }
 
     async fn txn(&self, req: GrpcRequest<pb::TxnRequest>) -> Result<GrpcResponse<pb::TxnResponse>, Status> {
+        let who = self.ctx.who(&req)?;
         let t = convert::txn_request_from_pb(req.into_inner())?;
-        let resp = self.ctx.request(Request::Txn(t)).await?;
+        let resp = self.ctx.request(who, Request::Txn(t)).await?;
         match resp.body {
             ResponseBody::Txn(t) => {
                 Ok(GrpcResponse::new(convert::txn_response_to_pb(t, self.ctx.header(Some(resp.header)))))
@@ -74,8 +78,9 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: GrpcRequest<pb::CompactionRequest>,
     ) -> Result<GrpcResponse<pb::CompactionResponse>, Status> {
+        let who = self.ctx.who(&req)?;
         let c = convert::compaction_request_from_pb(req.into_inner());
-        let resp = self.ctx.request(Request::Compact(c)).await?;
+        let resp = self.ctx.request(who, Request::Compact(c)).await?;
         match resp.body {
             ResponseBody::Compact => {
                 Ok(GrpcResponse::new(pb::CompactionResponse { header: self.ctx.header(Some(resp.header)) }))

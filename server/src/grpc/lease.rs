@@ -43,8 +43,9 @@ impl pb::lease_server::Lease for LeaseService {
         &self,
         req: GrpcRequest<pb::LeaseGrantRequest>,
     ) -> Result<GrpcResponse<pb::LeaseGrantResponse>, Status> {
+        let who = self.ctx.who(&req)?;
         let req = req.into_inner();
-        let resp = self.ctx.request(Request::LeaseGrant { id: req.id, ttl_secs: req.ttl }).await?;
+        let resp = self.ctx.request(who, Request::LeaseGrant { id: req.id, ttl_secs: req.ttl }).await?;
         match resp.body {
             ResponseBody::LeaseGrant { id, ttl_secs } => Ok(GrpcResponse::new(pb::LeaseGrantResponse {
                 header: self.ctx.header(Some(resp.header)),
@@ -60,7 +61,8 @@ impl pb::lease_server::Lease for LeaseService {
         &self,
         req: GrpcRequest<pb::LeaseRevokeRequest>,
     ) -> Result<GrpcResponse<pb::LeaseRevokeResponse>, Status> {
-        let resp = self.ctx.request(Request::LeaseRevoke { id: req.into_inner().id }).await?;
+        let who = self.ctx.who(&req)?;
+        let resp = self.ctx.request(who, Request::LeaseRevoke { id: req.into_inner().id }).await?;
         match resp.body {
             ResponseBody::LeaseRevoke => {
                 Ok(GrpcResponse::new(pb::LeaseRevokeResponse { header: self.ctx.header(Some(resp.header)) }))
@@ -75,9 +77,10 @@ impl pb::lease_server::Lease for LeaseService {
         &self,
         req: GrpcRequest<Streaming<pb::LeaseKeepAliveRequest>>,
     ) -> Result<GrpcResponse<Self::LeaseKeepAliveStream>, Status> {
+        let who = self.ctx.who(&req)?;
         let inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(KEEP_ALIVE_QUEUED_MAX);
-        tokio::spawn(keep_alive(self.ctx.clone(), inbound, tx));
+        tokio::spawn(keep_alive(self.ctx.clone(), who, inbound, tx));
         Ok(GrpcResponse::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -85,8 +88,9 @@ impl pb::lease_server::Lease for LeaseService {
         &self,
         req: GrpcRequest<pb::LeaseTimeToLiveRequest>,
     ) -> Result<GrpcResponse<pb::LeaseTimeToLiveResponse>, Status> {
+        let who = self.ctx.who(&req)?;
         let req = req.into_inner();
-        match self.ctx.node.request(Request::LeaseTimeToLive { id: req.id, keys: req.keys }).await {
+        match self.ctx.node.request_as(who, Request::LeaseTimeToLive { id: req.id, keys: req.keys }).await {
             Ok(resp) => match resp.body {
                 ResponseBody::LeaseTimeToLive { id, ttl_secs, granted_ttl_secs, keys } => {
                     Ok(GrpcResponse::new(pb::LeaseTimeToLiveResponse {
@@ -113,9 +117,9 @@ impl pb::lease_server::Lease for LeaseService {
 
     async fn lease_leases(
         &self,
-        _req: GrpcRequest<pb::LeaseLeasesRequest>,
+        req: GrpcRequest<pb::LeaseLeasesRequest>,
     ) -> Result<GrpcResponse<pb::LeaseLeasesResponse>, Status> {
-        let resp = self.ctx.request(Request::LeaseLeases).await?;
+        let resp = self.ctx.request(self.ctx.who(&req)?, Request::LeaseLeases).await?;
         match resp.body {
             ResponseBody::LeaseLeases { ids } => Ok(GrpcResponse::new(pb::LeaseLeasesResponse {
                 header: self.ctx.header(Some(resp.header)),
@@ -130,6 +134,7 @@ impl pb::lease_server::Lease for LeaseService {
 /// its side, goes away, or a renewal fails for a reason other than an unknown lease.
 async fn keep_alive(
     ctx: Ctx,
+    who: Option<cairn_core::auth::AuthInfo>,
     mut inbound: Streaming<pb::LeaseKeepAliveRequest>,
     out: mpsc::Sender<Result<pb::LeaseKeepAliveResponse, Status>>,
 ) {
@@ -145,7 +150,7 @@ async fn keep_alive(
         // The header is taken before the renewal, as etcd does, so its revision is never
         // past the point where the lease was known to be alive.
         let header = ctx.header(None);
-        let answer = match ctx.node.request(Request::LeaseKeepAlive { id: req.id }).await {
+        let answer = match ctx.node.request_as(who.clone(), Request::LeaseKeepAlive { id: req.id }).await {
             Ok(resp) => match resp.body {
                 ResponseBody::LeaseKeepAlive { id, ttl_secs } => {
                     Ok(pb::LeaseKeepAliveResponse { header, id, ttl: ttl_secs })

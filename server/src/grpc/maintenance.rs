@@ -29,6 +29,7 @@ use super::error::unexpected;
 use super::pb::etcdserverpb as pb;
 use super::Ctx;
 use crate::kv_hash::KvHash;
+use cairn_core::auth::AuthInfo;
 
 /// Keys read per page while hashing, bounding the memory one hash request holds.
 const HASH_PAGE_KEYS: i64 = 1000;
@@ -47,7 +48,7 @@ impl MaintenanceService {
 
     /// Hashes the key-value pairs live at `revision` (0: the current one), read from this
     /// member's own state a page at a time. Returns the hash and the revision hashed.
-    async fn hash_store(&self, revision: i64) -> Result<(u32, i64), Status> {
+    async fn hash_store(&self, who: Option<AuthInfo>, revision: i64) -> Result<(u32, i64), Status> {
         let mut hash = KvHash::new();
         let mut req = RangeRequest {
             key: Bytes::from_static(&[0]),
@@ -60,7 +61,7 @@ impl MaintenanceService {
             ..Default::default()
         };
         loop {
-            let resp = self.ctx.request(Request::Range(req.clone())).await?;
+            let resp = self.ctx.request(who.clone(), Request::Range(req.clone())).await?;
             let page = match resp.body {
                 ResponseBody::Range(r) => r,
                 other => return Err(unexpected("range", &other)),
@@ -92,6 +93,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
     ) -> Result<GrpcResponse<pb::AlarmResponse>, Status> {
         use cairn_core::alarm::{AlarmAction as Action, AlarmKind};
         use pb::alarm_request::AlarmAction;
+        let who = self.ctx.who(&req)?;
         let req = req.into_inner();
         let action = match AlarmAction::try_from(req.action) {
             Ok(AlarmAction::Get) => Action::Get,
@@ -105,7 +107,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
             Ok(pb::AlarmType::Corrupt) => Some(AlarmKind::Corrupt),
             Err(e) => return Err(Status::invalid_argument(format!("etcdserver: unknown alarm type: {e}"))),
         };
-        let r = self.ctx.request(Request::Alarm { action, member: req.member_id, kind }).await?;
+        let r = self.ctx.request(who, Request::Alarm { action, member: req.member_id, kind }).await?;
         let ResponseBody::Alarms(alarms) = r.body else {
             return Err(unexpected("alarm", &r.body));
         };
@@ -158,17 +160,19 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _req: GrpcRequest<pb::DefragmentRequest>,
+        req: GrpcRequest<pb::DefragmentRequest>,
     ) -> Result<GrpcResponse<pb::DefragmentResponse>, Status> {
+        self.ctx.require_root(&req)?;
         // etcd's defragment answer has no header.
         Ok(GrpcResponse::new(pb::DefragmentResponse { header: None }))
     }
 
     async fn hash(
         &self,
-        _req: GrpcRequest<pb::HashRequest>,
+        req: GrpcRequest<pb::HashRequest>,
     ) -> Result<GrpcResponse<pb::HashResponse>, Status> {
-        let (hash, revision) = self.hash_store(0).await?;
+        self.ctx.require_root(&req)?;
+        let (hash, revision) = self.hash_store(self.ctx.who(&req)?, 0).await?;
         let mut header = self.ctx.header(None);
         if let Some(h) = header.as_mut() {
             h.revision = revision;
@@ -180,6 +184,8 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         &self,
         req: GrpcRequest<pb::HashKvRequest>,
     ) -> Result<GrpcResponse<pb::HashKvResponse>, Status> {
+        self.ctx.require_root(&req)?;
+        let who = self.ctx.who(&req)?;
         let requested = req.into_inner().revision;
         // etcd refuses to hash at the compacted revision too (its history below the revision's
         // keys is gone), though a range there is served.
@@ -187,7 +193,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         if requested > 0 && requested <= compacted_revision {
             return Err(super::error::status(&cairn_core::Error::Compacted { compacted_revision }));
         }
-        let (hash, revision) = self.hash_store(requested).await?;
+        let (hash, revision) = self.hash_store(who, requested).await?;
         let st = self.ctx.node.status();
         let mut header = super::convert::header(&self.ctx.info, &st, None);
         header.revision = revision;
@@ -202,9 +208,9 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
 
     async fn snapshot(
         &self,
-        _req: GrpcRequest<pb::SnapshotRequest>,
+        req: GrpcRequest<pb::SnapshotRequest>,
     ) -> Result<GrpcResponse<Self::SnapshotStream>, Status> {
-        let r = self.ctx.request(Request::Backup).await?;
+        let r = self.ctx.request(self.ctx.who(&req)?, Request::Backup).await?;
         let ResponseBody::Backup { data, index, term, revision } = r.body else {
             return Err(unexpected("backup", &r.body));
         };
@@ -234,8 +240,9 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         &self,
         req: GrpcRequest<pb::MoveLeaderRequest>,
     ) -> Result<GrpcResponse<pb::MoveLeaderResponse>, Status> {
+        let who = self.ctx.who(&req)?;
         let to = req.into_inner().target_id;
-        let r = self.ctx.request(cairn_core::Request::MoveLeader { to }).await?;
+        let r = self.ctx.request(who, cairn_core::Request::MoveLeader { to }).await?;
         Ok(GrpcResponse::new(pb::MoveLeaderResponse { header: self.ctx.header(Some(r.header)) }))
     }
 }

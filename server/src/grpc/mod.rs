@@ -12,7 +12,9 @@ use cairn_core::{Header, Request, Response};
 use cairn_io_tokio::NodeHandle;
 use tonic::Status;
 
+use crate::credentials::{self, ClientCommonName};
 use crate::info::ServerInfo;
+use cairn_core::auth::AuthInfo;
 
 pub mod convert;
 pub mod error;
@@ -174,8 +176,32 @@ impl Ctx {
         self.node.with_status(|st| crate::info::members(&self.info, st))
     }
 
-    /// Sends a request through the member; a failure becomes etcd's status for it.
-    pub(crate) async fn request(&self, request: Request) -> Result<Response, Status> {
-        self.node.request(request).await.map_err(|e| error::status(&e))
+    /// Sends a request through the member for `who` (see `who`); a failure becomes etcd's
+    /// status for it.
+    pub(crate) async fn request(&self, who: Option<AuthInfo>, request: Request) -> Result<Response, Status> {
+        self.node.request_as(who, request).await.map_err(|e| error::status(&e))
+    }
+
+    /// Who sent `req`: its token (metadata `token`, as etcd's clients send it, or
+    /// `authorization`, as the JSON gateway passes it on), else its client certificate's Common
+    /// Name, else nobody (see `credentials`). A bad or expired token is refused here.
+    pub(crate) fn who<T>(&self, req: &tonic::Request<T>) -> Result<Option<AuthInfo>, Status> {
+        let md = req.metadata();
+        let token = md.get("token").or_else(|| md.get("authorization")).and_then(|v| v.to_str().ok());
+        let cn = req.extensions().get::<ClientCommonName>();
+        self.node.with_status(|st| credentials::identify(&st.auth, token, cn)).map_err(|e| error::status(&e))
+    }
+
+    /// Refuses anyone but a user with the root role while authentication is on (maintenance
+    /// served by the front end alone: defragment, hashes).
+    pub(crate) fn require_root<T>(&self, req: &tonic::Request<T>) -> Result<(), Status> {
+        let who = self.who(req)?;
+        self.node.with_status(|st| match (st.auth.is_enabled(), who) {
+            (false, _) => Ok(()),
+            (true, None) => Err(error::status(&cairn_core::Error::UserEmpty)),
+            (true, Some(who)) => {
+                st.auth.check(&who, &[cairn_core::auth::Access::Admin]).map_err(|e| error::status(&e))
+            }
+        })
     }
 }

@@ -101,8 +101,10 @@ impl pb::watch_server::Watch for WatchService {
         &self,
         req: GrpcRequest<Streaming<pb::WatchRequest>>,
     ) -> Result<GrpcResponse<Self::WatchStream>, Status> {
+        let who = self.ctx.who(&req)?;
         let (out, rx) = mpsc::channel(OUTBOUND_QUEUED_MAX);
         let session = Session {
+            who,
             max_response_bytes: self.ctx.info.max_request_bytes,
             ctx: self.ctx.clone(),
             out,
@@ -126,6 +128,8 @@ enum Stop {
 /// One client stream and its watches.
 struct Session {
     ctx: Ctx,
+    /// Who opened the stream: each watch is checked against their permissions when it opens.
+    who: Option<cairn_core::auth::AuthInfo>,
     out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
     /// By client-visible watch id.
     watches: BTreeMap<i64, Active>,
@@ -223,7 +227,7 @@ impl Session {
             }
             id => id,
         };
-        match self.ctx.node.watch(req.clone()).await {
+        match self.ctx.node.watch(self.who.clone(), req.clone()).await {
             Ok((node_id, history, updates)) => {
                 // Recorded before anything is sent, so that the member's watch is canceled
                 // however the session ends.
@@ -308,7 +312,7 @@ impl Session {
             from_revision = req.start_revision,
             "re-opening a watch the member dropped"
         );
-        match self.ctx.node.watch(req).await {
+        match self.ctx.node.watch(self.who.clone(), req).await {
             Ok((node_id, history, updates)) => {
                 if let Some(w) = self.watches.get_mut(&id) {
                     w.node_id = node_id;

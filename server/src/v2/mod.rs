@@ -147,6 +147,9 @@ impl V2 {
     fn core_error(&self, e: &Error) -> Response {
         match e {
             Error::V2 { code, cause, index } => self.error_response(*code, cause, *index),
+            Error::UserEmpty | Error::PermissionDenied => {
+                self.error_response(110, INSUFFICIENT_CREDENTIALS, 0)
+            }
             e => self.error_response(300, &e.to_string(), 0),
         }
     }
@@ -178,6 +181,9 @@ impl V2 {
 fn hv(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
+
+/// etcd v2's cause for a request refused by its auth (error 110, HTTP 401).
+const INSUFFICIENT_CREDENTIALS: &str = "Insufficient credentials";
 
 async fn keys(State(v2): State<V2>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     if method == Method::OPTIONS {
@@ -215,6 +221,11 @@ async fn keys(State(v2): State<V2>, method: Method, uri: Uri, headers: HeaderMap
         Ok(x) => x,
         Err(e) => return v2.error_response(e.code, &e.cause, 0),
     };
+    if v2.node.with_status(|st| st.auth.is_enabled()) {
+        // The v2 keys store has no users of its own: with v3 authentication on, it is closed
+        // (the core refuses its requests too, should authentication come on meanwhile).
+        return v2.error_response(110, INSUFFICIENT_CREDENTIALS, 0);
+    }
     match op {
         Op::Get(g) => {
             let result = v2.node.request(Request::V2Get(g)).await;
