@@ -96,6 +96,11 @@ pub struct Config {
     /// while the member list says learner, so it votes and counts toward commits.
     #[cfg(feature = "planted-bugs")]
     pub planted_bug_learner_votes: bool,
+    /// A deliberately planted bug: a write's permissions are checked against this member's
+    /// auth store when it is proposed, not when it applies, so a write proposed before a
+    /// revocation and applied after it goes through.
+    #[cfg(feature = "planted-bugs")]
+    pub planted_bug_auth_at_proposal: bool,
 }
 
 impl Config {
@@ -129,6 +134,8 @@ impl Config {
             planted_bug_stale_reads: false,
             #[cfg(feature = "planted-bugs")]
             planted_bug_learner_votes: false,
+            #[cfg(feature = "planted-bugs")]
+            planted_bug_auth_at_proposal: false,
         }
     }
 

@@ -197,3 +197,43 @@ fn the_auth_store_survives_snapshots_and_restarts() {
     );
     c.assert_converged();
 }
+
+#[test]
+fn root_lists_and_lifts_alarms_with_auth_on() {
+    use cairn_core::alarm::{AlarmAction, AlarmKind};
+    let mut c = Cluster::with_config(3, 75, |cfg| cfg.quota_bytes = 600);
+    let l = c.wait_for_leader();
+    let rev = secured(&mut c, l);
+    let root = as_user(ROOT, rev);
+    let mut refused = false;
+    for i in 0..40 {
+        if c.request_as(l, put(&format!("/app/{i:04}")), root.clone()).unwrap_err_or_ok()
+            == Some(Error::NoSpace)
+        {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the quota filled");
+    let list = Request::Alarm { action: AlarmAction::Get, member: 0, kind: None };
+    let alarms = c.request_as(l, list, root.clone()).unwrap();
+    let ResponseBody::Alarms(alarms) = alarms.body else { panic!() };
+    assert_eq!(alarms.len(), 1);
+    let lift = Request::Alarm {
+        action: AlarmAction::Deactivate,
+        member: alarms[0].member,
+        kind: Some(AlarmKind::NoSpace),
+    };
+    assert!(c.request_as(l, lift.clone(), as_user("alice", rev)).is_err());
+    assert!(c.request_as(l, lift, root).is_ok());
+}
+
+trait ErrOrOk {
+    fn unwrap_err_or_ok(self) -> Option<Error>;
+}
+
+impl<T> ErrOrOk for Result<T, Error> {
+    fn unwrap_err_or_ok(self) -> Option<Error> {
+        self.err()
+    }
+}

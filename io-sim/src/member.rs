@@ -292,11 +292,11 @@ pub async fn run(env: Arc<MemberEnv>) {
                     requests.insert(rid, (from, id));
                     pipeline.core_mut().submit_with_auth(rid, request, who);
                 }
-                Some((Wire::Watch { watch, key, range_end, start_revision }, from)) => {
+                Some((Wire::Watch { watch, key, range_end, start_revision, who }, from)) => {
                     let wid = next_watch;
                     next_watch += 1;
                     let req = WatchRequest { key, range_end, start_revision, prev_kv: true, ..Default::default() };
-                    match pipeline.core_mut().watch(wid, req) {
+                    match pipeline.core_mut().watch_with_auth(wid, req, who) {
                         Ok(events) => {
                             watch_ids.insert((from, watch), wid);
                             watch_owners.insert(wid, (from, watch, 1));

@@ -37,6 +37,7 @@ pub enum Wire {
         key: Bytes,
         range_end: Bytes,
         start_revision: i64,
+        who: Option<cairn_core::auth::AuthInfo>,
     },
     CancelWatch {
         watch: u64,

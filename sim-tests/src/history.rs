@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::auth_check::{AdminOp, AdminOutcome, UserOp};
 use crate::invariants::backups::Backup;
 use crate::invariants::no_lost_write::AckedWrite;
 use crate::linearizability::{Input, Op, Outcome};
@@ -24,6 +25,11 @@ pub struct Counts {
     pub prefix_quota_refusals: u64,
     /// Backups compared with the converged store (the others were below its compaction).
     pub backups_checked: u64,
+    /// Auth changes applied, user operations that succeeded (each checked against the
+    /// permissions in force), and user operations refused for want of a permission.
+    pub auth_changes: u64,
+    pub auth_ops: u64,
+    pub auth_denied: u64,
 }
 
 /// Shared by every client task of a run.
@@ -38,6 +44,8 @@ struct Inner {
     acked: Vec<AckedWrite>,
     watches: Vec<WatchSession>,
     backups: Vec<Backup>,
+    auth_changes: Vec<AdminOp>,
+    auth_ops: Vec<UserOp>,
     counts: Counts,
 }
 
@@ -74,6 +82,26 @@ impl History {
         let mut h = self.inner.lock().unwrap();
         h.counts.backups += 1;
         h.backups.push(backup);
+    }
+
+    pub fn record_auth_change(&self, op: AdminOp) {
+        let mut h = self.inner.lock().unwrap();
+        if matches!(op.outcome, AdminOutcome::Applied { .. }) {
+            h.counts.auth_changes += 1;
+        }
+        h.auth_changes.push(op);
+    }
+
+    pub fn record_auth_op(&self, op: UserOp) {
+        let mut h = self.inner.lock().unwrap();
+        h.counts.auth_ops += 1;
+        h.auth_ops.push(op);
+    }
+
+    /// Auth changes in the order the admin made them, and the users' successful operations.
+    pub fn auth(&self) -> (Vec<AdminOp>, Vec<UserOp>) {
+        let h = self.inner.lock().unwrap();
+        (h.auth_changes.clone(), h.auth_ops.clone())
     }
 
     pub fn backups(&self) -> Vec<Backup> {

@@ -9,12 +9,15 @@
 //! - `workload` (madsim builds): key-value, lease and watch clients.
 //! - `observer` (madsim builds): member outputs to observations, trace lines and invariant checks.
 //! - `invariants`: Raft's safety properties, one module each.
-//! - `linearizability`: the history checker; `watch_check`: the watch guarantees.
+//! - `linearizability`: the history checker; `watch_check`: the watch guarantees;
+//!   `auth_check`: no operation without the permission in force when it applied.
+//! - `auth_workload` (madsim builds): an admin granting and revoking, users reading and writing.
 //! - `history`, `observe`, `trace`: the data the checkers read.
 //!
 //! The checkers are plain Rust and tested in every build; the simulation itself builds only
 //! with `RUSTFLAGS="--cfg madsim"` (see the README for the seed runner).
 
+pub mod auth_check;
 pub mod history;
 pub mod invariants;
 pub mod linearizability;
@@ -23,6 +26,8 @@ pub mod params;
 pub mod trace;
 pub mod watch_check;
 
+#[cfg(madsim)]
+pub mod auth_workload;
 #[cfg(madsim)]
 pub mod observer;
 #[cfg(madsim)]

@@ -22,6 +22,9 @@ pub enum PlantedBug {
     /// A learner is added to Raft's configuration as a voter while the member list says
     /// learner (`cairn_core::Config::planted_bug_learner_votes`): it votes.
     LearnerVotes,
+    /// Writes' permissions are checked when proposed rather than when applied
+    /// (`cairn_core::Config::planted_bug_auth_at_proposal`).
+    AuthAtProposal,
 }
 
 #[derive(Clone, Debug)]
@@ -81,6 +84,9 @@ pub struct RunParams {
     /// An operator sets quotas at the start: the key-value clients' keys may number one fewer
     /// than they use, lease clients may hold 3 keys; writes past them are refused.
     pub prefix_quotas: bool,
+    /// Auth on: users read and write while an admin grants and revokes their permissions
+    /// (`auth_workload`); every other client acts as root.
+    pub auth: bool,
     pub planted: PlantedBug,
 }
 
@@ -134,6 +140,8 @@ impl RunParams {
                 ],
             ),
             prefix_quotas: rng.gen_bool(0.3),
+            // Drawn last: every earlier parameter of a seed stays what it was.
+            auth: rng.gen_bool(0.3) || planted == PlantedBug::AuthAtProposal,
             planted,
         }
     }

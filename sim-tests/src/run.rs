@@ -30,7 +30,7 @@ use crate::observer::SimObserver;
 use crate::params::{PlantedBug, RunParams};
 use crate::trace::Trace;
 use crate::watch_check;
-use crate::workload::{self, ClientCtx, Directory};
+use crate::workload::{self, ClientCtx, Credentials, Directory};
 
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
@@ -161,8 +161,11 @@ async fn simulate(params: RunParams, keep_trace: bool) -> (RunReport, Arc<SimObs
     }
 
     let directory: Directory = Arc::new(Mutex::new(peers.iter().map(|(&i, &a)| (i, a)).collect()));
+    // With auth on, every client but the users acts as root.
+    let root = params.auth.then(|| Credentials::new(cairn_core::auth::ROOT));
     let client_ctx = |id: u64| ClientCtx {
         id,
+        creds: root.clone(),
         addr: client_addr(id),
         members: directory.clone(),
         history: history.clone(),
@@ -195,6 +198,21 @@ async fn simulate(params: RunParams, keep_trace: bool) -> (RunReport, Arc<SimObs
         spawn_client("watch");
     }
 
+    if params.auth {
+        let setup_deadline = epoch + Duration::from_millis(params.safety_ms);
+        let ctx = client_ctx(203);
+        let node = handle.create_node().name("auth-admin").ip(client_addr(203).ip()).build();
+        drop(node.spawn(crate::auth_workload::admin(ctx, setup_deadline)));
+        client_nodes.push(node);
+        for (i, user) in crate::auth_workload::USERS.iter().enumerate() {
+            let id = 204 + i as u64;
+            let ctx = ClientCtx { creds: Some(Credentials::new(user)), ..client_ctx(id) };
+            let node = handle.create_node().name(format!("user-{user}")).ip(client_addr(id).ip()).build();
+            drop(node.spawn(crate::auth_workload::user(ctx)));
+            client_nodes.push(node);
+        }
+    }
+
     if params.prefix_quotas {
         // Set through any member, retried under the faults like any client write.
         let ctx = client_ctx(202);
@@ -219,7 +237,12 @@ async fn simulate(params: RunParams, keep_trace: bool) -> (RunReport, Arc<SimObs
     // ---- Safety phase: workload under faults ----
     let mut faults = Faults { restarts: vec![], resumes: vec![], heal_partition_at: None, shutdowns: vec![] };
     let admin = handle.create_node().name("admin").ip(client_addr(201).ip()).build();
-    let mut changes = MemberChanges { next_id: params.members + 1, directory: directory.clone(), admin };
+    let mut changes = MemberChanges {
+        next_id: params.members + 1,
+        directory: directory.clone(),
+        admin,
+        root: root.clone(),
+    };
     let safety_end = epoch + Duration::from_millis(params.safety_ms);
     while Instant::now() < safety_end && observer.violation().is_none() && observer.stopped().is_none() {
         let wait = madsim::rand::thread_rng()
@@ -312,6 +335,7 @@ async fn converge(
     let deadline = Instant::now() + Duration::from_millis(params.heal_ms_max);
     let sentinel = ClientCtx {
         id: 200,
+        creds: params.auth.then(|| Credentials::new(cairn_core::auth::ROOT)),
         addr: client_addr(200),
         members: Arc::new(Mutex::new(members.keys().map(|&i| (i, member_addr(i))).collect())),
         history: history.clone(),
@@ -378,6 +402,10 @@ fn check_histories(
         }
     }
     let final_state = observer.final_state();
+    let (auth_changes, auth_ops) = history.auth();
+    if let Err(why) = crate::auth_check::check(&auth_changes, &auth_ops) {
+        return Some(Failure::Correctness(format!("auth: {why}")));
+    }
     let verdict = observer.with_invariants(|inv| {
         for s in history.watches() {
             watch_check::check_session(inv.reference_events(), &s)?;
@@ -414,6 +442,7 @@ fn start_member(
     config.request_timeout_ms = 1_500;
     config.planted_bug_stale_reads = params.planted == PlantedBug::StaleReads;
     config.planted_bug_learner_votes = params.planted == PlantedBug::LearnerVotes;
+    config.planted_bug_auth_at_proposal = params.planted == PlantedBug::AuthAtProposal;
     config.auto_promote_learners_after_ms = params.auto_promote_ms;
     if let Some(q) = params.quota_bytes {
         config.quota_bytes = q;
@@ -478,6 +507,8 @@ struct MemberChanges {
     directory: Directory,
     /// The node the operator's requests come from.
     admin: NodeHandle,
+    /// The operator's credentials, with auth on.
+    root: Option<Credentials>,
 }
 
 /// Most members the harness grows a cluster to.
@@ -496,6 +527,7 @@ impl MemberChanges {
     ) -> Option<Result<cairn_core::Response, cairn_core::Error>> {
         let ctx = ClientCtx {
             id: 201,
+            creds: self.root.clone(),
             addr: client_addr(201),
             members: self.directory.clone(),
             history: history.clone(),

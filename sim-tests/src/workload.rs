@@ -33,6 +33,8 @@ pub type Directory = Arc<std::sync::Mutex<Vec<(u64, SocketAddr)>>>;
 
 pub struct ClientCtx {
     pub id: u64,
+    /// Who the client acts as (None: no credentials, in runs without auth).
+    pub creds: Option<Credentials>,
     pub addr: SocketAddr,
     /// The members clients may send to: the harness adds and drops members as the
     /// configuration changes.
@@ -44,22 +46,48 @@ pub struct ClientCtx {
     pub stop: Arc<AtomicBool>,
 }
 
+/// A user and the auth store revision their credentials are as of, shared by every client
+/// acting as that user: one that is refused for old credentials learns the newer revision
+/// (as a real client authenticates again) and every client after it uses it.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub user: String,
+    pub revision: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Credentials {
+    pub fn new(user: &str) -> Credentials {
+        Credentials { user: user.into(), revision: Arc::default() }
+    }
+
+    pub fn info(&self) -> cairn_core::auth::AuthInfo {
+        cairn_core::auth::AuthInfo { user: self.user.clone(), revision: self.revision.load(Ordering::SeqCst) }
+    }
+}
+
+/// Request ids of credential refreshes (`call`), apart from a client's own.
+const REFRESH_ID_BIT: u64 = 1 << 62;
+
 impl ClientCtx {
-    fn now_ms(&self) -> u64 {
+    pub fn who(&self) -> Option<cairn_core::auth::AuthInfo> {
+        self.creds.as_ref().map(Credentials::info)
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
         Instant::now().duration_since(self.epoch).as_millis() as u64
     }
 
-    fn now_ns(&self) -> u64 {
+    pub(crate) fn now_ns(&self) -> u64 {
         Instant::now().duration_since(self.epoch).as_nanos() as u64
     }
 
-    fn stopped(&self) -> bool {
+    pub(crate) fn stopped(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
     }
 
     /// A member's address; a member the directory no longer lists (removed) has a made-up
     /// address no one listens at, as a machine shut down would.
-    fn member_addr(&self, id: u64) -> SocketAddr {
+    pub(crate) fn member_addr(&self, id: u64) -> SocketAddr {
         let members = self.members.lock().unwrap();
         members
             .iter()
@@ -68,15 +96,50 @@ impl ClientCtx {
             .unwrap_or(SocketAddr::from(([10, 0, 3, 1], 1)))
     }
 
-    fn random_member(&self) -> u64 {
+    pub(crate) fn random_member(&self) -> u64 {
         let members = self.members.lock().unwrap();
         members[madsim::rand::thread_rng().gen_range(0..members.len())].0
     }
 }
 
-/// Sends one request and waits for its answer; None when none came in time.
-async fn call(ep: &Endpoint, to: SocketAddr, id: u64, request: Request) -> Option<Result<Response, Error>> {
-    let _ = ep.send_to_raw(to, TAG, Box::new(Wire::Request { id, request, who: None })).await;
+/// Sends one request as the client's user and waits for its answer; None when none came in
+/// time. Refused for old credentials, the client learns the auth store's revision from the
+/// same member for its next requests (the refused one stays refused: it was not applied).
+pub(crate) async fn call(
+    ctx: &ClientCtx,
+    ep: &Endpoint,
+    to: SocketAddr,
+    id: u64,
+    request: Request,
+) -> Option<Result<Response, Error>> {
+    let result = call_as(ep, to, id, request, ctx.who()).await;
+    if let Some(Err(Error::AuthOldRevision)) = &result {
+        refresh_credentials(ctx, ep, to, id).await;
+    }
+    result
+}
+
+/// Learns the auth store's revision from member `to` for the client's credentials.
+async fn refresh_credentials(ctx: &ClientCtx, ep: &Endpoint, to: SocketAddr, id: u64) {
+    let Some(creds) = &ctx.creds else { return };
+    let status = Request::AuthQuery(cairn_core::auth::AuthQuery::Status);
+    if let Some(Ok(Response {
+        body: ResponseBody::Auth(cairn_core::auth::AuthAnswer::Status { revision, .. }),
+        ..
+    })) = call_as(ep, to, id | REFRESH_ID_BIT, status, Some(creds.info())).await
+    {
+        creds.revision.fetch_max(revision, Ordering::SeqCst);
+    }
+}
+
+async fn call_as(
+    ep: &Endpoint,
+    to: SocketAddr,
+    id: u64,
+    request: Request,
+    who: Option<cairn_core::auth::AuthInfo>,
+) -> Option<Result<Response, Error>> {
+    let _ = ep.send_to_raw(to, TAG, Box::new(Wire::Request { id, request, who })).await;
     let deadline = Instant::now() + Duration::from_millis(CLIENT_TIMEOUT_MS);
     loop {
         futures::select_biased! {
@@ -98,7 +161,7 @@ async fn call(ep: &Endpoint, to: SocketAddr, id: u64, request: Request) -> Optio
 /// Sends `request` once to member `to`; None when no answer came in time.
 pub async fn call_once(ctx: &ClientCtx, to: u64, request: Request) -> Option<Result<Response, Error>> {
     let ep = Endpoint::bind(ctx.addr).await.expect("bind client");
-    call(&ep, ctx.member_addr(to), 1, request).await
+    call(&ctx, &ep, ctx.member_addr(to), 1, request).await
 }
 
 /// Sends `request` (to the leader as far as it can tell) until it succeeds or `deadline`
@@ -109,14 +172,14 @@ pub async fn call_until_ok(ctx: &ClientCtx, request: Request, deadline: Instant)
     let mut id = 0;
     while Instant::now() < deadline {
         id += 1;
-        match call(&ep, ctx.member_addr(target), id, request.clone()).await {
+        match call(&ctx, &ep, ctx.member_addr(target), id, request.clone()).await {
             Some(Ok(r)) => return Some(r.header.revision),
             Some(Err(Error::NotLeader { leader })) if leader != 0 => target = leader,
             Some(Err(Error::NoSpace)) => {
                 // Out of space: read the revision, then make room up to it.
                 id += 1;
                 let read = Request::Range(RangeRequest { key: b("sentinel".into()), ..Default::default() });
-                if let Some(Ok(r)) = call(&ep, ctx.member_addr(target), id, read).await {
+                if let Some(Ok(r)) = call(&ctx, &ep, ctx.member_addr(target), id, read).await {
                     make_room(ctx, &ep, target, &mut id, r.header.revision).await;
                 }
             }
@@ -134,23 +197,23 @@ fn b(s: String) -> Bytes {
 }
 
 /// What an operator does when the store is out of space: compacts up to `revision`, then
-/// lifts every alarm up (`etcdctl compaction` and `alarm disarm`). Errors are left for the
-/// next try (another client may have compacted further already).
+/// lifts every alarm up (`etcdctl compaction` and `alarm disarm`), each step tried again (up to
+/// `MAKE_ROOM_TRIES` times) while it goes unanswered, as lossy networks make likely. Errors are
+/// left for the next try (another client may have compacted further already).
 pub async fn make_room(ctx: &ClientCtx, ep: &Endpoint, to: u64, seq: &mut u64, revision: i64) {
     use cairn_core::alarm::AlarmAction;
     let addr = ctx.member_addr(to);
-    *seq += 1;
     let compact = Request::Compact(CompactionRequest { revision, physical: false });
-    let compacted = call(ep, addr, *seq, compact).await;
-    *seq += 1;
+    let compacted = call_answered(ctx, ep, addr, seq, compact).await;
     let list = Request::Alarm { action: AlarmAction::Get, member: 0, kind: None };
     let mut lifted = 0;
-    if let Some(Ok(Response { body: ResponseBody::Alarms(alarms), .. })) = call(ep, addr, *seq, list).await {
+    if let Some(Ok(Response { body: ResponseBody::Alarms(alarms), .. })) =
+        call_answered(ctx, ep, addr, seq, list).await
+    {
         for a in alarms {
-            *seq += 1;
             let disarm =
                 Request::Alarm { action: AlarmAction::Deactivate, member: a.member, kind: Some(a.kind) };
-            if let Some(Ok(_)) = call(ep, addr, *seq, disarm).await {
+            if let Some(Ok(_)) = call_answered(ctx, ep, addr, seq, disarm).await {
                 lifted += 1;
             }
         }
@@ -158,8 +221,30 @@ pub async fn make_room(ctx: &ClientCtx, ep: &Endpoint, to: u64, seq: &mut u64, r
     ctx.trace.record(
         ctx.now_ms(),
         "make-room",
-        json!({ "client": ctx.id, "member": to, "revision": revision, "compacted": matches!(compacted, Some(Ok(_))), "lifted": lifted }),
+        json!({ "client": ctx.id, "member": to, "revision": revision, "compacted": matches!(compacted, Some(Ok(_))),
+                "compact_error": match &compacted { Some(Err(e)) => e.to_string(), _ => String::new() }, "lifted": lifted }),
     );
+}
+
+const MAKE_ROOM_TRIES: usize = 3;
+
+/// `call`, again under a new id while the answer is none or "timed out".
+async fn call_answered(
+    ctx: &ClientCtx,
+    ep: &Endpoint,
+    to: SocketAddr,
+    seq: &mut u64,
+    request: Request,
+) -> Option<Result<Response, Error>> {
+    let mut result = None;
+    for _ in 0..MAKE_ROOM_TRIES {
+        *seq += 1;
+        result = call(ctx, ep, to, *seq, request.clone()).await;
+        if !matches!(result, None | Some(Err(Error::TimedOut))) {
+            break;
+        }
+    }
+    result
 }
 
 /// A key-value client: gets, puts, deletes and compare-and-swaps on a few shared keys.
@@ -227,7 +312,7 @@ pub async fn kv_client(ctx: ClientCtx) {
         let request = if v2 { v2_request(&input, serializable) } else { request };
         let target = if madsim::rand::thread_rng().gen_bool(0.8) { leader_hint } else { ctx.random_member() };
         let invoke = ctx.now_ns();
-        let result = call(&ep, ctx.member_addr(target), seq, request).await;
+        let result = call(&ctx, &ep, ctx.member_addr(target), seq, request).await;
         let complete = ctx.now_ns();
         let (outcome, acked) = match &result {
             // The v2 store's answers, including the errors that are outcomes (not found, compare
@@ -310,7 +395,7 @@ pub async fn kv_client(ctx: ClientCtx) {
         if ctx.params.compact && revision_seen > 20 && madsim::rand::thread_rng().gen_ratio(1, 100) {
             seq += 1;
             let req = CompactionRequest { revision: revision_seen - 10, physical: false };
-            let result = call(&ep, ctx.member_addr(leader_hint), seq, Request::Compact(req)).await;
+            let result = call(&ctx, &ep, ctx.member_addr(leader_hint), seq, Request::Compact(req)).await;
             ctx.trace.record(
                 ctx.now_ms(),
                 "compact",
@@ -322,7 +407,7 @@ pub async fn kv_client(ctx: ClientCtx) {
         if ctx.params.backups && madsim::rand::thread_rng().gen_ratio(1, 150) {
             seq += 1;
             let member = ctx.random_member();
-            let result = call(&ep, ctx.member_addr(member), seq, Request::Backup).await;
+            let result = call(&ctx, &ep, ctx.member_addr(member), seq, Request::Backup).await;
             if let Some(Ok(Response { body: ResponseBody::Backup { data, revision, .. }, .. })) = &result {
                 ctx.history.record_backup(Backup::of(member, *revision, data));
             }
@@ -408,7 +493,7 @@ async fn ttl_write(ctx: &ClientCtx, ep: &Endpoint, target: u64, id: u64) {
         expire_ns: Some(expire_ns),
         refresh: false,
     };
-    let result = call(ep, ctx.member_addr(target), id, Request::V2Write(req)).await;
+    let result = call(ctx, ep, ctx.member_addr(target), id, Request::V2Write(req)).await;
     ctx.trace.record(
         ctx.now_ms(),
         "v2_ttl",
@@ -429,7 +514,8 @@ pub async fn lease_client(ctx: ClientCtx) {
     while !ctx.stopped() {
         let ttl_secs = madsim::rand::thread_rng().gen_range(2..=5);
         let grant =
-            call(&ep, ctx.member_addr(leader_hint), next_id(), Request::LeaseGrant { id: 0, ttl_secs }).await;
+            call(&ctx, &ep, ctx.member_addr(leader_hint), next_id(), Request::LeaseGrant { id: 0, ttl_secs })
+                .await;
         ctx.history.count(|c| c.lease_ops += 1);
         let lease = match grant {
             Some(Ok(Response { body: ResponseBody::LeaseGrant { id, .. }, .. })) => id,
@@ -453,7 +539,7 @@ pub async fn lease_client(ctx: ClientCtx) {
             let key = b(format!("lease/{}/{lease}/{k}", ctx.id));
             let value = b(format!("held-{}", ctx.id));
             let put = PutRequest { key: key.clone(), value: value.clone(), lease, ..Default::default() };
-            match call(&ep, ctx.member_addr(leader_hint), next_id(), Request::Put(put)).await {
+            match call(&ctx, &ep, ctx.member_addr(leader_hint), next_id(), Request::Put(put)).await {
                 Some(Ok(r)) => ctx.history.record_acked(AckedWrite {
                     key,
                     value: Some(value),
@@ -473,7 +559,8 @@ pub async fn lease_client(ctx: ClientCtx) {
             madsim::time::sleep(Duration::from_millis(ttl_secs as u64 * 1000 / 3)).await;
             // Half the keep-alives go to any member: a follower forwards them to the leader.
             let to = if madsim::rand::thread_rng().gen_bool(0.5) { ctx.random_member() } else { leader_hint };
-            match call(&ep, ctx.member_addr(to), next_id(), Request::LeaseKeepAlive { id: lease }).await {
+            match call(&ctx, &ep, ctx.member_addr(to), next_id(), Request::LeaseKeepAlive { id: lease }).await
+            {
                 Some(Err(Error::NotLeader { leader })) if leader != 0 => leader_hint = leader,
                 Some(Ok(_)) => {}
                 _ => leader_hint = ctx.random_member(),
@@ -482,7 +569,8 @@ pub async fn lease_client(ctx: ClientCtx) {
         }
         if madsim::rand::thread_rng().gen_bool(0.5) {
             let _ =
-                call(&ep, ctx.member_addr(leader_hint), next_id(), Request::LeaseRevoke { id: lease }).await;
+                call(&ctx, &ep, ctx.member_addr(leader_hint), next_id(), Request::LeaseRevoke { id: lease })
+                    .await;
             ctx.history.count(|c| c.lease_ops += 1);
         } else {
             // Let it expire: the leader revokes it through the log.
@@ -501,12 +589,15 @@ pub async fn watcher(ctx: ClientCtx) {
         watch_id += 1;
         let member = ctx.random_member();
         let to = ctx.member_addr(member);
+        // A watch is checked when it opens: credentials as of now.
+        refresh_credentials(&ctx, &ep, to, watch_id).await;
         let all = Bytes::from_static(b"\0");
         let msg = Wire::Watch {
             watch: watch_id,
             key: all.clone(),
             range_end: all.clone(),
             start_revision: next_start,
+            who: ctx.who(),
         };
         let _ = ep.send_to_raw(to, TAG, Box::new(msg)).await;
         let mut session = WatchSession {

@@ -129,6 +129,23 @@ mod planted_bugs {
         assert_eq!(again.trace_hash, r.trace_hash);
     }
 
+    /// Writes' permissions checked when they are proposed, not when they apply: a write
+    /// proposed before a revocation and applied after it goes through.
+    #[test]
+    fn permissions_checked_at_proposal_instead_of_application_are_caught_and_replay() {
+        let opts = short(PlantedBug::AuthAtProposal);
+        let r = first_failure(0..40, &opts).expect("stale permission checks went unnoticed for 40 seeds");
+        let f = r.failure.clone().unwrap();
+        assert!(
+            matches!(&f, Failure::Correctness(m) if m.contains("without the permission in force")),
+            "seed {}: {f}",
+            r.seed
+        );
+        let again = run_seed(r.seed, &opts);
+        assert_eq!(again.failure, r.failure);
+        assert_eq!(again.trace_hash, r.trace_hash);
+    }
+
     #[test]
     fn a_disk_that_skips_fsync_is_caught_by_the_invariants_and_replays() {
         let opts = short(PlantedBug::SkipFsync);

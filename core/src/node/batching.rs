@@ -66,6 +66,7 @@ impl Held {
 
 impl Core {
     pub(super) fn propose(&mut self, id: RequestId, caller: Caller, command: Command) -> Result<()> {
+        let caller = self.planted_auth_at_proposal(caller, &command)?;
         let seq = self.next_seq;
         let origin = Origin { member: self.config.id, nonce: self.nonce, seq };
         // etcd bounds v2 writes only by its HTTP form limit (10 MiB), not --max-request-bytes.
@@ -82,6 +83,18 @@ impl Core {
         self.writes
             .insert(seq, PendingWrite { id, deadline_ms: self.now_ms + self.config.request_timeout_ms });
         Ok(())
+    }
+
+    /// `Config::planted_bug_auth_at_proposal`: the caller checked now and the entry proposed
+    /// as a member's, which the state machine does not check. Without planted bugs, `caller`.
+    fn planted_auth_at_proposal(&self, caller: Caller, command: &Command) -> Result<Caller> {
+        #[cfg(feature = "planted-bugs")]
+        if self.config.planted_bug_auth_at_proposal {
+            self.sm.permitted(&caller, command)?;
+            return Ok(Caller::Member);
+        }
+        let _ = command;
+        Ok(caller)
     }
 
     /// Holds an entry for the next batch of proposals (see `Held`). `seq` names the local write

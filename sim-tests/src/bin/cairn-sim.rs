@@ -1,7 +1,7 @@
 //! `cairn-sim`: the seed runner.
 //!
 //! ```text
-//! cairn-sim replay --seed 42 [--trace out.jsonl] [--planted stale-reads|skip-fsync|ack-before-sync|learner-votes]
+//! cairn-sim replay --seed 42 [--trace out.jsonl] [--planted stale-reads|skip-fsync|ack-before-sync|learner-votes|auth-at-proposal]
 //! cairn-sim sweep --seeds 0..1000 [--budget-secs 600] [--planted ...]
 //! ```
 //!
@@ -46,6 +46,7 @@ mod cli {
         SkipFsync,
         AckBeforeSync,
         LearnerVotes,
+        AuthAtProposal,
     }
 
     impl From<Planted> for PlantedBug {
@@ -56,6 +57,7 @@ mod cli {
                 Planted::SkipFsync => PlantedBug::SkipFsync,
                 Planted::AckBeforeSync => PlantedBug::AckBeforeSync,
                 Planted::LearnerVotes => PlantedBug::LearnerVotes,
+                Planted::AuthAtProposal => PlantedBug::AuthAtProposal,
             }
         }
     }
@@ -91,6 +93,7 @@ mod cli {
             Planted::SkipFsync => " --planted skip-fsync".into(),
             Planted::AckBeforeSync => " --planted ack-before-sync".into(),
             Planted::LearnerVotes => " --planted learner-votes".into(),
+            Planted::AuthAtProposal => " --planted auth-at-proposal".into(),
         }
     }
 
@@ -104,7 +107,7 @@ mod cli {
     fn summary(r: &RunReport) -> String {
         let p = &r.params;
         format!(
-            "seed {}: {} members, {} kv + {} lease clients, {} watchers, {:.1} sim s, {} ops ({} ok, {} failed, {} unknown), {} serializable reads, {} lease ops, {} watch events, {} backups ({} checked), {} writes refused for space, {} by prefix quotas, trace {} lines hash {:016x}",
+            "seed {}: {} members, {} kv + {} lease clients, {} watchers, {:.1} sim s, {} ops ({} ok, {} failed, {} unknown), {} serializable reads, {} lease ops, {} watch events, {} backups ({} checked), {} writes refused for space, {} by prefix quotas, {} auth changes, {} user ops checked ({} refused), trace {} lines hash {:016x}",
             r.seed,
             p.members,
             p.clients,
@@ -122,6 +125,9 @@ mod cli {
             r.counts.backups_checked,
             r.counts.nospace,
             r.counts.prefix_quota_refusals,
+            r.counts.auth_changes,
+            r.counts.auth_ops,
+            r.counts.auth_denied,
             r.trace_len,
             r.trace_hash
         )
@@ -186,6 +192,7 @@ mod cli {
                 let started = Instant::now();
                 let (mut ran, mut sim_ms, mut check_wall, mut ops) = (0u64, 0u64, Duration::ZERO, 0usize);
                 let (mut backups, mut backups_checked, mut nospace, mut by_prefix) = (0u64, 0u64, 0u64, 0u64);
+                let (mut auth_changes, mut auth_ops, mut auth_denied) = (0u64, 0u64, 0u64);
                 let mut failures = Vec::new();
                 for seed in a..b {
                     if budget.is_some_and(|bud| started.elapsed() >= bud) {
@@ -201,6 +208,9 @@ mod cli {
                     backups_checked += r.counts.backups_checked;
                     nospace += r.counts.nospace;
                     by_prefix += r.counts.prefix_quota_refusals;
+                    auth_changes += r.counts.auth_changes;
+                    auth_ops += r.counts.auth_ops;
+                    auth_denied += r.counts.auth_denied;
                     if let Some(f) = &r.failure {
                         bar.println(format!(
                             "FAIL seed {seed}: {f}\n  replay: {}",
@@ -214,7 +224,7 @@ mod cli {
                 bar.finish();
                 let wall = started.elapsed().as_secs_f64();
                 println!(
-                    "{ran} seeds, {} failed; {:.0} simulated s in {:.1} wall s ({:.1} simulated s per wall s); {ops} ops checked in {:.2} s; {backups_checked} of {backups} backups checked; {nospace} writes refused for space, {by_prefix} by prefix quotas",
+                    "{ran} seeds, {} failed; {:.0} simulated s in {:.1} wall s ({:.1} simulated s per wall s); {ops} ops checked in {:.2} s; {backups_checked} of {backups} backups checked; {nospace} writes refused for space, {by_prefix} by prefix quotas; {auth_changes} auth changes, {auth_ops} user ops checked against the permissions in force, {auth_denied} refused",
                     failures.len(),
                     sim_ms as f64 / 1000.0,
                     wall,
