@@ -100,7 +100,7 @@ pub fn identify(
     if !store.is_enabled() {
         return Ok(None);
     }
-    match (token, common_name) {
+    match (token.filter(|t| !t.is_empty()), common_name) {
         (Some(token), _) => verify(store, token, SystemTime::now()).map(Some),
         (None, Some(ClientCommonName(cn))) => {
             Ok(Some(AuthInfo { user: cn.clone(), revision: store.revision() }))

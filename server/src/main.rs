@@ -170,6 +170,9 @@ enum Command {
         /// A member's client URL.
         #[arg(long, global = true, default_value = "http://127.0.0.1:2379")]
         endpoint: String,
+        /// With auth on: a user with the root role, as `name:password` (etcdctl's --user).
+        #[arg(long, global = true)]
+        user: Option<String>,
     },
 }
 
@@ -310,7 +313,7 @@ fn main() {
     if let Some(command) = flags.command.take() {
         let done = match command {
             Command::Snapshot(command) => snapshot_command(command),
-            Command::Quota { action, endpoint } => quota_command(action, &endpoint),
+            Command::Quota { action, endpoint, user } => quota_command(action, &endpoint, user.as_deref()),
         };
         if let Err(e) = done {
             eprintln!("Error: {e}");
@@ -801,22 +804,46 @@ fn snapshot_command(command: SnapshotCommand) -> Result<(), StartError> {
     }
 }
 
-fn quota_command(action: QuotaCommand, endpoint: &str) -> Result<(), StartError> {
+/// A token for `user` (`name:password`) from the v3 gateway's Authenticate.
+fn authenticate(agent: &ureq::Agent, endpoint: &str, user: &str) -> Result<String, StartError> {
+    let url = format!("{}/v3/auth/authenticate", endpoint.trim_end_matches('/'));
+    let (name, password) = user.split_once(':').unwrap_or((user, ""));
+    let body = serde_json::json!({ "name": name, "password": password }).to_string();
+    let fail = |e: ureq::Error| StartError::Config(format!("{url}: {e}"));
+    let text = agent.post(&url).content_type("application/json").send(body.as_str()).map_err(fail)?;
+    let text = text.into_body().read_to_string().map_err(fail)?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| StartError::Config(format!("{url}: {e}")))?;
+    match v["token"].as_str() {
+        Some(token) => Ok(token.to_string()),
+        None => Err(StartError::Config(v["error"].as_str().unwrap_or(&text).to_string())),
+    }
+}
+
+fn quota_command(action: QuotaCommand, endpoint: &str, user: Option<&str>) -> Result<(), StartError> {
     use cairn_server::quota_api::{Quotas, PATH};
     let url = format!("{}{PATH}", endpoint.trim_end_matches('/'));
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let token = user.map(|u| authenticate(&agent, endpoint, u)).transpose()?;
+    let auth = token.as_deref().unwrap_or("");
     let fail = |e: ureq::Error| StartError::Config(format!("{url}: {e}"));
     let response = match &action {
-        QuotaCommand::List => agent.get(&url).call().map_err(fail)?,
+        QuotaCommand::List => agent.get(&url).header("Authorization", auth).call().map_err(fail)?,
         QuotaCommand::Set { prefix, bytes, keys } => {
             let body =
                 serde_json::json!({ "prefix": prefix, "bytes_max": bytes, "keys_max": keys }).to_string();
-            agent.put(&url).content_type("application/json").send(body.as_str()).map_err(fail)?
+            agent
+                .put(&url)
+                .header("Authorization", auth)
+                .content_type("application/json")
+                .send(body.as_str())
+                .map_err(fail)?
         }
         QuotaCommand::Remove { prefix } => {
             let body = serde_json::json!({ "prefix": prefix }).to_string();
             agent
                 .delete(&url)
+                .header("Authorization", auth)
                 .force_send_body()
                 .content_type("application/json")
                 .send(body.as_str())

@@ -9,18 +9,23 @@
 //!
 //! Answers are `{"quotas": [{"prefix", "bytes_max", "keys_max", "bytes", "keys"}]}`; errors
 //! are `{"error": "..."}` with 400 (bad request), 404 (no such quota), 503 (no leader, timed
-//! out). Unknown fields are refused.
+//! out). Unknown fields are refused. With auth on, the root role is needed: a token from
+//! Authenticate in the `Authorization` header, or a client certificate naming root; 401
+//! without valid credentials, 403 without the role.
 
 use axum::body::Bytes as Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use cairn_core::auth::AuthInfo;
 use cairn_core::prefix_quota::{Limits, QuotaStatus};
 use cairn_core::{Error, Request, ResponseBody};
 use cairn_io_tokio::NodeHandle;
 use serde::{Deserialize, Serialize};
+
+use crate::credentials::{self, ClientCommonName};
 
 pub const PATH: &str = "/cairn/v1/quotas";
 
@@ -67,8 +72,32 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
     serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("a quota request: {e}")))
 }
 
-async fn answer(node: &NodeHandle, request: Request) -> Response {
-    match node.request(request).await {
+/// Who asks: a token in the `Authorization` header (from Authenticate, as the v3 gateway takes
+/// it), else the client certificate's name (see `credentials`).
+fn who(
+    node: &NodeHandle,
+    headers: &HeaderMap,
+    cn: Option<Extension<ClientCommonName>>,
+) -> Result<Option<AuthInfo>, Response> {
+    let token = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let cn = cn.map(|Extension(cn)| cn);
+    node.with_status(|st| credentials::identify(&st.auth, token, cn.as_ref())).map_err(|e| refused(&e))
+}
+
+/// An auth refusal: 401 without (valid, current) credentials, 403 without the root role.
+fn refused(e: &Error) -> Response {
+    match e {
+        Error::PermissionDenied => error(StatusCode::FORBIDDEN, e.to_string()),
+        _ => error(StatusCode::UNAUTHORIZED, e.to_string()),
+    }
+}
+
+async fn answer(node: &NodeHandle, who: Result<Option<AuthInfo>, Response>, request: Request) -> Response {
+    let who = match who {
+        Ok(who) => who,
+        Err(r) => return r,
+    };
+    match node.request_as(who, request).await {
         Ok(r) => match r.body {
             ResponseBody::PrefixQuotas(q) => {
                 Json(Quotas { quotas: q.iter().map(shown).collect() }).into_response()
@@ -77,6 +106,12 @@ async fn answer(node: &NodeHandle, request: Request) -> Response {
         },
         Err(e @ Error::QuotaNotFound) => error(StatusCode::NOT_FOUND, e.to_string()),
         Err(e @ Error::InvalidQuota(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(
+            e @ (Error::PermissionDenied
+            | Error::UserEmpty
+            | Error::AuthOldRevision
+            | Error::InvalidAuthToken),
+        ) => refused(&e),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
@@ -91,23 +126,40 @@ fn shown(q: &QuotaStatus) -> Quota {
     }
 }
 
-async fn list(State(node): State<NodeHandle>) -> Response {
-    answer(&node, Request::PrefixQuotaList).await
+async fn list(
+    State(node): State<NodeHandle>,
+    headers: HeaderMap,
+    cn: Option<Extension<ClientCommonName>>,
+) -> Response {
+    let who = who(&node, &headers, cn);
+    answer(&node, who, Request::PrefixQuotaList).await
 }
 
-async fn set(State(node): State<NodeHandle>, body: Body) -> Response {
+async fn set(
+    State(node): State<NodeHandle>,
+    headers: HeaderMap,
+    cn: Option<Extension<ClientCommonName>>,
+    body: Body,
+) -> Response {
+    let who = who(&node, &headers, cn);
     let q: SetQuota = match parse(&body) {
         Ok(q) => q,
         Err(r) => return r,
     };
     let limits = Limits { bytes_max: q.bytes_max, keys_max: q.keys_max };
-    answer(&node, Request::PrefixQuotaSet { prefix: q.prefix.into(), limits }).await
+    answer(&node, who, Request::PrefixQuotaSet { prefix: q.prefix.into(), limits }).await
 }
 
-async fn remove(State(node): State<NodeHandle>, body: Body) -> Response {
+async fn remove(
+    State(node): State<NodeHandle>,
+    headers: HeaderMap,
+    cn: Option<Extension<ClientCommonName>>,
+    body: Body,
+) -> Response {
+    let who = who(&node, &headers, cn);
     let q: RemoveQuota = match parse(&body) {
         Ok(q) => q,
         Err(r) => return r,
     };
-    answer(&node, Request::PrefixQuotaRemove { prefix: q.prefix.into() }).await
+    answer(&node, who, Request::PrefixQuotaRemove { prefix: q.prefix.into() }).await
 }

@@ -114,6 +114,26 @@ fn users_roles_and_prefix_permissions_are_enforced_by_every_member() {
     let denied = curl(&["-XPOST", "-d", range, &url("/v3/kv/range")]);
     assert!(denied.contains("user name is empty"), "{denied}");
 
+    // The quota API (cairn quota) needs the root role.
+    let quota = |user: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        cmd.args(["quota", "set", "/app/", "--keys", "10", "--endpoint", &url("")]);
+        if let Some(u) = user {
+            cmd.args(["--user", u]);
+        }
+        let out = cmd.output().expect("cairn quota");
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+    let (ok, text) = quota(None);
+    assert!(!ok && text.contains("user name is empty"), "{text}");
+    let (ok, text) = quota(Some("alice:alicepw"));
+    assert!(!ok && text.contains("permission denied"), "{text}");
+    let (ok, text) = quota(Some("root:rootpw"));
+    assert!(ok && text.contains("/app/"), "{text}");
+
     // A revoked permission is refused by every member.
     must(&c, 0, ROOT, &["role", "revoke-permission", "app", "/app/", "--prefix"]);
     for i in 0..3 {
