@@ -137,6 +137,16 @@ struct Flags {
     /// Peers connecting must present a certificate signed by --peer-trusted-ca-file.
     #[arg(long, env = "CAIRN_PEER_CLIENT_CERT_AUTH")]
     peer_client_cert_auth: bool,
+    /// https:// peer URLs without --peer-cert-file use a self-signed certificate made in
+    /// <data-dir>/fixtures/peer, and peers do not check each other's (encrypted, not
+    /// authenticated: for trying TLS out, as etcd's).
+    #[arg(long, env = "CAIRN_PEER_AUTO_TLS")]
+    peer_auto_tls: bool,
+    /// TLS 1.2 cipher suites offered on both ports, comma-separated IANA names (for instance
+    /// TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256); empty: rustls's defaults. TLS 1.3's suites are
+    /// always offered, as etcd's (Go's TLS) are.
+    #[arg(long, env = "CAIRN_CIPHER_SUITES", default_value = "")]
+    cipher_suites: String,
     /// Token type for Authenticate: `simple` (etcd's default). Cairn's tokens are signed, so
     /// every member accepts every member's; `jwt` is not offered.
     #[arg(long, env = "CAIRN_AUTH_TOKEN", default_value = "simple", value_parser = ["simple"])]
@@ -456,22 +466,43 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
     };
     std::fs::create_dir_all(&flags.data_dir)?;
     // Peer TLS when the peer port listens on https:// (etcd's rule).
-    let peer_tls =
-        match split_urls(&flags.listen_peer_urls).first().is_some_and(|u| u.starts_with("https://")) {
-            true => {
-                let flags = cairn_server::tls::TlsFlags {
-                    cert_file: flags.peer_cert_file.clone(),
-                    key_file: flags.peer_key_file.clone(),
-                    trusted_ca_file: flags.peer_trusted_ca_file.clone(),
-                    client_cert_auth: flags.peer_client_cert_auth,
-                };
-                Some(
-                    cairn_server::tls::peer_tls(&flags)
-                        .map_err(|e| StartError::Config(format!("peer TLS: {e}")))?,
-                )
-            }
-            false => None,
-        };
+    let peer_tls = match split_urls(&flags.listen_peer_urls)
+        .first()
+        .is_some_and(|u| u.starts_with("https://"))
+    {
+        true => {
+            let auto = flags.peer_auto_tls && flags.peer_cert_file.is_none() && flags.peer_key_file.is_none();
+            let (cert_file, key_file) = match auto {
+                false => (flags.peer_cert_file.clone(), flags.peer_key_file.clone()),
+                true => {
+                    let hosts: Vec<String> = split_urls(&flags.listen_peer_urls)
+                        .iter()
+                        .chain(split_urls(&flags.initial_advertise_peer_urls).iter())
+                        .filter_map(|u| url_addr(u).ok())
+                        .map(|a| a.ip().to_string())
+                        .collect();
+                    let dir = flags.data_dir.join("fixtures").join("peer");
+                    let (cert, key) = cairn_server::tls::self_signed(&dir, &hosts)
+                        .map_err(|e| StartError::Config(format!("--peer-auto-tls: {e}")))?;
+                    tracing::warn!(cert = %cert.display(), "--peer-auto-tls: peers use self-signed certificates and do not check each other's");
+                    (Some(cert), Some(key))
+                }
+            };
+            let flags = cairn_server::tls::TlsFlags {
+                cert_file,
+                key_file,
+                trusted_ca_file: flags.peer_trusted_ca_file.clone(),
+                client_cert_auth: flags.peer_client_cert_auth,
+                cipher_suites: split_urls(&flags.cipher_suites),
+                skip_peer_verification: auto,
+            };
+            Some(
+                cairn_server::tls::peer_tls(&flags)
+                    .map_err(|e| StartError::Config(format!("peer TLS: {e}")))?,
+            )
+        }
+        false => None,
+    };
     // Who this member is: as recorded in its data dir at its first start (the flags only
     // matter then, as with etcd); for a member joining an existing cluster, as its peers say
     // (the leader chose its id); for a new cluster's member, from the flags, the same on
@@ -617,6 +648,8 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
         key_file: flags.key_file.clone(),
         trusted_ca_file: flags.trusted_ca_file.clone(),
         client_cert_auth: flags.client_cert_auth,
+        cipher_suites: split_urls(&flags.cipher_suites),
+        skip_peer_verification: false,
     };
     let https = split_urls(&flags.listen_client_urls).iter().any(|u| u.starts_with("https://"));
     if https && flags.auto_tls && tls_flags.cert_file.is_none() && tls_flags.key_file.is_none() {

@@ -10,8 +10,12 @@
 //! at most once per interval with the latest reason, so a client that keeps failing cannot
 //! flood the log.
 //!
+//! `--cipher-suites` (comma-separated IANA names, as etcd's) limits the TLS 1.2 suites offered
+//! on both ports; TLS 1.3's are always offered, as Go's TLS (and so etcd) does.
+//!
 //! Beyond etcd: the certificate and key are reloaded when their files change (rotation without
-//! a restart). A handshake looks at the files' modification times at most once per
+//! a restart), on the client port and on the peer port (both the certificate a member serves
+//! and the one it presents when it connects to a peer). A handshake looks at the files' modification times at most once per
 //! `RELOAD_CHECK`; the next handshake after a change uses the new pair. A new pair that does not
 //! load (a half-written file, a key that does not match) leaves the old one in use and is
 //! logged once per change.
@@ -36,6 +40,11 @@ pub struct TlsFlags {
     pub key_file: Option<PathBuf>,
     pub trusted_ca_file: Option<PathBuf>,
     pub client_cert_auth: bool,
+    /// TLS 1.2 suites to offer, by IANA name (`--cipher-suites`); empty: rustls's defaults.
+    pub cipher_suites: Vec<String>,
+    /// `--peer-auto-tls`: peers present self-signed certificates and do not check each
+    /// other's (etcd's rule: encryption without authentication, for trying TLS out).
+    pub skip_peer_verification: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +57,8 @@ pub enum TlsError {
     File { path: String, what: String },
     #[error("TLS configuration: {0}")]
     Config(String),
+    #[error("--cipher-suites: {name} is not a TLS 1.2 suite Cairn offers (these are: {supported})")]
+    UnknownCipherSuite { name: String, supported: String },
 }
 
 fn file_error(path: &Path, what: impl std::fmt::Display) -> TlsError {
@@ -78,34 +89,96 @@ pub fn server_config(flags: &TlsFlags) -> Result<Arc<ServerConfig>, TlsError> {
 /// requires one too (mutual TLS).
 pub fn peer_tls(flags: &TlsFlags) -> Result<cairn_io_tokio::transport::PeerTls, TlsError> {
     let server = Arc::new(base_server_config(flags)?);
-    let (Some(cert_file), Some(key_file), Some(ca_file)) =
-        (&flags.cert_file, &flags.key_file, &flags.trusted_ca_file)
-    else {
-        return Err(TlsError::MissingCa);
+    let (Some(cert_file), Some(key_file)) = (&flags.cert_file, &flags.key_file) else {
+        return Err(TlsError::MissingCertificate);
     };
-    let mut roots = RootCertStore::empty();
-    for ca in certificates(ca_file)? {
-        roots.add(ca).map_err(|e| file_error(ca_file, e))?;
-    }
-    let chain = certificates(cert_file)?;
-    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| file_error(key_file, e))?;
-    let client = rustls::ClientConfig::builder_with_provider(provider())
+    // Presented to the peers this member connects to, reloaded as the server side's is.
+    let resolver = Arc::new(ReloadingCert::load(cert_file.clone(), key_file.clone())?);
+    let provider = provider(&flags.cipher_suites)?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| file_error(key_file, e))?;
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = match (&flags.trusted_ca_file, flags.skip_peer_verification) {
+        (_, true) => builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyPeer(provider))),
+        (None, false) => return Err(TlsError::MissingCa),
+        (Some(ca_file), false) => {
+            let mut roots = RootCertStore::empty();
+            for ca in certificates(ca_file)? {
+                roots.add(ca).map_err(|e| file_error(ca_file, e))?;
+            }
+            builder.with_root_certificates(roots)
+        }
+    };
+    let client = builder.with_client_cert_resolver(resolver);
     Ok(cairn_io_tokio::transport::PeerTls {
         acceptor: tokio_rustls::TlsAcceptor::from(server),
         connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
     })
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+/// ring's suites, the TLS 1.2 ones limited to `names` when there are any.
+fn provider(names: &[String]) -> Result<Arc<rustls::crypto::CryptoProvider>, TlsError> {
     // ring: no cmake or C toolchain beyond cc to build, unlike aws-lc-rs, rustls's default
     // (whose post-quantum key exchange is what the deprecation is about).
     #[allow(deprecated)]
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut provider = rustls::crypto::ring::default_provider();
+    if names.is_empty() {
+        return Ok(Arc::new(provider));
+    }
+    let name_of = |s: &rustls::SupportedCipherSuite| s.suite().as_str().unwrap_or("").to_string();
+    let tls12: Vec<String> = provider
+        .cipher_suites
+        .iter()
+        .filter(|s| s.version() == &rustls::version::TLS12)
+        .map(name_of)
+        .collect();
+    for name in names {
+        if !tls12.contains(name) {
+            return Err(TlsError::UnknownCipherSuite { name: name.clone(), supported: tls12.join(", ") });
+        }
+    }
+    provider.cipher_suites.retain(|s| s.version() == &rustls::version::TLS13 || names.contains(&name_of(s)));
+    Ok(Arc::new(provider))
+}
+
+/// `--peer-auto-tls`: any certificate a peer presents is accepted (the handshake's signature
+/// is still checked, so the connection is encrypted to whoever holds that certificate's key).
+#[derive(Debug)]
+struct AnyPeer(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyPeer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 fn base_server_config(flags: &TlsFlags) -> Result<ServerConfig, TlsError> {
@@ -113,11 +186,13 @@ fn base_server_config(flags: &TlsFlags) -> Result<ServerConfig, TlsError> {
         return Err(TlsError::MissingCertificate);
     };
     let resolver = Arc::new(ReloadingCert::load(cert_file.clone(), key_file.clone())?);
-    let provider = provider();
+    let provider = provider(&flags.cipher_suites)?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let builder = match (&flags.trusted_ca_file, flags.client_cert_auth) {
+        // --peer-auto-tls: peers' self-signed certificates are not checked (etcd's rule).
+        (_, _) if flags.skip_peer_verification => builder.with_no_client_auth(),
         (None, true) => return Err(TlsError::MissingCa),
         (None, false) => builder.with_no_client_auth(),
         (Some(ca_file), required) => {
@@ -187,10 +262,10 @@ impl ReloadingCert {
                 match certified_key(&self.cert_file, &self.key_file) {
                     Ok(certified) => {
                         st.certified = Arc::new(certified);
-                        tracing::info!(cert_file = %self.cert_file.display(), "client port certificate reloaded");
+                        tracing::info!(cert_file = %self.cert_file.display(), "certificate reloaded");
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "client port certificate changed but does not load; the old one stays in use")
+                        tracing::error!(error = %e, "certificate changed but does not load; the old one stays in use")
                     }
                 }
             }
@@ -202,6 +277,20 @@ impl ReloadingCert {
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.current()
+    }
+}
+
+impl rustls::client::ResolvesClientCert for ReloadingCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.current()
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }
 
@@ -226,4 +315,25 @@ pub fn self_signed(dir: &Path, hosts: &[String]) -> Result<(PathBuf, PathBuf), T
         let _ = std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600));
     }
     Ok((cert, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cipher_suites_limit_tls12_and_keep_tls13() {
+        let all = provider(&[]).map(|p| p.cipher_suites.len()).unwrap_or(0);
+        let one = ["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256".to_string()];
+        let Ok(limited) = provider(&one) else { panic!("a suite ring offers") };
+        let names: Vec<&str> = limited.cipher_suites.iter().filter_map(|s| s.suite().as_str()).collect();
+        assert!(names.contains(&"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"));
+        assert!(!names.contains(&"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"));
+        assert!(names.contains(&"TLS13_AES_128_GCM_SHA256"), "TLS 1.3 stays: {names:?}");
+        assert!(limited.cipher_suites.len() < all);
+        let bad = provider(&["TLS_RSA_WITH_RC4_128_SHA".to_string()]);
+        assert!(
+            matches!(&bad, Err(TlsError::UnknownCipherSuite { name, .. }) if name == "TLS_RSA_WITH_RC4_128_SHA")
+        );
+    }
 }

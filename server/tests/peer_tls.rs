@@ -78,3 +78,60 @@ fn peers_with_the_trusted_ca_form_a_cluster_and_a_stranger_is_refused() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `--peer-auto-tls`: https:// peer URLs without certificates; each member makes a self-signed
+/// one and the peers, which do not check each other's, form a cluster over TLS.
+#[test]
+fn peers_with_auto_tls_form_a_cluster_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (ports::free_port(), ports::free_port())).collect();
+    let cluster =
+        (0..3).map(|i| format!("m{}=https://127.0.0.1:{}", i + 1, ports[i].1)).collect::<Vec<_>>().join(",");
+    let mut members = Vec::new();
+    for (i, (client, peer)) in ports.iter().enumerate() {
+        let name = format!("m{}", i + 1);
+        let log = std::fs::File::create(d.join(format!("{name}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["--name", &name, "--data-dir", d.join(format!("{name}.data")).to_str().unwrap()])
+            .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])
+            .args(["--advertise-client-urls", &format!("http://127.0.0.1:{client}")])
+            .args(["--listen-peer-urls", &format!("https://127.0.0.1:{peer}")])
+            .args(["--initial-advertise-peer-urls", &format!("https://127.0.0.1:{peer}")])
+            .args(["--initial-cluster", &cluster, "--peer-auto-tls"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start cairn");
+        members.push(Process(child));
+    }
+    let endpoint = |i: usize| format!("127.0.0.1:{}", ports[i].0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !etcdctl(&endpoint(0), &[], &["put", "k", "over auto tls"]).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "no quorum: {}",
+            std::fs::read_to_string(d.join("m1.log")).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Every member has it, read through each.
+    for i in 0..3 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = etcdctl(&endpoint(i), &[], &["get", "k", "--print-value-only", "--consistency=s"]);
+            if String::from_utf8_lossy(&out.stdout).trim() == "over auto tls" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "m{} never applied it", i + 1);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // The peers' certificates are where etcd keeps them, and the peer port speaks only TLS.
+    assert!(d.join("m1.data/fixtures/peer/cert.pem").exists());
+    let plain = Command::new("curl")
+        .args(["-s", "-m", "5", &format!("http://127.0.0.1:{}/", ports[0].1)])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("cairn"), "plaintext on the TLS peer port");
+}
