@@ -1,7 +1,8 @@
 //! etcd's auth end to end with etcdctl: users, roles and prefix permissions on a 3-member
 //! cluster, enforced by every member; wrong passwords, missing credentials and revoked
 //! permissions refused with etcd's errors; the v2 API closed while auth is on; and, over TLS
-//! with client-certificate auth, the certificate's Common Name as the user.
+//! with client-certificate auth on a 3-member cluster with mutual peer TLS, the certificate's
+//! Common Name as the user.
 
 #[path = "support/ports.rs"]
 mod ports;
@@ -152,34 +153,43 @@ fn users_roles_and_prefix_permissions_are_enforced_by_every_member() {
     must(&c, 1, None, &["put", "/app/x", "open again"]);
 }
 
+/// A 3-member cluster with client TLS (client-certificate auth) and mutual peer TLS, auth on:
+/// each member takes the certificate's Common Name as the user.
 #[test]
-fn with_client_cert_auth_the_certificates_common_name_is_the_user() {
+fn with_client_cert_auth_the_certificates_common_name_is_the_user_on_every_member() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let trusted = ca("cairn test CA");
     write(d, "ca", &trusted);
-    write(d, "server", &leaf(&trusted, "cairn", &[ServerAuth]));
+    write(d, "server", &leaf(&trusted, "cairn", &[ServerAuth, ClientAuth]));
     write(d, "root", &leaf(&trusted, "root", &[ClientAuth]));
     write(d, "alice", &leaf(&trusted, "alice", &[ClientAuth]));
     let p = |name: &str| d.join(name).to_str().unwrap().to_string();
-    let (client, peer) = (ports::free_port(), ports::free_port());
-    let url = format!("https://127.0.0.1:{client}");
-    let log = std::fs::File::create(d.join("member.log")).unwrap();
-    let _member = Process(
-        Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .arg("--data-dir")
-            .arg(d.join("data"))
-            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
-            .args(["--initial-cluster", &format!("default=http://127.0.0.1:{peer}")])
-            .args(["--cert-file", &p("server.pem"), "--key-file", &p("server-key.pem")])
-            .args(["--trusted-ca-file", &p("ca.pem"), "--client-cert-auth", "--bcrypt-cost", "4"])
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start cairn"),
-    );
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (ports::free_port(), ports::free_port())).collect();
+    let cluster =
+        (0..3).map(|i| format!("m{}=https://127.0.0.1:{}", i + 1, ports[i].1)).collect::<Vec<_>>().join(",");
+    let url = |i: usize| format!("https://127.0.0.1:{}", ports[i].0);
+    let mut members = Vec::new();
+    for (i, (_, peer)) in ports.iter().enumerate() {
+        let name = format!("m{}", i + 1);
+        let log = std::fs::File::create(d.join(format!("{name}.log"))).unwrap();
+        members.push(Process(
+            Command::new(env!("CARGO_BIN_EXE_cairn"))
+                .args(["--name", &name, "--data-dir", &p(&format!("{name}.data"))])
+                .args(["--listen-client-urls", &url(i), "--advertise-client-urls", &url(i)])
+                .args(["--listen-peer-urls", &format!("https://127.0.0.1:{peer}")])
+                .args(["--initial-advertise-peer-urls", &format!("https://127.0.0.1:{peer}")])
+                .args(["--initial-cluster", &cluster])
+                .args(["--cert-file", &p("server.pem"), "--key-file", &p("server-key.pem")])
+                .args(["--trusted-ca-file", &p("ca.pem"), "--client-cert-auth", "--bcrypt-cost", "4"])
+                .args(["--peer-cert-file", &p("server.pem"), "--peer-key-file", &p("server-key.pem")])
+                .args(["--peer-trusted-ca-file", &p("ca.pem"), "--peer-client-cert-auth"])
+                .stdout(std::process::Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start cairn"),
+        ));
+    }
     let as_cert = |who: &str| {
         vec![
             format!("--cacert={}", p("ca.pem")),
@@ -189,16 +199,16 @@ fn with_client_cert_auth_the_certificates_common_name_is_the_user() {
     };
     let (root, alice) = (as_cert("root"), as_cert("alice"));
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !etcdctl(&url, &root, &["put", "/app/x", "1"]).status.success() {
+    while !etcdctl(&url(0), &root, &["put", "/app/x", "1"]).status.success() {
         assert!(
             Instant::now() < deadline,
             "no TLS put: {}",
-            std::fs::read_to_string(d.join("member.log")).unwrap()
+            std::fs::read_to_string(d.join("m1.log")).unwrap()
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let run = |tls: &[String], args: &[&str]| {
-        let out = etcdctl(&url, tls, args);
+    let run = |i: usize, tls: &[String], args: &[&str]| {
+        let out = etcdctl(&url(i), tls, args);
         (
             out.status.success(),
             format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
@@ -213,17 +223,22 @@ fn with_client_cert_auth_the_certificates_common_name_is_the_user() {
         &["user", "grant-role", "alice", "app"],
         &["auth", "enable"],
     ] {
-        let (ok, text) = run(&root, args);
+        let (ok, text) = run(0, &root, args);
         assert!(ok, "{args:?}: {text}");
     }
-    // No password given: the certificate names the user.
-    let (ok, text) = run(&alice, &["get", "/app/x", "--print-value-only"]);
-    assert!(ok && text.trim() == "1", "{text}");
-    let (ok, text) = run(&alice, &["put", "/app/x", "2"]);
-    assert!(!ok && text.contains("permission denied"), "read-only: {text}");
-    let (ok, text) = run(&root, &["put", "/app/x", "2"]);
-    assert!(ok, "root by certificate: {text}");
+    for i in 0..3 {
+        // No password given: the certificate names the user.
+        let (ok, text) = run(i, &alice, &["get", "/app/x", "--print-value-only"]);
+        let expected = if i == 0 { "1".to_string() } else { format!("by root via m{i}") };
+        assert!(ok && text.trim() == expected, "m{}: {text}", i + 1);
+        let (ok, text) = run(i, &alice, &["put", "/app/x", "2"]);
+        assert!(!ok && text.contains("permission denied"), "read-only: {text}");
+        let (ok, text) = run(i, &alice, &["get", "/other"]);
+        assert!(!ok && text.contains("permission denied"), "{text}");
+        let (ok, text) = run(i, &root, &["put", "/app/x", &format!("by root via m{}", i + 1)]);
+        assert!(ok, "root by certificate: {text}");
+    }
     // A wrong password is refused, certificate or not.
-    let (ok, text) = run(&[&alice[..], &["--user=alice:wrong".to_string()]].concat(), &["get", "/app/x"]);
+    let (ok, text) = run(1, &[&alice[..], &["--user=alice:wrong".to_string()]].concat(), &["get", "/app/x"]);
     assert!(!ok && text.contains("authentication failed"), "{text}");
 }
