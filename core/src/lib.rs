@@ -88,6 +88,7 @@
 //! - `kv`: etcd-shaped key-value types.
 //! - `forward`: lease requests a follower hands the leader, and the replies.
 //! - `membership`: the member set as replicated state, and the changes to it.
+//! - `auth`: users, roles and permissions as replicated state, and the permission check.
 
 pub mod alarm;
 pub mod auth;
