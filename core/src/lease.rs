@@ -58,8 +58,9 @@ impl Leases {
         self.leases.is_empty()
     }
 
-    /// Grants lease `id` (non-zero). A TTL below `ttl_secs_min` is raised to it, as etcd does.
-    pub fn grant(&mut self, id: i64, ttl_secs: i64, ttl_secs_min: i64) -> Result<&Lease> {
+    /// Grants lease `id` (non-zero) with `ttl_secs` as given (the proposer raised it to its
+    /// minimum already).
+    pub fn grant(&mut self, id: i64, ttl_secs: i64) -> Result<&Lease> {
         assert!(id > 0, "lease ids are chosen before apply and positive");
         if ttl_secs > LEASE_TTL_SECS_MAX {
             return Err(Error::LeaseTtlTooLarge);
@@ -67,7 +68,7 @@ impl Leases {
         if self.leases.contains_key(&id) {
             return Err(Error::LeaseExists);
         }
-        let lease = Lease { id, ttl_secs: ttl_secs.max(ttl_secs_min), keys: BTreeSet::new() };
+        let lease = Lease { id, ttl_secs, keys: BTreeSet::new() };
         Ok(self.leases.entry(id).or_insert(lease))
     }
 

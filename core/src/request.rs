@@ -176,6 +176,8 @@ pub enum Command {
     Txn(TxnRequest),
     Compact(CompactionRequest),
     /// `id` 0: the state machine assigns one from the entry's index, identically everywhere.
+    /// `ttl_secs` as granted: the proposer raised it to its minimum (`Config::lease_ttl_secs_min`)
+    /// before the entry entered the log, so applying it reads nothing from a member's config.
     LeaseGrant {
         id: i64,
         ttl_secs: i64,
@@ -207,6 +209,12 @@ pub enum Command {
         prefix: bytes::Bytes,
     },
     Auth(crate::auth::AuthChange),
+    /// A grant from a log written before TTLs were stamped (proposal format 1): its TTL is
+    /// raised to the applying member's minimum, as it was then. Never proposed.
+    LeaseGrantUnstamped {
+        id: i64,
+        ttl_secs: i64,
+    },
 }
 
 /// The context of a configuration-change entry: the member change, and who proposed it (so
@@ -279,7 +287,8 @@ impl Caller {
 
 /// Leading byte of an encoded proposal; bumped when the encoding changes.
 const PROPOSAL_FORMAT: u8 = 2;
-/// Proposals before callers (read as made by a member: they were applied unchecked).
+/// Proposals before callers and stamped lease TTLs (read as made by a member: they were applied
+/// unchecked; their lease grants as `Command::LeaseGrantUnstamped`).
 const PROPOSAL_FORMAT_NO_CALLER: u8 = 1;
 
 impl Proposal {
@@ -307,6 +316,10 @@ impl Proposal {
                 let (origin, command): (Option<Origin>, Command) = codec()
                     .deserialize(rest)
                     .map_err(|e| Error::Corrupt(format!("undecodable log entry: {e}")))?;
+                let command = match command {
+                    Command::LeaseGrant { id, ttl_secs } => Command::LeaseGrantUnstamped { id, ttl_secs },
+                    other => other,
+                };
                 Ok(Proposal { origin, caller: Caller::Member, command })
             }
             Some((v, _)) => Err(Error::Corrupt(format!("unknown log entry format {v}"))),
@@ -343,6 +356,19 @@ mod tests {
         let buf = p.encode();
         assert_eq!(buf.len(), buf.capacity(), "spare capacity stays allocated in the Raft log");
         assert_eq!(Proposal::decode(&buf).unwrap(), p);
+    }
+
+    #[test]
+    fn a_format_1_lease_grant_reads_as_unstamped() {
+        use bincode::Options;
+        let mut buf = vec![PROPOSAL_FORMAT_NO_CALLER];
+        codec()
+            .serialize_into(&mut buf, &(None::<Origin>, Command::LeaseGrant { id: 7, ttl_secs: 1 }))
+            .unwrap();
+        assert_eq!(
+            Proposal::decode(&buf).unwrap().command,
+            Command::LeaseGrantUnstamped { id: 7, ttl_secs: 1 }
+        );
     }
 
     #[test]

@@ -191,7 +191,8 @@ impl StateMachine {
     /// Applies the command of the entry at `index`, if `caller` may do it as the auth store
     /// stands now. Errors in the result are the client's (a failed compare is not an error; a
     /// missing lease is) and leave the state unchanged except for the applied index.
-    /// `payload` is the entry's encoded bytes (for the digest).
+    /// `payload` is the entry's encoded bytes (for the digest). `legacy_ttl_secs_min` serves
+    /// only grants from logs written before TTLs were stamped (`Command::LeaseGrantUnstamped`).
     pub fn apply(
         &mut self,
         index: u64,
@@ -199,7 +200,7 @@ impl StateMachine {
         payload: &[u8],
         cmd: &Command,
         caller: &Caller,
-        ttl_secs_min: i64,
+        legacy_ttl_secs_min: i64,
     ) -> Applied {
         self.advance_to(index, term, payload);
         let revision_before = self.mvcc.current_revision();
@@ -217,14 +218,18 @@ impl StateMachine {
             | (None, Command::DeleteRange(_))
             | (None, Command::Txn(_))
             | (None, Command::Compact(_))
-            | (None, Command::LeaseGrant { .. })
+            | (None, Command::LeaseGrant { .. } | Command::LeaseGrantUnstamped { .. })
             | (None, Command::LeaseRevoke { .. })
                 if corrupt =>
             {
                 (Err(Error::CorruptCluster), vec![])
             }
             // While the store is out of space, nothing may grow it (etcd's capped applier).
-            (None, Command::Put(_) | Command::LeaseGrant { .. }) if capped => (Err(Error::NoSpace), vec![]),
+            (None, Command::Put(_) | Command::LeaseGrant { .. } | Command::LeaseGrantUnstamped { .. })
+                if capped =>
+            {
+                (Err(Error::NoSpace), vec![])
+            }
             (None, Command::Txn(req)) if capped && txn_has_put(req) => (Err(Error::NoSpace), vec![]),
             (None, Command::Alarm { action, member, kind }) => {
                 (Ok(self.apply_alarm(*action, *member, *kind)), vec![])
@@ -273,9 +278,13 @@ impl StateMachine {
             (None, Command::Compact(req)) => {
                 (self.mvcc.compact(req.revision).map(|()| ResponseBody::Compact), vec![])
             }
-            (None, Command::LeaseGrant { id, ttl_secs }) => {
+            (None, Command::LeaseGrant { id, ttl_secs } | Command::LeaseGrantUnstamped { id, ttl_secs }) => {
                 let id = if *id == 0 { self.auto_lease_id(index) } else { *id };
-                match self.leases.grant(id, *ttl_secs, ttl_secs_min) {
+                let ttl_secs = match cmd {
+                    Command::LeaseGrantUnstamped { .. } => (*ttl_secs).max(legacy_ttl_secs_min),
+                    _ => *ttl_secs,
+                };
+                match self.leases.grant(id, ttl_secs) {
                     Ok(lease) => {
                         granted = Some(lease.clone());
                         (Ok(ResponseBody::LeaseGrant { id, ttl_secs: lease.ttl_secs }), vec![])
@@ -369,7 +378,7 @@ impl StateMachine {
                     needs.extend(lease.keys.iter().map(|k| Access::Write { key: k, range_end: &[] }));
                 }
             }
-            Command::LeaseGrant { .. } | Command::PublishMember { .. } => {}
+            Command::LeaseGrant { .. } | Command::LeaseGrantUnstamped { .. } | Command::PublishMember { .. } => {}
             Command::Alarm { action: AlarmAction::Get, .. } => {}
             Command::Compact(_)
             | Command::Alarm { .. }
@@ -680,6 +689,21 @@ fn splitmix64(mut x: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Members with different election timeouts (so different lease minimums) grant the same
+    /// TTL: the entry carries it. Only grants from old logs use the applying member's minimum.
+    #[test]
+    fn a_lease_grant_applies_the_same_whatever_the_members_minimum() {
+        let grant = Command::LeaseGrant { id: 5, ttl_secs: 2 };
+        let (mut a, mut b) = (StateMachine::new(), StateMachine::new());
+        a.apply(1, 1, b"g", &grant, &Caller::Member, 3);
+        b.apply(1, 1, b"g", &grant, &Caller::Member, 15);
+        assert_eq!(a, b);
+        assert_eq!(a.leases().get(5).map(|l| l.ttl_secs), Some(2));
+        let old = Command::LeaseGrantUnstamped { id: 6, ttl_secs: 2 };
+        a.apply(2, 1, b"o", &old, &Caller::Member, 3);
+        assert_eq!(a.leases().get(6).map(|l| l.ttl_secs), Some(3));
+    }
 
     #[test]
     fn a_format_5_snapshot_reads_as_the_same_state_with_auth_off_and_no_users() {

@@ -705,6 +705,9 @@ impl Core {
                     return Err(Error::LeaseNotFound);
                 }
                 self.check_quota(LEASE_COST_BYTES)?;
+                // A TTL below this member's minimum is raised to it, as etcd does, here and
+                // not when it applies: the entry carries the TTL every member grants.
+                let ttl_secs = ttl_secs.max(self.config.lease_ttl_secs_min());
                 self.propose(id, caller.clone(), Command::LeaseGrant { id: lease, ttl_secs })
             }
             Request::LeaseRevoke { id: lease } => {
