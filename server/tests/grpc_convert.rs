@@ -2,6 +2,9 @@
 //! the core's and back, error statuses, watch events and responses, and a few encodings
 //! byte for byte against etcd's field numbers.
 
+#[path = "support/convert_back.rs"]
+mod back;
+
 use bytes::Bytes;
 use cairn_core::kv::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, Event, EventKind,
@@ -120,7 +123,7 @@ fn info() -> ServerInfo {
 #[test]
 fn range_request_round_trips_every_field() {
     let core = full_range();
-    let wire = convert::range_request_to_pb(core.clone());
+    let wire = back::range_request_to_pb(core.clone());
     assert_eq!(wire.sort_order, pb::range_request::SortOrder::Descend as i32);
     assert_eq!(wire.sort_target, pb::range_request::SortTarget::Mod as i32);
     assert_eq!(wire.max_create_revision, 4);
@@ -160,26 +163,26 @@ fn unknown_enum_values_are_invalid_arguments_not_panics() {
     assert_eq!(bad_result.unwrap_err().code(), Code::InvalidArgument);
     let bad_cmp_target = convert::compare_from_pb(pb::Compare { target: 5, ..Default::default() });
     assert_eq!(bad_cmp_target.unwrap_err().code(), Code::InvalidArgument);
-    let bad_event = convert::event_from_pb(mvccpb::Event { r#type: 2, ..Default::default() });
+    let bad_event = back::event_from_pb(mvccpb::Event { r#type: 2, ..Default::default() });
     assert_eq!(bad_event.unwrap_err().code(), Code::InvalidArgument);
 }
 
 #[test]
 fn put_and_delete_requests_round_trip() {
     let put = full_put();
-    let wire = convert::put_request_to_pb(put.clone());
+    let wire = back::put_request_to_pb(put.clone());
     assert!(wire.prev_kv && wire.ignore_value && wire.ignore_lease && wire.lease == 9);
     assert_eq!(convert::put_request_from_pb(wire), put);
 
     let del = full_delete();
-    assert_eq!(convert::delete_request_from_pb(convert::delete_request_to_pb(del.clone())), del);
+    assert_eq!(convert::delete_request_from_pb(back::delete_request_to_pb(del.clone())), del);
 }
 
 #[test]
 fn compare_targets_round_trip_through_the_oneof() {
     use pb::compare::TargetUnion;
     for c in every_compare() {
-        let wire = convert::compare_to_pb(c.clone());
+        let wire = back::compare_to_pb(c.clone());
         let expected_union = match &c.target {
             CompareTarget::Version(v) => TargetUnion::Version(*v),
             CompareTarget::Create(v) => TargetUnion::CreateRevision(*v),
@@ -218,7 +221,7 @@ fn compare_operand_defaults_to_zero_when_the_oneof_disagrees_with_the_target() {
 #[test]
 fn nested_txn_request_round_trips() {
     let txn = nested_txn();
-    let wire = convert::txn_request_to_pb(txn.clone());
+    let wire = back::txn_request_to_pb(txn.clone());
     assert_eq!(wire.compare.len(), 5);
     match &wire.success[3].request {
         Some(pb::request_op::Request::RequestTxn(inner)) => {
@@ -240,7 +243,7 @@ fn txn_op_without_a_request_is_refused() {
 #[test]
 fn compaction_request_round_trips() {
     let c = cairn_core::kv::CompactionRequest { revision: 12, physical: true };
-    assert_eq!(convert::compaction_request_from_pb(convert::compaction_request_to_pb(c.clone())), c);
+    assert_eq!(convert::compaction_request_from_pb(back::compaction_request_to_pb(c.clone())), c);
 }
 
 // ---- Responses: core -> pb (and back, to check nothing is lost) ----
@@ -256,18 +259,18 @@ fn range_put_delete_responses_carry_header_and_fields() {
     assert_eq!(wire.header, header());
     assert_eq!(wire.kvs[1].value, b("2"));
     assert_eq!(wire.kvs[0].lease, 7);
-    assert_eq!(convert::range_response_from_pb(wire), range);
+    assert_eq!(back::range_response_from_pb(wire), range);
 
     let put = PutResponse { prev_kv: Some(kv("a", "0", 3)) };
     let wire = convert::put_response_to_pb(put.clone(), header());
     assert_eq!(wire.prev_kv.as_ref().map(|p| p.mod_revision), Some(3));
-    assert_eq!(convert::put_response_from_pb(wire), put);
+    assert_eq!(back::put_response_from_pb(wire), put);
     assert_eq!(convert::put_response_to_pb(PutResponse { prev_kv: None }, header()).prev_kv, None);
 
     let del = DeleteRangeResponse { deleted: 2, prev_kvs: vec![kv("a", "1", 5)] };
     let wire = convert::delete_response_to_pb(del.clone(), header());
     assert_eq!(wire.deleted, 2);
-    assert_eq!(convert::delete_response_from_pb(wire), del);
+    assert_eq!(back::delete_response_from_pb(wire), del);
 }
 
 #[test]
@@ -303,7 +306,7 @@ fn nested_txn_response_round_trips_with_nested_headers() {
         other => panic!("expected a put response, got {other:?}"),
     }
     let decoded = pb::TxnResponse::decode(wire.encode_to_vec().as_slice()).unwrap();
-    assert_eq!(convert::txn_response_from_pb(decoded).unwrap(), txn);
+    assert_eq!(back::txn_response_from_pb(decoded).unwrap(), txn);
 }
 
 #[test]
@@ -388,7 +391,7 @@ fn put_and_delete_events_convert_with_and_without_prev_kv() {
     assert_eq!(wire.r#type, mvccpb::event::EventType::Put as i32);
     assert_eq!(wire.kv.as_ref().map(|k| k.value.clone()), Some(b("new")));
     assert_eq!(wire.prev_kv.as_ref().map(|k| k.value.clone()), Some(b("old")));
-    assert_eq!(convert::event_from_pb(wire).unwrap(), put);
+    assert_eq!(back::event_from_pb(wire).unwrap(), put);
 
     let tombstone = KeyValue { key: b("k"), mod_revision: 10, ..Default::default() };
     let delete = Event { kind: EventKind::Delete, kv: tombstone, prev_kv: None };
@@ -396,7 +399,7 @@ fn put_and_delete_events_convert_with_and_without_prev_kv() {
     assert_eq!(wire.r#type, mvccpb::event::EventType::Delete as i32);
     assert_eq!(wire.prev_kv, None);
     assert_eq!(wire.kv.as_ref().map(|k| (k.mod_revision, k.version)), Some((10, 0)));
-    assert_eq!(convert::event_from_pb(wire).unwrap(), delete);
+    assert_eq!(back::event_from_pb(wire).unwrap(), delete);
 }
 
 // ---- Watch ----
