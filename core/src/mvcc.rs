@@ -715,16 +715,19 @@ impl Mvcc {
         Ok(())
     }
 
-    /// The puts on the path a txn would take (see `for_each_op_on_path`), nested txns' included.
-    pub fn puts_on_path(&self, req: &TxnRequest) -> Vec<PutRequest> {
-        let mut puts = vec![];
+    /// The puts and deletes on the path a txn would take (see `for_each_op_on_path`), nested
+    /// txns' included.
+    pub fn writes_on_path(&self, req: &TxnRequest) -> (Vec<PutRequest>, Vec<DeleteRangeRequest>) {
+        let (mut puts, mut deletes) = (vec![], vec![]);
         let _ = self.for_each_op_on_path(req, &mut |op| {
-            if let RequestOp::Put(p) = op {
-                puts.push(p.clone());
+            match op {
+                RequestOp::Put(p) => puts.push(p.clone()),
+                RequestOp::DeleteRange(d) => deletes.push(d.clone()),
+                _ => {}
             }
             Ok(())
         });
-        puts
+        (puts, deletes)
     }
 
     /// etcd's `checkPut`, against the store before the txn.

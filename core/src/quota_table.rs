@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::kv::{Event, EventKind, KeyValue, PutRequest, RangeRequest};
+use crate::kv::{DeleteRangeRequest, Event, EventKind, KeyValue, PutRequest, RangeRequest};
 use crate::mvcc::Mvcc;
 use crate::prefix_quota::{Limits, QuotaStatus, Usage, QUOTAS_MAX};
 use crate::{Error, Result};
@@ -66,11 +66,34 @@ impl PrefixQuotas {
 
     /// Refuses `puts` (applied together) if they would take a prefix past a bound.
     pub fn check(&self, puts: &[&PutRequest], mvcc: &Mvcc) -> Result<()> {
+        self.check_txn(puts, &[], mvcc)
+    }
+
+    /// `check` for a txn's writes: the live keys its deletes remove are credited first (a txn
+    /// may not touch a key twice, so no put lands on a key a delete of the same txn removes).
+    pub fn check_txn(
+        &self,
+        puts: &[&PutRequest],
+        deletes: &[&DeleteRangeRequest],
+        mvcc: &Mvcc,
+    ) -> Result<()> {
         if self.limits.is_empty() {
             return Ok(());
         }
+        let mut removed: Vec<KeyValue> = vec![];
+        for d in deletes {
+            let range =
+                RangeRequest { key: d.key.clone(), range_end: d.range_end.clone(), ..Default::default() };
+            if let Ok(r) = mvcc.range(&range) {
+                removed.extend(r.kvs);
+            }
+        }
         for (prefix, limits) in &self.limits {
             let mut usage = self.usage.get(prefix).copied().unwrap_or_default();
+            for kv in removed.iter().filter(|kv| kv.key.starts_with(prefix)) {
+                usage.bytes = usage.bytes.saturating_sub(size(kv));
+                usage.keys = usage.keys.saturating_sub(1);
+            }
             let mut grew = false;
             for p in puts.iter().filter(|p| p.key.starts_with(prefix)) {
                 let old = mvcc.kv_at(&p.key);

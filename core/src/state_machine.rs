@@ -417,9 +417,10 @@ impl StateMachine {
     }
 
     fn txn_within_quotas(&self, req: &TxnRequest) -> Result<()> {
-        let puts = self.mvcc.puts_on_path(req);
+        let (puts, deletes) = self.mvcc.writes_on_path(req);
         let puts: Vec<&crate::kv::PutRequest> = puts.iter().collect();
-        self.prefix_quotas.check(&puts, &self.mvcc)
+        let deletes: Vec<&crate::kv::DeleteRangeRequest> = deletes.iter().collect();
+        self.prefix_quotas.check_txn(&puts, &deletes, &self.mvcc)
     }
 
     /// Serves a read (a range, or a txn that cannot write) at the current state.

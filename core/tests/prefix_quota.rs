@@ -108,3 +108,55 @@ fn expired_leases_give_their_keys_room_back() {
     assert_eq!(list(&mut c, l)[0].usage, Usage::default());
     c.put(l, "/svc/c", "v").unwrap();
 }
+
+#[test]
+fn a_txn_that_deletes_under_a_prefix_makes_room_for_its_own_puts() {
+    let mut c = Cluster::new(3, 53);
+    let l = c.wait_for_leader();
+    set(&mut c, l, "/jobs/", 0, 2);
+    c.put(l, "/jobs/a", "1").unwrap();
+    c.put(l, "/jobs/b", "2").unwrap();
+    // Full: a plain put is refused, but a txn swapping one key for another fits.
+    assert!(c.put(l, "/jobs/c", "3").is_err());
+    let swap = TxnRequest {
+        compare: vec![],
+        success: vec![
+            RequestOp::DeleteRange(DeleteRangeRequest { key: b("/jobs/a"), ..Default::default() }),
+            put_op("/jobs/c", "3"),
+        ],
+        failure: vec![],
+    };
+    c.request(l, Request::Txn(swap)).unwrap();
+    assert_eq!(list(&mut c, l)[0].usage, Usage { keys: 2, bytes: 16 });
+    // Deleting a key outside the prefix makes no room under it.
+    c.put(l, "/other", "x").unwrap();
+    let no_room = TxnRequest {
+        compare: vec![],
+        success: vec![
+            RequestOp::DeleteRange(DeleteRangeRequest { key: b("/other"), ..Default::default() }),
+            put_op("/jobs/d", "4"),
+        ],
+        failure: vec![],
+    };
+    let refused = c.request(l, Request::Txn(no_room)).unwrap_err();
+    assert_eq!(refused, Error::PrefixQuotaExceeded { prefix: "/jobs/".into(), limit: "2 keys".into() });
+    // A range delete credits every live key it removes (b and c; the puts lie past its end, as
+    // a txn may not touch a key twice).
+    let sweep = TxnRequest {
+        compare: vec![],
+        success: vec![
+            RequestOp::DeleteRange(DeleteRangeRequest {
+                key: b("/jobs/a"),
+                range_end: b("/jobs/d"),
+                ..Default::default()
+            }),
+            put_op("/jobs/x", "1"),
+            put_op("/jobs/y", "2"),
+        ],
+        failure: vec![],
+    };
+    c.request(l, Request::Txn(sweep)).unwrap();
+    assert_eq!(list(&mut c, l)[0].usage, Usage { keys: 2, bytes: 16 });
+    c.stabilize();
+    c.assert_converged();
+}
