@@ -76,3 +76,40 @@ async fn kv_txn_watch_lease_and_cluster_calls_work_from_rust() {
     let status = client.status().await.unwrap();
     assert_ne!(status.leader(), 0);
 }
+
+/// A client library's auth flow: it calls Authenticate with its user and password and sends the
+/// token with every request; users, roles and permissions made with the library itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_library_authenticates_and_is_held_to_its_permissions() {
+    use etcd_client::{ConnectOptions, Permission};
+    let c = Cluster::start_with(&[vec!["--bcrypt-cost".into(), "4".into()]]);
+    let mut admin = Client::connect(endpoints(&c), None).await.expect("connect");
+    admin.user_add("root", "rootpw", None).await.unwrap();
+    admin.user_grant_role("root", "root").await.unwrap();
+    admin.user_add("app", "apppw", None).await.unwrap();
+    admin.role_add("svc").await.unwrap();
+    admin.role_grant_permission("svc", Permission::read_write("svc/").with_prefix()).await.unwrap();
+    admin.user_grant_role("app", "svc").await.unwrap();
+    admin.auth_enable().await.unwrap();
+
+    let as_app = ConnectOptions::new().with_user("app", "apppw");
+    let mut app = Client::connect(endpoints(&c), Some(as_app)).await.expect("authenticate as app");
+    app.put("svc/a", "1", None).await.unwrap();
+    let got = app.get("svc/a", None).await.unwrap();
+    assert_eq!(got.kvs()[0].value_str().unwrap(), "1");
+    let denied = app.put("other", "1", None).await.unwrap_err().to_string();
+    assert!(denied.contains("permission denied"), "{denied}");
+
+    let wrong = ConnectOptions::new().with_user("app", "nope");
+    let refused =
+        Client::connect(endpoints(&c), Some(wrong)).await.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(refused.contains("authentication failed"), "{refused}");
+
+    // The root user's token lists users; the app's may not.
+    let mut root = Client::connect(endpoints(&c), Some(ConnectOptions::new().with_user("root", "rootpw")))
+        .await
+        .unwrap();
+    let users = root.user_list().await.unwrap();
+    assert_eq!(users.users(), ["app", "root"]);
+    assert!(app.user_list().await.unwrap_err().to_string().contains("permission denied"));
+}
