@@ -287,8 +287,8 @@ impl Caller {
 
 /// Leading byte of an encoded proposal; bumped when the encoding changes.
 const PROPOSAL_FORMAT: u8 = 2;
-/// Proposals before callers and stamped lease TTLs (read as made by a member: they were applied
-/// unchecked; their lease grants as `Command::LeaseGrantUnstamped`).
+/// Proposals before callers and stamped lease TTLs (a client's read as anonymous, a member's as
+/// a member's; lease grants as `Command::LeaseGrantUnstamped`).
 const PROPOSAL_FORMAT_NO_CALLER: u8 = 1;
 
 impl Proposal {
@@ -320,7 +320,10 @@ impl Proposal {
                     Command::LeaseGrant { id, ttl_secs } => Command::LeaseGrantUnstamped { id, ttl_secs },
                     other => other,
                 };
-                Ok(Proposal { origin, caller: Caller::Member, command })
+                // Written before auth existed, so applied while it was off; a client's entry is
+                // a client's all the same, should one ever apply with auth on.
+                let caller = if origin.is_some() { Caller::Anonymous } else { Caller::Member };
+                Ok(Proposal { origin, caller, command })
             }
             Some((v, _)) => Err(Error::Corrupt(format!("unknown log entry format {v}"))),
             None => Err(Error::Corrupt("empty log entry payload".into())),
@@ -372,12 +375,12 @@ mod tests {
     }
 
     #[test]
-    fn a_format_1_proposal_reads_as_a_members() {
+    fn a_format_1_clients_proposal_reads_as_anonymous() {
         use bincode::Options;
         let command = Command::LeaseRevoke { id: 5 };
         let origin = Some(Origin { member: 2, nonce: 1, seq: 3 });
         let mut buf = vec![PROPOSAL_FORMAT_NO_CALLER];
         codec().serialize_into(&mut buf, &(origin, command.clone())).unwrap();
-        assert_eq!(Proposal::decode(&buf).unwrap(), Proposal { origin, caller: Caller::Member, command });
+        assert_eq!(Proposal::decode(&buf).unwrap(), Proposal { origin, caller: Caller::Anonymous, command });
     }
 }

@@ -349,21 +349,19 @@ impl StateMachine {
     /// Whether `caller` may have `cmd` applied, as the auth store stands (always, while
     /// authentication is off, and for a member).
     pub fn permitted(&self, caller: &Caller, cmd: &Command) -> Result<()> {
-        if !self.auth.is_enabled() {
+        if !self.auth.is_enabled() || *caller == Caller::Member {
             return Ok(());
         }
-        let who = match caller {
-            Caller::Member => return Ok(()),
-            Caller::Anonymous => return Err(Error::UserEmpty),
-            Caller::User(who) => who,
-        };
         let mut needs = vec![];
+        // Needing nothing, open to every client (as etcd 3.4 leaves them).
+        let mut open = false;
         match cmd {
             Command::Put(p) => {
                 needs.push(Access::Write { key: &p.key, range_end: &[] });
                 if p.prev_kv {
                     needs.push(Access::Read { key: &p.key, range_end: &[] });
                 }
+                self.lease_key_writes(p.lease, &mut needs);
             }
             Command::DeleteRange(d) => {
                 needs.push(Access::Write { key: &d.key, range_end: &d.range_end });
@@ -371,17 +369,23 @@ impl StateMachine {
                     needs.push(Access::Read { key: &d.key, range_end: &d.range_end });
                 }
             }
-            Command::Txn(t) => crate::auth::txn_accesses(t, &mut needs),
-            // Revoking a lease deletes its keys (etcd asks for write on each).
-            Command::LeaseRevoke { id } => {
-                if let Some(lease) = self.leases.get(*id) {
-                    needs.extend(lease.keys.iter().map(|k| Access::Write { key: k, range_end: &[] }));
-                }
+            Command::Txn(t) => {
+                crate::auth::txn_accesses(t, &mut needs);
+                self.txn_lease_key_writes(t, &mut needs);
             }
-            Command::LeaseGrant { .. } | Command::LeaseGrantUnstamped { .. } | Command::PublishMember { .. } => {}
-            Command::Alarm { action: AlarmAction::Get, .. } => {}
-            Command::Compact(_)
-            | Command::Alarm { .. }
+            // Revoking a lease deletes its keys (etcd asks for write on each; a lease without
+            // keys anyone may revoke).
+            Command::LeaseRevoke { id } => {
+                self.lease_key_writes(*id, &mut needs);
+                open = needs.is_empty();
+            }
+            Command::LeaseGrant { .. }
+            | Command::LeaseGrantUnstamped { .. }
+            | Command::PublishMember { .. }
+            | Command::Alarm { action: AlarmAction::Get, .. } => open = true,
+            // Any valid credentials (etcd 3.4 asks no role for it).
+            Command::Compact(_) => {}
+            Command::Alarm { .. }
             | Command::MemberUpdate { .. }
             | Command::PrefixQuotaSet { .. }
             | Command::PrefixQuotaRemove { .. }
@@ -389,7 +393,30 @@ impl StateMachine {
             // The v2 store has no permissions of its own here: only root writes it.
             | Command::V2(_) => needs.push(Access::Admin),
         }
-        self.auth.check(who, &needs)
+        match caller {
+            _ if open => Ok(()),
+            Caller::User(who) => self.auth.check(who, &needs),
+            Caller::Anonymous | Caller::Member => Err(Error::UserEmpty),
+        }
+    }
+
+    /// A put with a lease must be allowed to write every key the lease holds already (etcd's
+    /// `checkLeasePuts`): else a user could attach a key to someone else's lease and keep them
+    /// from revoking it.
+    fn lease_key_writes<'a>(&'a self, lease: i64, needs: &mut Vec<Access<'a>>) {
+        if let Some(l) = self.leases.get(lease) {
+            needs.extend(l.keys.iter().map(|k| Access::Write { key: k, range_end: &[] }));
+        }
+    }
+
+    fn txn_lease_key_writes<'a>(&'a self, t: &TxnRequest, needs: &mut Vec<Access<'a>>) {
+        for op in t.success.iter().chain(&t.failure) {
+            match op {
+                RequestOp::Put(p) if p.lease != 0 => self.lease_key_writes(p.lease, needs),
+                RequestOp::Txn(inner) => self.txn_lease_key_writes(inner, needs),
+                _ => {}
+            }
+        }
     }
 
     fn apply_alarm(&mut self, action: AlarmAction, member: u64, kind: Option<AlarmKind>) -> ResponseBody {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use cairn_core::auth::{AuthInfo, AuthStore};
 use cairn_core::kv::Event;
 use cairn_core::v2::{V2Event, V2WatchId};
+use cairn_core::Caller;
 use cairn_core::{
     Config, Core, Effects, Error, Pipeline, Request, RequestId, Response, WatchId, WatchRequest, WatchUpdate,
 };
@@ -128,12 +129,12 @@ enum Input {
     },
     Submit {
         request: Request,
-        who: Option<AuthInfo>,
+        caller: Caller,
         reply: oneshot::Sender<Result<Response, Error>>,
     },
     Watch {
         req: WatchRequest,
-        who: Option<AuthInfo>,
+        caller: Caller,
         reply: oneshot::Sender<Result<OpenedWatch, Error>>,
     },
     CancelWatch {
@@ -164,8 +165,18 @@ impl NodeHandle {
 
     /// `request` for `who`, as the front end verified their token or certificate.
     pub async fn request_as(&self, who: Option<AuthInfo>, request: Request) -> Result<Response, Error> {
+        self.submit(Caller::client(who), request).await
+    }
+
+    /// `request` as the member itself (its health probes, its publication of itself): never
+    /// refused by auth.
+    pub async fn request_as_member(&self, request: Request) -> Result<Response, Error> {
+        self.submit(Caller::Member, request).await
+    }
+
+    async fn submit(&self, caller: Caller, request: Request) -> Result<Response, Error> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Input::Submit { request, who, reply }).await.map_err(|_| stopped())?;
+        self.tx.send(Input::Submit { request, caller, reply }).await.map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
 
@@ -176,8 +187,25 @@ impl NodeHandle {
         who: Option<AuthInfo>,
         req: WatchRequest,
     ) -> Result<(WatchId, Vec<Event>, WatchStream), Error> {
+        self.open_watch(Caller::client(who), req).await
+    }
+
+    /// A watch opened again for a client who was allowed it when it first opened (etcd checks
+    /// a watch once): not checked again.
+    pub async fn watch_as_member(
+        &self,
+        req: WatchRequest,
+    ) -> Result<(WatchId, Vec<Event>, WatchStream), Error> {
+        self.open_watch(Caller::Member, req).await
+    }
+
+    async fn open_watch(
+        &self,
+        caller: Caller,
+        req: WatchRequest,
+    ) -> Result<(WatchId, Vec<Event>, WatchStream), Error> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Input::Watch { req, who, reply }).await.map_err(|_| stopped())?;
+        self.tx.send(Input::Watch { req, caller, reply }).await.map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
 
@@ -607,16 +635,16 @@ impl LoopState {
                 self.v2_watchers.remove(&id);
                 core.cancel_v2_watch(id);
             }
-            Input::Submit { request, who, reply } => {
+            Input::Submit { request, caller, reply } => {
                 let id = self.next_request;
                 self.next_request += 1;
                 self.pending.insert(id, reply);
-                core.submit_with_auth(id, request, who);
+                core.submit_by(id, request, caller);
             }
-            Input::Watch { req, who, reply } => {
+            Input::Watch { req, caller, reply } => {
                 let id = self.next_watch;
                 self.next_watch += 1;
-                let result = core.watch_with_auth(id, req, who).map(|history| {
+                let result = core.watch_by(id, req, caller).map(|history| {
                     let (wtx, wrx) = mpsc::channel(WATCH_BUFFER_MAX);
                     self.watchers.insert(id, wtx);
                     (id, history, wrx)

@@ -600,7 +600,7 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
         };
         tokio::spawn(async move {
             loop {
-                match node.request(request.clone()).await {
+                match node.request_as_member(request.clone()).await {
                     Ok(_) => break,
                     Err(e) if e.is_fatal() => break,
                     Err(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
@@ -682,6 +682,11 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
             "serving clients (etcd v3 gRPC and JSON gateway, v2 keys API, /health, /version)");
         let listener = cairn_server::authority::ClientListener::new(listener, cap.clone());
         let router = router.clone();
+        // The certificate names the user only with --client-cert-auth (etcd's rule).
+        let tls = tls.map(|acceptor| cairn_server::serve::ClientTls {
+            acceptor,
+            common_name_is_user: flags.client_cert_auth,
+        });
         servers.push(tokio::spawn(async move {
             cairn_server::serve::serve(listener, router, tls, shutdown_signal()).await
         }));

@@ -68,12 +68,21 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long a client has to complete its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// TLS on a client listener.
+#[derive(Clone)]
+pub struct ClientTls {
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    /// A verified client certificate's Common Name is the user of the connection's requests
+    /// that carry no token (`--client-cert-auth`, as etcd has it).
+    pub common_name_is_user: bool,
+}
+
 /// Serves `router` on every connection `listener` accepts (over TLS with `tls`) until
 /// `shutdown` completes, then lets open connections finish (at most `SHUTDOWN_GRACE`).
 pub async fn serve(
     mut listener: ClientListener,
     router: axum::Router,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<ClientTls>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());
@@ -100,8 +109,9 @@ pub async fn serve(
                 let service = with_identity(router.clone(), None);
                 tokio::spawn(run(builder, FixAuthority::with_slot(tcp, slot), service, watcher, errors));
             }
-            Some(acceptor) => {
+            Some(ClientTls { acceptor, common_name_is_user }) => {
                 let (acceptor, refused, router) = (acceptor.clone(), refused.clone(), router.clone());
+                let common_name_is_user = *common_name_is_user;
                 tokio::spawn(async move {
                     // The handshake runs in the connection's own task: a slow client holds up
                     // only itself.
@@ -109,10 +119,9 @@ pub async fn serve(
                         Ok(Ok(stream)) => {
                             // Verified by the handshake (with --client-cert-auth): the user, for
                             // requests without a token (see `credentials`).
-                            let cn = stream
-                                .get_ref()
-                                .1
-                                .peer_certificates()
+                            let cn = common_name_is_user
+                                .then(|| stream.get_ref().1.peer_certificates())
+                                .flatten()
                                 .and_then(|certs| certs.first())
                                 .and_then(|cert| crate::credentials::common_name(cert))
                                 .map(ClientCommonName);

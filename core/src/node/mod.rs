@@ -564,8 +564,15 @@ impl Core {
     /// A client request from `who`, as the front end verified their token or certificate (see
     /// `auth`); None for a client without credentials.
     pub fn submit_with_auth(&mut self, id: RequestId, request: Request, who: Option<AuthInfo>) {
+        self.submit_by(id, request, Caller::client(who));
+    }
+
+    /// `submit` for `caller`: a client (`Caller::client`), or the member's own driver
+    /// (`Caller::Member`: its health probes, its publication of itself), which auth never
+    /// refuses.
+    pub fn submit_by(&mut self, id: RequestId, request: Request, caller: Caller) {
         assert!(id < REMOTE_REQUEST_ID_MIN, "request id {id} is in the core's own range");
-        self.submit_as(id, request, Caller::client(who));
+        self.submit_as(id, request, caller);
     }
 
     fn submit_as(&mut self, id: RequestId, request: Request, caller: Caller) {
@@ -592,15 +599,34 @@ impl Core {
     /// are checked again when they apply, as the auth store stands then; linearizable reads
     /// when they are served.
     fn check_caller(&self, caller: &Caller, request: &Request) -> Result<()> {
-        if matches!(request, Request::PublishMember { .. } | Request::AuthQuery(_)) {
-            // A member announcing itself (no client API sends this); the auth store's queries
-            // check their callers themselves (its status is open to all: a client with old
-            // credentials learns from it that it must authenticate again).
-            return Ok(());
+        match request {
+            // Open to every client, as etcd 3.4 leaves them (a keep-alive stream outlives
+            // tokens and auth changes; a lease's keys are checked when it is revoked): a
+            // member announcing itself; the auth store's queries, which check their callers
+            // themselves (its status tells a client with old credentials to authenticate
+            // again); the member list; leases granted, kept alive, listed, looked at without
+            // their keys; alarms listed.
+            Request::PublishMember { .. }
+            | Request::AuthQuery(_)
+            | Request::MemberList
+            | Request::LeaseGrant { .. }
+            | Request::LeaseKeepAlive { .. }
+            | Request::LeaseTimeToLive { keys: false, .. }
+            | Request::LeaseLeases
+            | Request::LeaseRevoke { .. }
+            | Request::Alarm { action: AlarmAction::Get, .. } => return Ok(()),
+            _ => {}
         }
+        let leases = self.sm.leases();
         self.check_needs(caller, |needs| match request {
             Request::Range(r) => needs.push(Access::Read { key: &r.key, range_end: &r.range_end }),
             Request::Txn(t) if !t.is_write() => crate::auth::txn_accesses(t, needs),
+            // The keys of a lease, listed, must be readable (etcd 3.4.26's rule).
+            Request::LeaseTimeToLive { id, .. } => {
+                if let Some(lease) = leases.get(*id) {
+                    needs.extend(lease.keys.iter().map(|k| Access::Read { key: k, range_end: &[] }));
+                }
+            }
             Request::MemberAdd { .. }
             | Request::MemberRemove { .. }
             | Request::MemberUpdate { .. }
@@ -610,8 +636,8 @@ impl Core {
             | Request::PrefixQuotaList
             | Request::V2Get(_) => needs.push(Access::Admin),
             Request::Alarm { action, .. } if *action != AlarmAction::Get => needs.push(Access::Admin),
-            // Checked when applied (writes), by the auth store (its queries), or open to every
-            // user with valid credentials (member list, leases, alarms listed).
+            // Writes: checked when they apply; here, only that the credentials are valid (a
+            // compaction needs no more, as in etcd 3.4).
             _ => {}
         })
     }
@@ -881,7 +907,13 @@ impl Core {
         req: WatchRequest,
         who: Option<AuthInfo>,
     ) -> Result<Vec<Event>> {
-        self.check_needs(&Caller::client(who), |needs| {
+        self.watch_by(id, req, Caller::client(who))
+    }
+
+    /// `watch` for `caller`; `Caller::Member` for a watch the driver opens again after dropping
+    /// a lagging one the client was allowed (etcd checks a watch once, when it opens).
+    pub fn watch_by(&mut self, id: WatchId, req: WatchRequest, caller: Caller) -> Result<Vec<Event>> {
+        self.check_needs(&caller, |needs| {
             needs.push(Access::Read { key: &req.key, range_end: &req.range_end })
         })?;
         self.watches.create(id, req, &self.sm)

@@ -312,7 +312,9 @@ impl Session {
             from_revision = req.start_revision,
             "re-opening a watch the member dropped"
         );
-        match self.ctx.node.watch(self.who.clone(), req).await {
+        // Checked when it first opened (etcd checks a watch once): credentials that went stale
+        // since must not end it.
+        match self.ctx.node.watch_as_member(req).await {
             Ok((node_id, history, updates)) => {
                 if let Some(w) = self.watches.get_mut(&id) {
                     w.node_id = node_id;
