@@ -22,6 +22,30 @@ use sha2::Sha256;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientCommonName(pub String);
 
+/// What an HTTP request (the v3 JSON gateway, the quota API) brings to say who sent it: the
+/// token in its `Authorization` header (as etcd's gateway takes it) and its connection's
+/// certificate name.
+#[derive(Clone, Debug, Default)]
+pub struct HttpCredentials {
+    pub token: Option<String>,
+    pub common_name: Option<ClientCommonName>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for HttpCredentials {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let token = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        Ok(HttpCredentials {
+            token: token.map(str::to_string),
+            common_name: parts.extensions.get::<ClientCommonName>().cloned(),
+        })
+    }
+}
+
 /// How this member hashes passwords and how long its tokens last.
 #[derive(Clone, Copy, Debug)]
 pub struct AuthSettings {

@@ -41,10 +41,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::{Body, BodyDataStream, Bytes};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{post, MethodRouter};
-use axum::Extension;
 use axum::Router;
 use futures::{Stream, StreamExt};
 use prost::Message;
@@ -55,7 +54,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status, Streaming};
 
-use crate::credentials::ClientCommonName;
+use crate::credentials::HttpCredentials;
 use crate::grpc::auth::AuthService;
 use crate::grpc::cluster::ClusterService;
 use crate::grpc::kv::KvService;
@@ -100,17 +99,12 @@ struct Limits {
 
 /// A gRPC request for `msg` with the caller's credentials: the token from the `Authorization`
 /// header (as etcd's gateway passes it on), and the client certificate's name.
-fn grpc_request<T>(
-    msg: T,
-    headers: &HeaderMap,
-    cn: Option<Extension<ClientCommonName>>,
-) -> tonic::Request<T> {
+fn grpc_request<T>(msg: T, creds: HttpCredentials) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
-    let token = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    if let Some(value) = token.and_then(|t| t.parse().ok()) {
+    if let Some(value) = creds.token.and_then(|t| t.parse().ok()) {
         req.metadata_mut().insert("authorization", value);
     }
-    if let Some(Extension(cn)) = cn {
+    if let Some(cn) = creds.common_name {
         req.extensions_mut().insert(cn);
     }
     req
@@ -120,17 +114,10 @@ fn grpc_request<T>(
 macro_rules! unary {
     ($s:ident, $service:ident . $method:ident) => {{
         let s = Arc::clone(&$s);
-        with_preflight(post(
-            move |headers: HeaderMap, cn: Option<Extension<ClientCommonName>>, body: Body| async move {
-                let limits = s.limits;
-                unary(
-                    body,
-                    limits,
-                    |req| async move { s.$service.$method(grpc_request(req, &headers, cn)).await },
-                )
-                .await
-            },
-        ))
+        with_preflight(post(move |creds: HttpCredentials, body: Body| async move {
+            let limits = s.limits;
+            unary(body, limits, |req| async move { s.$service.$method(grpc_request(req, creds)).await }).await
+        }))
     }};
 }
 
@@ -138,15 +125,15 @@ macro_rules! unary {
 macro_rules! server_streaming {
     ($s:ident, $service:ident . $method:ident) => {{
         let s = Arc::clone(&$s);
-        with_preflight(post(
-            move |headers: HeaderMap, cn: Option<Extension<ClientCommonName>>, body: Body| async move {
-                let limits = s.limits;
-                server_streaming(body, limits, |req| async move {
-                    s.$service.$method(grpc_request(req, &headers, cn)).await
-                })
-                .await
-            },
-        ))
+        with_preflight(post(move |creds: HttpCredentials, body: Body| async move {
+            let limits = s.limits;
+            server_streaming(
+                body,
+                limits,
+                |req| async move { s.$service.$method(grpc_request(req, creds)).await },
+            )
+            .await
+        }))
     }};
 }
 
@@ -154,15 +141,15 @@ macro_rules! server_streaming {
 macro_rules! bidi {
     ($s:ident, $service:ident . $method:ident) => {{
         let s = Arc::clone(&$s);
-        with_preflight(post(
-            move |headers: HeaderMap, cn: Option<Extension<ClientCommonName>>, body: Body| async move {
-                let limits = s.limits;
-                bidi(body, limits, |inbound| async move {
-                    s.$service.$method(grpc_request(inbound, &headers, cn)).await
-                })
-                .await
-            },
-        ))
+        with_preflight(post(move |creds: HttpCredentials, body: Body| async move {
+            let limits = s.limits;
+            bidi(
+                body,
+                limits,
+                |inbound| async move { s.$service.$method(grpc_request(inbound, creds)).await },
+            )
+            .await
+        }))
     }};
 }
 

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::routing::get;
@@ -394,6 +394,24 @@ fn parse_initial_cluster(flag: &str) -> Result<Vec<(String, Vec<String>)>, Start
     Ok(cluster)
 }
 
+/// `--auto-tls` / `--peer-auto-tls`: the self-signed pair in `<data-dir>/fixtures/<which>`,
+/// for the IP addresses of `urls` (comma-separated lists), made at first start.
+fn self_signed(
+    data_dir: &Path,
+    which: &str,
+    urls: [&String; 2],
+    flag: &str,
+) -> Result<(PathBuf, PathBuf), StartError> {
+    let hosts: Vec<String> = urls
+        .iter()
+        .flat_map(|u| split_urls(u))
+        .filter_map(|u| url_addr(&u).ok())
+        .map(|a| a.ip().to_string())
+        .collect();
+    let dir = data_dir.join("fixtures").join(which);
+    cairn_server::tls::self_signed(&dir, &hosts).map_err(|e| StartError::Config(format!("{flag}: {e}")))
+}
+
 fn split_urls(s: &str) -> Vec<String> {
     s.split(',').map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect()
 }
@@ -475,15 +493,8 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
             let (cert_file, key_file) = match auto {
                 false => (flags.peer_cert_file.clone(), flags.peer_key_file.clone()),
                 true => {
-                    let hosts: Vec<String> = split_urls(&flags.listen_peer_urls)
-                        .iter()
-                        .chain(split_urls(&flags.initial_advertise_peer_urls).iter())
-                        .filter_map(|u| url_addr(u).ok())
-                        .map(|a| a.ip().to_string())
-                        .collect();
-                    let dir = flags.data_dir.join("fixtures").join("peer");
-                    let (cert, key) = cairn_server::tls::self_signed(&dir, &hosts)
-                        .map_err(|e| StartError::Config(format!("--peer-auto-tls: {e}")))?;
+                    let urls = [&flags.listen_peer_urls, &flags.initial_advertise_peer_urls];
+                    let (cert, key) = self_signed(&flags.data_dir, "peer", urls, "--peer-auto-tls")?;
                     tracing::warn!(cert = %cert.display(), "--peer-auto-tls: peers use self-signed certificates and do not check each other's");
                     (Some(cert), Some(key))
                 }
@@ -653,15 +664,8 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
     };
     let https = split_urls(&flags.listen_client_urls).iter().any(|u| u.starts_with("https://"));
     if https && flags.auto_tls && tls_flags.cert_file.is_none() && tls_flags.key_file.is_none() {
-        let hosts: Vec<String> = split_urls(&flags.listen_client_urls)
-            .iter()
-            .chain(split_urls(&flags.advertise_client_urls).iter())
-            .filter_map(|u| url_addr(u).ok())
-            .map(|a| a.ip().to_string())
-            .collect();
-        let dir = flags.data_dir.join("fixtures").join("client");
-        let (cert, key) = cairn_server::tls::self_signed(&dir, &hosts)
-            .map_err(|e| StartError::Config(format!("--auto-tls: {e}")))?;
+        let urls = [&flags.listen_client_urls, &flags.advertise_client_urls];
+        let (cert, key) = self_signed(&flags.data_dir, "client", urls, "--auto-tls")?;
         tracing::warn!(cert = %cert.display(), "--auto-tls: serving clients with a self-signed certificate");
         tls_flags.cert_file = Some(cert);
         tls_flags.key_file = Some(key);

@@ -15,17 +15,17 @@
 
 use axum::body::Bytes as Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use cairn_core::auth::AuthInfo;
 use cairn_core::prefix_quota::{Limits, QuotaStatus};
 use cairn_core::{Error, Request, ResponseBody};
 use cairn_io_tokio::NodeHandle;
 use serde::{Deserialize, Serialize};
 
-use crate::credentials::{self, ClientCommonName};
+use crate::credentials::{self, HttpCredentials};
 
 pub const PATH: &str = "/cairn/v1/quotas";
 
@@ -74,14 +74,9 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
 
 /// Who asks: a token in the `Authorization` header (from Authenticate, as the v3 gateway takes
 /// it), else the client certificate's name (see `credentials`).
-fn who(
-    node: &NodeHandle,
-    headers: &HeaderMap,
-    cn: Option<Extension<ClientCommonName>>,
-) -> Result<Option<AuthInfo>, Response> {
-    let token = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let cn = cn.map(|Extension(cn)| cn);
-    node.with_status(|st| credentials::identify(&st.auth, token, cn.as_ref())).map_err(|e| refused(&e))
+fn who(node: &NodeHandle, creds: &HttpCredentials) -> Result<Option<AuthInfo>, Response> {
+    node.with_status(|st| credentials::identify(&st.auth, creds.token.as_deref(), creds.common_name.as_ref()))
+        .map_err(|e| refused(&e))
 }
 
 /// An auth refusal: 401 without (valid, current) credentials, 403 without the root role.
@@ -126,22 +121,13 @@ fn shown(q: &QuotaStatus) -> Quota {
     }
 }
 
-async fn list(
-    State(node): State<NodeHandle>,
-    headers: HeaderMap,
-    cn: Option<Extension<ClientCommonName>>,
-) -> Response {
-    let who = who(&node, &headers, cn);
+async fn list(State(node): State<NodeHandle>, creds: HttpCredentials) -> Response {
+    let who = who(&node, &creds);
     answer(&node, who, Request::PrefixQuotaList).await
 }
 
-async fn set(
-    State(node): State<NodeHandle>,
-    headers: HeaderMap,
-    cn: Option<Extension<ClientCommonName>>,
-    body: Body,
-) -> Response {
-    let who = who(&node, &headers, cn);
+async fn set(State(node): State<NodeHandle>, creds: HttpCredentials, body: Body) -> Response {
+    let who = who(&node, &creds);
     let q: SetQuota = match parse(&body) {
         Ok(q) => q,
         Err(r) => return r,
@@ -150,13 +136,8 @@ async fn set(
     answer(&node, who, Request::PrefixQuotaSet { prefix: q.prefix.into(), limits }).await
 }
 
-async fn remove(
-    State(node): State<NodeHandle>,
-    headers: HeaderMap,
-    cn: Option<Extension<ClientCommonName>>,
-    body: Body,
-) -> Response {
-    let who = who(&node, &headers, cn);
+async fn remove(State(node): State<NodeHandle>, creds: HttpCredentials, body: Body) -> Response {
+    let who = who(&node, &creds);
     let q: RemoveQuota = match parse(&body) {
         Ok(q) => q,
         Err(r) => return r,

@@ -14,7 +14,7 @@ mod certs;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use certs::{ca, etcdctl, leaf, write, Process};
+use certs::{ca, etcdctl, leaf, tls_peer_cluster, write};
 use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
 use support::Cluster;
 
@@ -176,31 +176,30 @@ fn with_client_cert_auth_the_certificates_common_name_is_the_user_on_every_membe
     write(d, "root", &leaf(&trusted, "root", &[ClientAuth]));
     write(d, "alice", &leaf(&trusted, "alice", &[ClientAuth]));
     let p = |name: &str| d.join(name).to_str().unwrap().to_string();
-    let ports: Vec<(u16, u16)> = (0..3).map(|_| (ports::free_port(), ports::free_port())).collect();
-    let cluster =
-        (0..3).map(|i| format!("m{}=https://127.0.0.1:{}", i + 1, ports[i].1)).collect::<Vec<_>>().join(",");
-    let url = |i: usize| format!("https://127.0.0.1:{}", ports[i].0);
-    let mut members = Vec::new();
-    for (i, (_, peer)) in ports.iter().enumerate() {
-        let name = format!("m{}", i + 1);
-        let log = std::fs::File::create(d.join(format!("{name}.log"))).unwrap();
-        members.push(Process(
-            Command::new(env!("CARGO_BIN_EXE_cairn"))
-                .args(["--name", &name, "--data-dir", &p(&format!("{name}.data"))])
-                .args(["--listen-client-urls", &url(i), "--advertise-client-urls", &url(i)])
-                .args(["--listen-peer-urls", &format!("https://127.0.0.1:{peer}")])
-                .args(["--initial-advertise-peer-urls", &format!("https://127.0.0.1:{peer}")])
-                .args(["--initial-cluster", &cluster])
-                .args(["--cert-file", &p("server.pem"), "--key-file", &p("server-key.pem")])
-                .args(["--trusted-ca-file", &p("ca.pem"), "--client-cert-auth", "--bcrypt-cost", "4"])
-                .args(["--peer-cert-file", &p("server.pem"), "--peer-key-file", &p("server-key.pem")])
-                .args(["--peer-trusted-ca-file", &p("ca.pem"), "--peer-client-cert-auth"])
-                .stdout(std::process::Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("start cairn"),
-        ));
-    }
+    let (_members, urls, _) = tls_peer_cluster(d, "https", |_| {
+        [
+            "--cert-file",
+            "server.pem",
+            "--key-file",
+            "server-key.pem",
+            "--trusted-ca-file",
+            "ca.pem",
+            "--client-cert-auth",
+            "--bcrypt-cost",
+            "4",
+            "--peer-cert-file",
+            "server.pem",
+            "--peer-key-file",
+            "server-key.pem",
+            "--peer-trusted-ca-file",
+            "ca.pem",
+            "--peer-client-cert-auth",
+        ]
+        .iter()
+        .map(|a| if a.ends_with(".pem") { p(a) } else { a.to_string() })
+        .collect()
+    });
+    let url = |i: usize| urls[i].clone();
     let as_cert = |who: &str| {
         vec![
             format!("--cacert={}", p("ca.pem")),

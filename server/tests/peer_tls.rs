@@ -8,10 +8,10 @@ mod ports;
 #[path = "support/certs.rs"]
 mod certs;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use certs::{ca, etcdctl, leaf, write, Process};
+use certs::{ca, etcdctl, leaf, tls_peer_cluster, write};
 use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
 
 #[test]
@@ -24,34 +24,18 @@ fn peers_with_the_trusted_ca_form_a_cluster_and_a_stranger_is_refused() {
     write(d, "m2", &leaf(&trusted, "m2", &[ServerAuth, ClientAuth]));
     write(d, "m3", &leaf(&ca("another CA"), "m3", &[ServerAuth, ClientAuth]));
     let p = |name: &str| d.join(name).to_str().unwrap().to_string();
-    let ports: Vec<(u16, u16)> = (0..3).map(|_| (ports::free_port(), ports::free_port())).collect();
-    let cluster =
-        (0..3).map(|i| format!("m{}=https://127.0.0.1:{}", i + 1, ports[i].1)).collect::<Vec<_>>().join(",");
-    let mut members = Vec::new();
-    for (i, (client, peer)) in ports.iter().enumerate() {
-        let name = format!("m{}", i + 1);
-        let log = std::fs::File::create(d.join(format!("{name}.log"))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .args(["--name", &name, "--data-dir", &p(&format!("{name}.data"))])
-            .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])
-            .args(["--advertise-client-urls", &format!("http://127.0.0.1:{client}")])
-            .args(["--listen-peer-urls", &format!("https://127.0.0.1:{peer}")])
-            .args(["--initial-advertise-peer-urls", &format!("https://127.0.0.1:{peer}")])
-            .args(["--initial-cluster", &cluster])
-            .args([
-                "--peer-cert-file",
-                &p(&format!("{name}.pem")),
-                "--peer-key-file",
-                &p(&format!("{name}-key.pem")),
-            ])
-            .args(["--peer-trusted-ca-file", &p("ca.pem"), "--peer-client-cert-auth"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start cairn");
-        members.push(Process(child));
-    }
-    let endpoint = |i: usize| format!("127.0.0.1:{}", ports[i].0);
+    let (_members, urls, _) = tls_peer_cluster(d, "http", |name| {
+        vec![
+            "--peer-cert-file".into(),
+            p(&format!("{name}.pem")),
+            "--peer-key-file".into(),
+            p(&format!("{name}-key.pem")),
+            "--peer-trusted-ca-file".into(),
+            p("ca.pem"),
+            "--peer-client-cert-auth".into(),
+        ]
+    });
+    let endpoint = |i: usize| urls[i].clone();
     // m1 and m2 are a quorum over TLS.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !etcdctl(&endpoint(0), &[], &["put", "k", "over mutual tls"]).status.success() {
@@ -85,27 +69,8 @@ fn peers_with_the_trusted_ca_form_a_cluster_and_a_stranger_is_refused() {
 fn peers_with_auto_tls_form_a_cluster_over_tls() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let ports: Vec<(u16, u16)> = (0..3).map(|_| (ports::free_port(), ports::free_port())).collect();
-    let cluster =
-        (0..3).map(|i| format!("m{}=https://127.0.0.1:{}", i + 1, ports[i].1)).collect::<Vec<_>>().join(",");
-    let mut members = Vec::new();
-    for (i, (client, peer)) in ports.iter().enumerate() {
-        let name = format!("m{}", i + 1);
-        let log = std::fs::File::create(d.join(format!("{name}.log"))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .args(["--name", &name, "--data-dir", d.join(format!("{name}.data")).to_str().unwrap()])
-            .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])
-            .args(["--advertise-client-urls", &format!("http://127.0.0.1:{client}")])
-            .args(["--listen-peer-urls", &format!("https://127.0.0.1:{peer}")])
-            .args(["--initial-advertise-peer-urls", &format!("https://127.0.0.1:{peer}")])
-            .args(["--initial-cluster", &cluster, "--peer-auto-tls"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start cairn");
-        members.push(Process(child));
-    }
-    let endpoint = |i: usize| format!("127.0.0.1:{}", ports[i].0);
+    let (_members, urls, peer_urls) = tls_peer_cluster(d, "http", |_| vec!["--peer-auto-tls".into()]);
+    let endpoint = |i: usize| urls[i].clone();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !etcdctl(&endpoint(0), &[], &["put", "k", "over auto tls"]).status.success() {
         assert!(
@@ -130,7 +95,7 @@ fn peers_with_auto_tls_form_a_cluster_over_tls() {
     // The peers' certificates are where etcd keeps them, and the peer port speaks only TLS.
     assert!(d.join("m1.data/fixtures/peer/cert.pem").exists());
     let plain = Command::new("curl")
-        .args(["-s", "-m", "5", &format!("http://127.0.0.1:{}/", ports[0].1)])
+        .args(["-s", "-m", "5", &format!("{}/", peer_urls[0].replacen("https://", "http://", 1))])
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&plain.stdout).contains("cairn"), "plaintext on the TLS peer port");

@@ -63,3 +63,37 @@ pub fn etcdctl(endpoint: &str, tls: &[String], args: &[&str]) -> Output {
         .output()
         .expect("etcdctl")
 }
+
+/// Three members whose peer URLs are https:// on loopback, each started with the flags
+/// `flags(name)` adds (certificates, auth options), its log in `d/<name>.log` and its data in
+/// `d/<name>.data`; client URLs are `client_scheme://`. The members, their client URLs and their
+/// peer URLs.
+pub fn tls_peer_cluster(
+    d: &Path,
+    client_scheme: &str,
+    flags: impl Fn(&str) -> Vec<String>,
+) -> (Vec<Process>, Vec<String>, Vec<String>) {
+    let ports: Vec<(u16, u16)> =
+        (0..3).map(|_| (crate::ports::free_port(), crate::ports::free_port())).collect();
+    let cluster =
+        (0..3).map(|i| format!("m{}=https://127.0.0.1:{}", i + 1, ports[i].1)).collect::<Vec<_>>().join(",");
+    let urls: Vec<String> = ports.iter().map(|(c, _)| format!("{client_scheme}://127.0.0.1:{c}")).collect();
+    let peer_urls: Vec<String> = ports.iter().map(|(_, p)| format!("https://127.0.0.1:{p}")).collect();
+    let mut members = Vec::new();
+    for i in 0..3 {
+        let name = format!("m{}", i + 1);
+        let log = std::fs::File::create(d.join(format!("{name}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["--name", &name, "--data-dir", d.join(format!("{name}.data")).to_str().unwrap()])
+            .args(["--listen-client-urls", &urls[i], "--advertise-client-urls", &urls[i]])
+            .args(["--listen-peer-urls", &peer_urls[i], "--initial-advertise-peer-urls", &peer_urls[i]])
+            .args(["--initial-cluster", &cluster])
+            .args(flags(&name))
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start cairn");
+        members.push(Process(child));
+    }
+    (members, urls, peer_urls)
+}
