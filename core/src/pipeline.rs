@@ -29,7 +29,7 @@
 
 use std::collections::VecDeque;
 
-use raft::eraftpb::{ConfState, Message, Snapshot, SnapshotMetadata};
+use raft::eraftpb::{Message, Snapshot, SnapshotMetadata};
 
 use crate::node::{Core, Output, Persist, SnapshotMade};
 use crate::request::{RequestId, Response};
@@ -57,36 +57,22 @@ pub struct DiskWrite {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum DiskWriteKind {
-    /// A Raft ready's durable parts, in this order: the membership (`conf_state`), then the
-    /// persist's snapshot, entries and hard state. `persist.messages` is always empty here:
-    /// the pipeline holds them until the write is durable.
-    Persist { conf_state: Option<ConfState>, persist: Option<Persist> },
+    /// A Raft ready's durable parts, in `Persist`'s field order. `messages` is always empty
+    /// here: the pipeline holds them until the write is durable.
+    Persist(Persist),
     /// The member's own snapshot, whose file is durable: record it; log entries before
     /// `log_first_index` may then go.
     RecordSnapshot { snapshot: Snapshot, log_first_index: u64 },
 }
 
 impl DiskWrite {
-    /// The same write as an `Output` holding only durable parts, for storage that takes one
-    /// (`Output::snapshot` then stands for `RecordSnapshot`).
-    pub fn into_output(self) -> Output {
-        match self.kind {
-            DiskWriteKind::Persist { conf_state, persist } => {
-                Output { conf_state, persist, ..Output::default() }
-            }
-            DiskWriteKind::RecordSnapshot { snapshot, log_first_index } => {
-                Output { snapshot: Some(SnapshotMade { snapshot, log_first_index }), ..Output::default() }
-            }
-        }
-    }
-
     /// The snapshot metadata a `RecordSnapshot` records.
     pub fn recorded_snapshot(&self) -> Option<(&SnapshotMetadata, u64)> {
         match &self.kind {
             DiskWriteKind::RecordSnapshot { snapshot, log_first_index } => {
                 Some((snapshot.get_metadata(), *log_first_index))
             }
-            DiskWriteKind::Persist { .. } => None,
+            DiskWriteKind::Persist(_) => None,
         }
     }
 }
@@ -236,37 +222,20 @@ impl Pipeline {
         if let Some(made) = out.snapshot.take() {
             self.snapshot_made(made, fx);
         }
-        let conf_state = out.conf_state.take();
-        match out.persist.take() {
-            Some(mut p) => {
-                let messages = std::mem::take(&mut p.messages);
-                let number = p.number;
-                let sync = p.must_sync || conf_state.is_some();
-                if !sync && self.unacked.is_empty() || self.acks_before_sync() {
-                    // Only a commit index moved, and nothing before it waits to be durable: its
-                    // messages go now, and the write needs no fsync (etcd's MustSync).
-                    fx.writes.push(DiskWrite {
-                        ticket: None,
-                        sync,
-                        kind: DiskWriteKind::Persist { conf_state, persist: Some(p) },
-                    });
-                    fx.messages.extend(messages);
-                    self.core.on_persisted(number);
-                } else {
-                    self.unacked.push_back((number, messages));
-                    fx.writes.push(DiskWrite {
-                        ticket: Some(number),
-                        sync,
-                        kind: DiskWriteKind::Persist { conf_state, persist: Some(p) },
-                    });
-                }
+        if let Some(mut p) = out.persist.take() {
+            let messages = std::mem::take(&mut p.messages);
+            let number = p.number;
+            let sync = p.must_sync;
+            if !sync && self.unacked.is_empty() || self.acks_before_sync() {
+                // Only a commit index moved, and nothing before it waits to be durable: its
+                // messages go now, and the write needs no fsync (etcd's MustSync).
+                fx.writes.push(DiskWrite { ticket: None, sync, kind: DiskWriteKind::Persist(p) });
+                fx.messages.extend(messages);
+                self.core.on_persisted(number);
+            } else {
+                self.unacked.push_back((number, messages));
+                fx.writes.push(DiskWrite { ticket: Some(number), sync, kind: DiskWriteKind::Persist(p) });
             }
-            None if conf_state.is_some() => fx.writes.push(DiskWrite {
-                ticket: None,
-                sync: true,
-                kind: DiskWriteKind::Persist { conf_state, persist: None },
-            }),
-            None => {}
         }
         fx.responses.append(&mut out.responses);
         fx.watch_updates.append(&mut out.watch_updates);

@@ -152,3 +152,35 @@ fn writes_drained_durably_are_all_answered() {
     }
     assert_eq!(drain_durably(&mut p), 30);
 }
+
+#[test]
+fn a_membership_change_reaches_the_disk_inside_a_persist_that_is_fsynced() {
+    let mut p = leader(1000);
+    p.core_mut()
+        .submit(10, Request::MemberAdd { id: 2, peer_urls: vec!["http://m2:2380".into()], learner: true });
+    let mut carried = vec![];
+    let mut answered = false;
+    for _ in 0..20 {
+        let fx = pump(&mut p);
+        answered |= fx.responses.iter().any(|(id, r)| *id == 10 && r.is_ok());
+        for w in &fx.writes {
+            if let DiskWriteKind::Persist(persist) = &w.kind {
+                if let Some(cs) = &persist.conf_state {
+                    assert!(w.sync, "a membership change must be fsynced: {w:?}");
+                    assert!(persist.must_sync);
+                    carried.push(cs.clone());
+                }
+            }
+        }
+        if let Some(t) = fx.writes.iter().filter_map(|w| w.ticket).max() {
+            let _ = p.on_durable(t);
+        }
+        if answered && fx.is_empty() {
+            break;
+        }
+    }
+    assert!(answered, "the learner was added");
+    assert_eq!(carried.len(), 1, "one persist carries the new membership: {carried:?}");
+    assert_eq!(carried[0].voters, vec![1]);
+    assert_eq!(carried[0].learners, vec![2]);
+}

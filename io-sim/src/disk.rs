@@ -46,7 +46,7 @@
 use std::fmt;
 
 use cairn_core::eraftpb::{ConfState, Entry, HardState, Snapshot};
-use cairn_core::{Output, Recovered};
+use cairn_core::{DiskWriteKind, Recovered};
 use protobuf::Message as _;
 use rand::Rng;
 
@@ -152,36 +152,39 @@ impl SimDisk {
         (self.bytes.len() - self.durable_len) as u64
     }
 
-    /// Appends what `out` asks to persist (`conf_state`, `persist`, `snapshot`), volatile until
-    /// the next `sync`. Messages and responses are not the disk's business.
+    /// Appends one write the pipeline handed out (`DiskWriteKind`), volatile until the next
+    /// `sync`: a persist's membership, leader snapshot, entries and hard state, in that order,
+    /// or the record of the member's own snapshot.
     ///
     /// Panics if a crash has not been followed by `recover` (appending after a torn record
     /// would turn a torn tail into corruption), if `persist.entries` are not contiguous, or if
     /// a record would exceed `RECORD_BYTES_MAX`.
-    pub fn write_output(&mut self, out: &Output) {
+    pub fn write(&mut self, w: &DiskWriteKind) {
         assert!(!self.needs_recovery, "write after a crash without recover(): the journal may end torn");
-        if let Some(cs) = &out.conf_state {
-            self.append(&Record::ConfState(cs.clone()));
-        }
-        if let Some(p) = &out.persist {
-            if let Some(s) = &p.snapshot {
-                self.append(&Record::LeaderSnapshot(s.clone()));
+        match w {
+            DiskWriteKind::Persist(p) => {
+                if let Some(cs) = &p.conf_state {
+                    self.append(&Record::ConfState(cs.clone()));
+                }
+                if let Some(s) = &p.snapshot {
+                    self.append(&Record::LeaderSnapshot(s.clone()));
+                }
+                for pair in p.entries.windows(2) {
+                    assert_eq!(pair[1].index, pair[0].index + 1, "entries to persist must be contiguous");
+                }
+                for e in &p.entries {
+                    self.append(&Record::Entry(e.clone()));
+                }
+                if let Some(hs) = &p.hard_state {
+                    self.append(&Record::HardState(hs.clone()));
+                }
             }
-            for pair in p.entries.windows(2) {
-                assert_eq!(pair[1].index, pair[0].index + 1, "entries to persist must be contiguous");
+            DiskWriteKind::RecordSnapshot { snapshot, log_first_index } => {
+                self.append(&Record::OwnSnapshot {
+                    snapshot: snapshot.clone(),
+                    log_first_index: *log_first_index,
+                });
             }
-            for e in &p.entries {
-                self.append(&Record::Entry(e.clone()));
-            }
-            if let Some(hs) = &p.hard_state {
-                self.append(&Record::HardState(hs.clone()));
-            }
-        }
-        if let Some(made) = &out.snapshot {
-            self.append(&Record::OwnSnapshot {
-                snapshot: made.snapshot.clone(),
-                log_first_index: made.log_first_index,
-            });
         }
     }
 

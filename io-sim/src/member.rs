@@ -168,7 +168,7 @@ pub async fn run(env: Arc<MemberEnv>) {
                 let mut disk = env.disk.lock().unwrap();
                 for w in done.writes {
                     let (ticket, sync) = (w.ticket, w.sync);
-                    disk.write_output(&w.into_output());
+                    disk.write(&w.kind);
                     let _ = sync_tx.unbounded_send((ticket, sync));
                 }
             }

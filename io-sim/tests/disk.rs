@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use cairn_core::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use cairn_core::kv::{PutRequest, RangeRequest};
 use cairn_core::{
-    Config, Core, Error, Output, Persist, Recovered, Request, RequestId, Response, ResponseBody,
+    Config, Core, DiskWriteKind, Error, Persist, Recovered, Request, RequestId, Response, ResponseBody,
 };
 use cairn_core::{SnapshotMade, StateRole};
 use cairn_io_sim::disk::{same_state, DiskError, SimDisk};
@@ -29,31 +29,33 @@ struct RefDisk {
 }
 
 impl RefDisk {
-    fn write(&mut self, out: &Output) {
-        if let Some(cs) = &out.conf_state {
-            self.written = true;
-            self.conf_state = cs.clone();
-        }
-        if let Some(p) = &out.persist {
-            if let Some(s) = &p.snapshot {
-                self.written = true;
-                self.snapshot = Some(s.clone());
-                self.entries.clear();
+    fn write(&mut self, w: &DiskWriteKind) {
+        match w {
+            DiskWriteKind::Persist(p) => {
+                if let Some(cs) = &p.conf_state {
+                    self.written = true;
+                    self.conf_state = cs.clone();
+                }
+                if let Some(s) = &p.snapshot {
+                    self.written = true;
+                    self.snapshot = Some(s.clone());
+                    self.entries.clear();
+                }
+                if let Some(first) = p.entries.first() {
+                    self.written = true;
+                    self.entries.retain(|e| e.index < first.index);
+                    self.entries.extend(p.entries.iter().cloned());
+                }
+                if let Some(hs) = &p.hard_state {
+                    self.written = true;
+                    self.hard_state = hs.clone();
+                }
             }
-            if let Some(first) = p.entries.first() {
+            DiskWriteKind::RecordSnapshot { snapshot, log_first_index } => {
                 self.written = true;
-                self.entries.retain(|e| e.index < first.index);
-                self.entries.extend(p.entries.iter().cloned());
+                self.snapshot = Some(snapshot.clone());
+                self.entries.retain(|e| e.index >= *log_first_index);
             }
-            if let Some(hs) = &p.hard_state {
-                self.written = true;
-                self.hard_state = hs.clone();
-            }
-        }
-        if let Some(made) = &out.snapshot {
-            self.written = true;
-            self.snapshot = Some(made.snapshot.clone());
-            self.entries.retain(|e| e.index >= made.log_first_index);
         }
     }
 
@@ -75,37 +77,36 @@ impl RefDisk {
     }
 }
 
-/// `out` as the sequence of one-piece outputs a crash can keep a prefix of (`Output` is not
-/// `Clone`): conf state; leader snapshot, each entry, hard state; own snapshot.
-fn pieces(out: &Output) -> Vec<Output> {
+/// `w` as the sequence of one-piece writes a crash can keep a prefix of: conf state; leader
+/// snapshot, each entry, hard state; or the own snapshot's record.
+fn pieces(w: &DiskWriteKind) -> Vec<DiskWriteKind> {
     let persist = |f: &dyn Fn(&mut Persist)| {
         let mut p = Persist::default();
         f(&mut p);
-        Output { persist: Some(p), ..Output::default() }
+        DiskWriteKind::Persist(p)
     };
     let mut v = vec![];
-    if let Some(cs) = &out.conf_state {
-        v.push(Output { conf_state: Some(cs.clone()), ..Output::default() });
-    }
-    if let Some(p) = &out.persist {
-        if let Some(s) = &p.snapshot {
-            v.push(persist(&|q| q.snapshot = Some(s.clone())));
+    match w {
+        DiskWriteKind::Persist(p) => {
+            if let Some(cs) = &p.conf_state {
+                v.push(persist(&|q| q.conf_state = Some(cs.clone())));
+            }
+            if let Some(s) = &p.snapshot {
+                v.push(persist(&|q| q.snapshot = Some(s.clone())));
+            }
+            for e in &p.entries {
+                v.push(persist(&|q| q.entries = vec![e.clone()]));
+            }
+            if let Some(hs) = &p.hard_state {
+                v.push(persist(&|q| q.hard_state = Some(hs.clone())));
+            }
         }
-        for e in &p.entries {
-            v.push(persist(&|q| q.entries = vec![e.clone()]));
+        DiskWriteKind::RecordSnapshot { snapshot, log_first_index } => {
+            v.push(DiskWriteKind::RecordSnapshot {
+                snapshot: snapshot.clone(),
+                log_first_index: *log_first_index,
+            })
         }
-        if let Some(hs) = &p.hard_state {
-            v.push(persist(&|q| q.hard_state = Some(hs.clone())));
-        }
-    }
-    if let Some(made) = &out.snapshot {
-        v.push(Output {
-            snapshot: Some(SnapshotMade {
-                snapshot: made.snapshot.clone(),
-                log_first_index: made.log_first_index,
-            }),
-            ..Output::default()
-        });
     }
     v
 }
@@ -147,11 +148,17 @@ struct Spec {
 }
 
 impl Spec {
-    fn output(&self) -> Output {
-        let mut out = Output { conf_state: self.conf.as_deref().map(conf_state), ..Output::default() };
-        if self.leader_snapshot.is_some() || self.entries.is_some() || self.hard_state.is_some() {
-            out.persist = Some(Persist {
+    /// The writes a driver hands the disk for this: the persist, then the own snapshot's record.
+    fn writes(&self) -> Vec<DiskWriteKind> {
+        let mut writes = vec![];
+        let any = self.conf.is_some()
+            || self.leader_snapshot.is_some()
+            || self.entries.is_some()
+            || self.hard_state.is_some();
+        if any {
+            writes.push(DiskWriteKind::Persist(Persist {
                 number: 1,
+                conf_state: self.conf.as_deref().map(conf_state),
                 snapshot: self.leader_snapshot.as_ref().map(|(i, t, d)| snapshot(*i, *t, d)),
                 entries: self
                     .entries
@@ -161,13 +168,22 @@ impl Spec {
                 hard_state: self.hard_state.map(|(t, v, c)| hard_state(t, v, c)),
                 messages: vec![],
                 must_sync: true,
+            }));
+        }
+        if let Some((index, log_first_index)) = self.own_snapshot {
+            writes.push(DiskWriteKind::RecordSnapshot {
+                snapshot: snapshot(index, 1, b"state"),
+                log_first_index,
             });
         }
-        out.snapshot = self.own_snapshot.map(|(index, log_first_index)| SnapshotMade {
-            snapshot: snapshot(index, 1, b"state"),
-            log_first_index,
-        });
-        out
+        writes
+    }
+}
+
+/// Hands every write of `spec` to `disk`.
+fn write_spec(disk: &mut SimDisk, spec: &Spec) {
+    for w in spec.writes() {
+        disk.write(&w);
     }
 }
 
@@ -213,7 +229,7 @@ fn op() -> impl Strategy<Value = Op> {
 fn journal(outputs: &[Spec]) -> (Vec<u8>, Vec<usize>) {
     let mut disk = SimDisk::new();
     for s in outputs {
-        disk.write_output(&s.output());
+        write_spec(&mut disk, s);
     }
     disk.sync();
     let bytes = disk.durable_bytes().to_vec();
@@ -239,7 +255,9 @@ fn recover_bytes(bytes: &[u8]) -> Result<Option<Recovered>, DiskError> {
 fn reference(outputs: &[Spec]) -> RefDisk {
     let mut r = RefDisk::default();
     for s in outputs {
-        r.write(&s.output());
+        for w in s.writes() {
+            r.write(&w);
+        }
     }
     r
 }
@@ -270,13 +288,14 @@ proptest! {
     fn synced_data_survives_any_crash(ops in prop::collection::vec(op(), 1..40)) {
         let mut disk = SimDisk::new();
         let mut durable = RefDisk::default();
-        let mut pending: Vec<Output> = vec![];
+        let mut pending: Vec<DiskWriteKind> = vec![];
         for op in ops {
             match op {
                 Op::Write(s) => {
-                    let out = s.output();
-                    disk.write_output(&out);
-                    pending.extend(pieces(&out));
+                    for w in s.writes() {
+                        disk.write(&w);
+                        pending.extend(pieces(&w));
+                    }
                 }
                 Op::Sync => {
                     disk.sync();
@@ -389,7 +408,7 @@ fn empty_disk_boots_a_new_member() {
     assert!(got.is_none());
     assert_eq!(report.records, 0);
     let mut disk = SimDisk::new();
-    disk.write_output(&sample_outputs()[0].output());
+    write_spec(&mut disk, &sample_outputs()[0]);
     disk.crash(&mut ChaCha8Rng::seed_from_u64(3));
     let (got, _) = disk.recover().unwrap();
     assert_eq!(got.is_none(), disk.durable_len() == 0, "nothing durable: a new member");
@@ -409,7 +428,7 @@ fn torn_tail_is_dropped_at_every_cut() {
         assert_eq!(report.records, starts.len() as u64 - 1);
         assert_eq!(disk.durable_len(), last as u64, "the torn record was truncated away");
         // Appending after the truncation is sound: the journal reads back whole.
-        disk.write_output(&Spec { hard_state: Some((9, 9, 9)), ..Spec::default() }.output());
+        write_spec(&mut disk, &Spec { hard_state: Some((9, 9, 9)), ..Spec::default() });
         disk.sync();
         let (got, report) = disk.recover().unwrap();
         assert_eq!(report.torn_bytes, 0);
@@ -446,7 +465,7 @@ fn skip_sync_loses_acknowledged_writes() {
         let mut disk = SimDisk::new();
         disk.set_skip_sync(skip);
         for s in &outputs {
-            disk.write_output(&s.output());
+            write_spec(&mut disk, s);
             disk.sync();
         }
         disk
@@ -479,9 +498,10 @@ fn compaction_keeps_the_state_and_bounds_the_journal() {
         if i % 100 == 0 {
             s.own_snapshot = Some((i, i - 10));
         }
-        let out = s.output();
-        disk.write_output(&out);
-        want.write(&out);
+        for w in s.writes() {
+            disk.write(&w);
+            want.write(&w);
+        }
         disk.sync();
         if disk.compaction_due() {
             let before = disk.durable_len();
@@ -492,13 +512,15 @@ fn compaction_keeps_the_state_and_bounds_the_journal() {
     }
     assert!(disk.durable_len() < 4 << 20, "the journal stays bounded: {} bytes", disk.durable_len());
     // Unsynced records stay volatile across a compaction.
-    let tail = Spec { entries: Some((2_001, 1, 1, value.clone())), ..Spec::default() }.output();
-    disk.write_output(&tail);
+    let tail = Spec { entries: Some((2_001, 1, 1, value.clone())), ..Spec::default() };
+    write_spec(&mut disk, &tail);
     let volatile = disk.volatile_len();
     disk.compact().unwrap();
     assert_eq!(disk.volatile_len(), volatile);
     let (got, _) = disk.clone().recover().unwrap();
-    want.write(&tail);
+    for w in tail.writes() {
+        want.write(&w);
+    }
     assert!(want.matches(&got));
     disk.crash(&mut ChaCha8Rng::seed_from_u64(1));
     assert!(disk.recover().is_ok());
@@ -546,7 +568,7 @@ fn run_until_answered(
     crash_now: &mut dyn FnMut() -> bool,
 ) -> bool {
     for _ in 0..10_000 {
-        let out = m.core.advance().expect("no fatal error");
+        let mut out = m.core.advance().expect("no fatal error");
         if out.is_empty() {
             if m.answers.contains_key(&id) {
                 return false;
@@ -555,14 +577,21 @@ fn run_until_answered(
             m.core.handle_timeout(t);
             continue;
         }
-        disk.write_output(&out);
+        let persisted = out.persist.as_ref().map(|p| p.number);
+        if let Some(p) = out.persist.take() {
+            disk.write(&DiskWriteKind::Persist(p));
+        }
+        if let Some(made) = out.snapshot.take() {
+            let SnapshotMade { snapshot, log_first_index } = made;
+            disk.write(&DiskWriteKind::RecordSnapshot { snapshot, log_first_index });
+        }
         m.answers.extend(out.responses);
         if crash_now() {
             return true;
         }
         disk.sync();
-        if let Some(p) = out.persist {
-            m.core.on_persisted(p.number);
+        if let Some(number) = persisted {
+            m.core.on_persisted(number);
         }
     }
     panic!("request {id} never answered");

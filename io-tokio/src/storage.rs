@@ -5,19 +5,19 @@
 //! ## Driving it
 //!
 //! At boot: `Storage::open`, then `recover`, then `Core::new(config, recovered)`. Then, for every
-//! `Output` the core hands out:
+//! write the pipeline hands out (`cairn_core::pipeline::DiskWrite`), in order:
 //!
-//! 1. `write(&out)` its durable parts (`conf_state`, `persist`, `snapshot`), output by output,
-//!    in the order the core produced them. A driver may instead take `out.snapshot` (the
-//!    member's own) and persist it off its loop: `snapshot_file::write` into `snapshot_dir()`,
-//!    then, once that returned, `record_snapshot` on the loop (see "Own snapshots off the
+//! 1. `write(&kind)`: a `Persist` (membership, leader snapshot, entries, hard state), or the
+//!    record of the member's own snapshot, whose file the driver already made durable
+//!    (`snapshot_file::write` into `snapshot_dir()`, off the loop: see "Own snapshots off the
 //!    loop");
-//! 2. `sync()`: one fsync makes every write before it durable, so a driver may write several
-//!    outputs and sync once (group commit);
-//! 3. only after `sync` returns: send each `persist.messages` and call `Core::on_persisted` with
-//!    the last `persist.number` written (acknowledging a number acknowledges the smaller ones).
-//!    A persist whose `must_sync` is false (only the commit index moved) needs no `sync` of its
-//!    own: when nothing written before it awaits one, its messages go at once.
+//! 2. `sync()` when any write asked for it: one fsync makes every write before it durable, so
+//!    a driver may write several and sync once (group commit);
+//! 3. only after `sync` returns: report the last ticket to the pipeline (`on_durable`), which
+//!    sends what waited and acknowledges the persists to the core.
+//!
+//! Storage never sees messages or responses: the types keep them out (`Persist::messages` is
+//! empty by the time a persist reaches the disk).
 //!
 //! The member loop (`node`) does this on a thread of its own (`writer`), so that an fsync never
 //! stalls the loop.
@@ -48,23 +48,24 @@
 //!
 //! ## Semantics
 //!
-//! `write` applies, in this order: `conf_state` (latest wins); `persist.snapshot` (a leader's
-//! snapshot: its file written and fsynced first, then recorded, and the whole log dropped); `persist.entries` (an entry at index i replaces
-//! every stored entry at index >= i); `persist.hard_state` (latest wins); `snapshot` (the
-//! member's own: the same, then entries before `log_first_index` dropped). `recover` hands back
+//! `persist` applies, in this order: `conf_state` (latest wins); `snapshot` (a leader's
+//! snapshot: its file written and fsynced first, then recorded, and the whole log dropped);
+//! `entries` (an entry at index i replaces every stored entry at index >= i); `hard_state`
+//! (latest wins). `record_snapshot` records the member's own snapshot, then drops the entries
+//! before `log_first_index`. `recover` hands back
 //! the result: the snapshot, and every stored entry in order, including the ones at or below
 //! the snapshot's index that compaction kept for catching followers up.
 //!
 //! ## Durability and atomicity
 //!
-//! - `write` commits one fjall write batch per output. fjall frames a batch in its journal with
+//! - `write` commits one fjall write batch per write. fjall frames a batch in its journal with
 //!   a start marker, an item count and a checksummed end marker, and its recovery drops a batch
-//!   that lacks its end: after a crash an output is there entirely or not at all. The batch is
+//!   that lacks its end: after a crash a write is there entirely or not at all. The batch is
 //!   handed to the OS (it survives the process dying) but not fsynced.
 //! - `sync` fsyncs fjall's journal (`PersistMode::SyncAll`): every write before it survives
-//!   power loss. A crash before `sync` keeps some prefix of the unsynced outputs (the journal is
+//!   power loss. A crash before `sync` keeps some prefix of the unsynced writes (the journal is
 //!   append-only and fjall truncates a torn tail); that is `SimDisk`'s crash model, at the grain
-//!   of whole outputs rather than records.
+//!   of whole writes rather than records.
 //! - A failed write or sync poisons the `Storage` (fjall poisons its database too): every later
 //!   call returns `StorageError::Poisoned`. Never retry an fsync: after a failed fsync the
 //!   kernel may have dropped the dirty pages and marked them clean, so a retry that succeeds
@@ -90,7 +91,7 @@
 //!   written, or what a crash left) are deleted by `open`.
 //! - fjall holds at most `MEMTABLE_BYTES_MAX` per keyspace in memory before flushing it.
 //! - `recover` reads the whole state into memory: the log and the snapshot, once, at boot.
-//! - A write batch holds one output: the entries of one Raft ready (bounded by raft-rs's
+//! - A write batch holds one write: the entries of one Raft ready (bounded by raft-rs's
 //!   message and ready sizes), or, for a snapshot, its record plus one tombstone per entry of
 //!   the log it drops. fjall drops tombstones in compaction.
 //!
@@ -110,7 +111,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use cairn_core::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
-use cairn_core::{Output, Recovered};
+use cairn_core::{DiskWriteKind, Persist, Recovered};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 use protobuf::Message as _;
 
@@ -293,40 +294,46 @@ impl Storage {
         Ok(())
     }
 
-    /// Writes what `out` asks to persist (`conf_state`, `persist`, `snapshot`) as one atomic
-    /// batch, durable only after the next `sync`. An output with nothing to persist writes
-    /// nothing. Visible to `recover` at once.
+    /// Carries out one write the pipeline handed out (`cairn_core::pipeline`): a persist
+    /// (`persist`) or the record of the member's own snapshot, whose file is durable
+    /// (`record_snapshot`). Durable only after the next `sync`.
+    pub fn write(&mut self, w: &DiskWriteKind) -> Result<(), StorageError> {
+        match w {
+            DiskWriteKind::Persist(p) => self.persist(p),
+            DiskWriteKind::RecordSnapshot { snapshot, log_first_index } => {
+                self.record_snapshot(snapshot.get_metadata(), *log_first_index).map(|_| ())
+            }
+        }
+    }
+
+    /// Writes `p`'s durable parts (membership, leader snapshot, entries, hard state) as one
+    /// atomic batch, durable only after the next `sync`; a leader snapshot's file is written
+    /// and fsynced first. A persist with nothing durable (only messages) writes nothing.
+    /// Visible to `recover` at once.
     ///
     /// Panics on data the core cannot have produced: entries that are not contiguous, that
-    /// leave a gap after the log, or whose terms go down; a snapshot older than the stored one;
-    /// compaction past a snapshot.
-    pub fn write(&mut self, out: &Output) -> Result<(), StorageError> {
+    /// leave a gap after the log, or whose terms go down; a snapshot older than the stored one.
+    pub fn persist(&mut self, p: &Persist) -> Result<(), StorageError> {
         self.check_usable()?;
-        // The files first: a record must never name a file that is not durable.
-        let leader = out.persist.as_ref().and_then(|p| p.snapshot.as_ref());
-        for s in leader.into_iter().chain(out.snapshot.as_ref().map(|m| &m.snapshot)) {
+        // The file first: a record must never name a file that is not durable.
+        if let Some(s) = &p.snapshot {
             if let Err(e) = snapshot_file::write(&self.snapshot_dir, s) {
                 self.poisoned = true;
                 return Err(e.into());
             }
         }
         let mut plan = Plan { stored: self.stored, log: BTreeMap::new(), meta: BTreeMap::new() };
-        if let Some(cs) = &out.conf_state {
+        if let Some(cs) = &p.conf_state {
             plan.meta.insert(KEY_CONF_STATE, encode(cs));
         }
-        if let Some(p) = &out.persist {
-            if let Some(s) = &p.snapshot {
-                plan.leader_snapshot(s);
-            }
-            if !p.entries.is_empty() {
-                plan.append(&p.entries);
-            }
-            if let Some(hs) = &p.hard_state {
-                plan.meta.insert(KEY_HARD_STATE, encode(hs));
-            }
+        if let Some(s) = &p.snapshot {
+            plan.leader_snapshot(s);
         }
-        if let Some(made) = &out.snapshot {
-            plan.own_snapshot(made.snapshot.get_metadata(), made.log_first_index);
+        if !p.entries.is_empty() {
+            plan.append(&p.entries);
+        }
+        if let Some(hs) = &p.hard_state {
+            plan.meta.insert(KEY_HARD_STATE, encode(hs));
         }
         if !plan.is_empty() {
             plan.trim(self.trim_to);
@@ -349,6 +356,11 @@ impl Storage {
         log_first_index: u64,
     ) -> Result<bool, StorageError> {
         self.check_usable()?;
+        assert!(
+            log_first_index <= meta.index + 1,
+            "compacting to {log_first_index} past the snapshot at {}",
+            meta.index
+        );
         if meta.index <= self.stored.snapshot_index {
             let path = self.snapshot_dir.join(snapshot_file::file_name(meta.index, meta.term));
             if Some(&path) != self.recorded_file().as_ref() {
@@ -405,18 +417,14 @@ impl Storage {
         if self.recover()?.is_some() {
             return Err(corrupt("the data dir already holds a member's state; restore into an empty one"));
         }
-        let out = Output {
+        self.persist(&Persist {
             conf_state: Some(first.conf_state.clone()),
-            persist: Some(cairn_core::Persist {
-                snapshot: first.snapshot.clone(),
-                entries: first.entries.clone(),
-                hard_state: Some(first.hard_state.clone()),
-                must_sync: true,
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        self.write(&out)?;
+            snapshot: first.snapshot.clone(),
+            entries: first.entries.clone(),
+            hard_state: Some(first.hard_state.clone()),
+            must_sync: true,
+            ..Persist::default()
+        })?;
         self.sync()
     }
 
@@ -554,7 +562,7 @@ impl Storage {
     }
 }
 
-/// One output's changes as the final value of each key it touches, `None` for a deletion:
+/// One write's changes as the final value of each key it touches, `None` for a deletion:
 /// fjall gives a batch one sequence number, so a key must not appear in it twice.
 struct Plan {
     /// What will be stored once the batch commits.
@@ -628,19 +636,6 @@ impl Plan {
         };
         for e in entries {
             self.log.insert(e.index, Some(encode(e)));
-        }
-    }
-
-    /// The member's own snapshot: entries before `log_first_index` are no longer needed.
-    fn own_snapshot(&mut self, meta: &SnapshotMetadata, log_first_index: u64) {
-        let index = meta.index;
-        assert!(log_first_index <= index + 1, "compacting to {log_first_index} past the snapshot at {index}");
-        self.put_snapshot(meta);
-        if let Some((first, last)) = self.stored.log {
-            if log_first_index > first {
-                self.delete_entries(first, last.min(log_first_index - 1));
-                self.stored.log = (log_first_index <= last).then_some((log_first_index, last));
-            }
         }
     }
 }

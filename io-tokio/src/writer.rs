@@ -1,9 +1,9 @@
-//! The member's storage on a thread of its own: the member loop hands it what each output asks
-//! to persist and goes on serving (stepping acknowledgements, applying, answering) while the
+//! The member's storage on a thread of its own: the member loop hands it the writes the
+//! pipeline asks for and goes on serving (stepping acknowledgements, applying, answering) while the
 //! thread writes and fsyncs. An fsync on this machine takes ~150 us of wall time; done on the
 //! loop, it stalled every other step of the member for as long.
 //!
-//! The thread takes every job queued, writes each (one fjall batch per output, in order), and
+//! The thread takes every job queued, writes each (one fjall batch per write, in order), and
 //! fsyncs once if any of them needs it (group commit), then reports the last persist number
 //! the batch covered. Jobs are never reordered, so a report for number n covers every write
 //! sent before n's. A failed write or fsync is reported and ends the thread: the member stops
@@ -87,18 +87,12 @@ fn run(
             sync |= job.sync;
             number = job.ticket.or(number);
             let started = Instant::now();
-            result = match job.kind {
-                DiskWriteKind::RecordSnapshot { snapshot, log_first_index } => {
-                    let r = storage.record_snapshot(snapshot.get_metadata(), log_first_index).map(|_| ());
-                    crate::slow::warn_if_slow("recording a snapshot", started);
-                    r
-                }
-                kind @ DiskWriteKind::Persist { .. } => {
-                    let r = storage.write(&DiskWrite { ticket: None, sync: false, kind }.into_output());
-                    crate::slow::warn_if_slow("writing", started);
-                    r
-                }
+            result = storage.write(&job.kind);
+            let what = match job.kind {
+                DiskWriteKind::RecordSnapshot { .. } => "recording a snapshot",
+                DiskWriteKind::Persist(_) => "writing",
             };
+            crate::slow::warn_if_slow(what, started);
         }
         if result.is_ok() {
             metrics.observe_commit(batch_started.elapsed());

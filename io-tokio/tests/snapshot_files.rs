@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use cairn_core::eraftpb::{ConfState, Entry, Snapshot};
 use cairn_core::kv::{PutRequest, RangeRequest};
-use cairn_core::{Config, Core, Output, Persist, Request, RequestId, Response, ResponseBody, SnapshotMade};
+use cairn_core::{Config, Core, Persist, Request, RequestId, Response, ResponseBody, SnapshotMade};
 use cairn_io_tokio::snapshot_file;
 use cairn_io_tokio::storage::{Storage, StorageError};
 
@@ -15,9 +15,9 @@ fn entry(index: u64, term: u64) -> Entry {
     Entry { index, term, data: format!("entry {index}").into_bytes().into(), ..Entry::default() }
 }
 
-fn append(from: u64, to: u64) -> Output {
+fn append(from: u64, to: u64) -> Persist {
     let entries = (from..=to).map(|i| entry(i, 1)).collect();
-    Output { persist: Some(Persist { entries, ..Persist::default() }), ..Output::default() }
+    Persist { entries, ..Persist::default() }
 }
 
 fn snapshot(index: u64, term: u64, data: &[u8]) -> Snapshot {
@@ -46,7 +46,7 @@ fn file_of(dir: &Path, index: u64, term: u64) -> PathBuf {
 /// record and compaction to 3, then sync).
 fn log_and_snapshot(dir: &Path) -> Storage {
     let mut storage = Storage::open(dir).unwrap();
-    storage.write(&append(1, 10)).unwrap();
+    storage.persist(&append(1, 10)).unwrap();
     let s = snapshot(4, 1, b"state at 4");
     snapshot_file::write(storage.snapshot_dir(), &s).unwrap();
     assert!(storage.record_snapshot(s.get_metadata(), 3).unwrap());
@@ -180,11 +180,7 @@ fn an_own_snapshot_older_than_a_leader_snapshot_recorded_meanwhile_is_dropped() 
     snapshot_file::write(storage.snapshot_dir(), &own).unwrap();
     // While it was being written, a leader's snapshot at 20 replaced the log.
     let leader = snapshot(20, 2, b"leader state at 20");
-    let out = Output {
-        persist: Some(Persist { snapshot: Some(leader.clone()), ..Persist::default() }),
-        ..Output::default()
-    };
-    storage.write(&out).unwrap();
+    storage.persist(&Persist { snapshot: Some(leader.clone()), ..Persist::default() }).unwrap();
     assert!(!storage.record_snapshot(own.get_metadata(), 5).unwrap(), "stale: not recorded");
     storage.sync().unwrap();
     assert_eq!(snapshot_files(dir.path()), [snapshot_file::file_name(20, 2)]);
@@ -271,10 +267,13 @@ impl Member {
                 snapshot_file::write(self.storage.snapshot_dir(), &made.snapshot).unwrap();
                 self.unrecorded.push(made);
             }
-            self.storage.write(&out).unwrap();
+            let persisted = out.persist.as_ref().map(|p| p.number);
+            if let Some(p) = out.persist.take() {
+                self.storage.persist(&p).unwrap();
+            }
             self.storage.sync().unwrap();
-            if let Some(p) = &out.persist {
-                self.core.on_persisted(p.number);
+            if let Some(number) = persisted {
+                self.core.on_persisted(number);
             }
             if let Some((_, r)) = out.responses.into_iter().find(|(rid, _)| Some(*rid) == id) {
                 return Some(r);

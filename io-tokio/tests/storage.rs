@@ -7,7 +7,8 @@ use std::path::Path;
 use cairn_core::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use cairn_core::kv::{PutRequest, RangeRequest};
 use cairn_core::{
-    Config, Core, Output, Persist, Recovered, Request, RequestId, Response, ResponseBody, SnapshotMade,
+    Config, Core, DiskWriteKind, Output, Persist, Recovered, Request, RequestId, Response, ResponseBody,
+    SnapshotMade,
 };
 use cairn_io_sim::disk::{same_state, SimDisk};
 use cairn_io_tokio::storage::{
@@ -39,19 +40,35 @@ fn hard_state(term: u64, commit: u64) -> HardState {
     HardState { term, vote: 1, commit, ..HardState::default() }
 }
 
-fn append(entries: Vec<Entry>) -> Output {
-    Output { persist: Some(Persist { entries, ..Persist::default() }), ..Output::default() }
+fn append(entries: Vec<Entry>) -> DiskWriteKind {
+    DiskWriteKind::Persist(Persist { entries, ..Persist::default() })
 }
 
-fn leader_snapshot(s: Snapshot, then: Vec<Entry>) -> Output {
-    Output {
-        persist: Some(Persist { snapshot: Some(s), entries: then, ..Persist::default() }),
-        ..Output::default()
+fn leader_snapshot(s: Snapshot, then: Vec<Entry>) -> Persist {
+    Persist { snapshot: Some(s), entries: then, ..Persist::default() }
+}
+
+fn own_snapshot(s: Snapshot, log_first_index: u64) -> DiskWriteKind {
+    DiskWriteKind::RecordSnapshot { snapshot: s, log_first_index }
+}
+
+/// Writes `w` as the member loop does: an own snapshot's file first (off the loop there), then
+/// the write itself.
+fn store(storage: &mut Storage, w: &DiskWriteKind) {
+    if let DiskWriteKind::RecordSnapshot { snapshot, .. } = w {
+        cairn_io_tokio::snapshot_file::write(storage.snapshot_dir(), snapshot).unwrap();
     }
+    storage.write(w).unwrap();
 }
 
-fn own_snapshot(s: Snapshot, log_first_index: u64) -> Output {
-    Output { snapshot: Some(SnapshotMade { snapshot: s, log_first_index }), ..Output::default() }
+/// The writes the pipeline would hand the disk for `out`: its persist, then the record of the
+/// member's own snapshot (whose file it writes first).
+fn writes_of(out: &mut Output) -> Vec<DiskWriteKind> {
+    let mut writes: Vec<DiskWriteKind> = out.persist.take().map(DiskWriteKind::Persist).into_iter().collect();
+    if let Some(SnapshotMade { snapshot, log_first_index }) = out.snapshot.take() {
+        writes.push(DiskWriteKind::RecordSnapshot { snapshot, log_first_index });
+    }
+    writes
 }
 
 fn indexes(r: &Recovered) -> Vec<(u64, u64)> {
@@ -59,10 +76,10 @@ fn indexes(r: &Recovered) -> Vec<(u64, u64)> {
 }
 
 /// Writes and syncs `outs`, reopens the directory, and recovers.
-fn write_reopen_recover(dir: &Path, outs: &[Output]) -> Recovered {
+fn write_reopen_recover(dir: &Path, writes: &[DiskWriteKind]) -> Recovered {
     let mut storage = Storage::open(dir).unwrap();
-    for out in outs {
-        storage.write(out).unwrap();
+    for w in writes {
+        store(&mut storage, w);
     }
     storage.sync().unwrap();
     drop(storage);
@@ -76,8 +93,8 @@ fn a_fresh_directory_recovers_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut storage = Storage::open(dir.path()).unwrap();
     assert!(storage.recover().unwrap().is_none());
-    // Messages are not the storage's business: an output without durable parts writes nothing.
-    storage.write(&Output { persist: Some(Persist::default()), ..Output::default() }).unwrap();
+    // Messages are not the storage's business: a persist without durable parts writes nothing.
+    storage.persist(&Persist::default()).unwrap();
     storage.sync().unwrap();
     drop(storage);
     assert!(Storage::open(dir.path()).unwrap().recover().unwrap().is_none());
@@ -89,16 +106,13 @@ fn a_fresh_directory_recovers_nothing() {
 fn everything_written_comes_back_after_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let conf = ConfState::from((vec![1, 2, 3], vec![]));
-    let out = Output {
+    let persist = Persist {
         conf_state: Some(conf.clone()),
-        persist: Some(Persist {
-            entries: entries(1..=3, 1),
-            hard_state: Some(hard_state(1, 2)),
-            ..Persist::default()
-        }),
-        ..Output::default()
+        entries: entries(1..=3, 1),
+        hard_state: Some(hard_state(1, 2)),
+        ..Persist::default()
     };
-    let r = write_reopen_recover(dir.path(), &[out]);
+    let r = write_reopen_recover(dir.path(), &[DiskWriteKind::Persist(persist)]);
     assert_eq!(r.conf_state, conf);
     assert_eq!(r.hard_state, hard_state(1, 2));
     assert!(r.snapshot.is_none());
@@ -181,14 +195,19 @@ fn a_leader_snapshot_replaces_the_whole_log() {
     let dir = tempfile::tempdir().unwrap();
     let s = snapshot(20, 2, b"leader's state at 20".to_vec());
     // The old log reaches past the snapshot's index: it goes too.
-    let r =
-        write_reopen_recover(dir.path(), &[append(entries(1..=25, 1)), leader_snapshot(s.clone(), vec![])]);
+    let r = write_reopen_recover(
+        dir.path(),
+        &[append(entries(1..=25, 1)), DiskWriteKind::Persist(leader_snapshot(s.clone(), vec![]))],
+    );
     assert_eq!(r.snapshot, Some(s));
     assert!(r.entries.is_empty());
 
     // A snapshot and the entries after it in one ready.
     let s = snapshot(30, 3, b"leader's state at 30".to_vec());
-    let r = write_reopen_recover(dir.path(), &[leader_snapshot(s.clone(), entries(31..=32, 3))]);
+    let r = write_reopen_recover(
+        dir.path(),
+        &[DiskWriteKind::Persist(leader_snapshot(s.clone(), entries(31..=32, 3)))],
+    );
     assert_eq!(r.snapshot, Some(s));
     assert_eq!(indexes(&r), vec![(31, 3), (32, 3)]);
 }
@@ -198,9 +217,12 @@ fn several_writes_become_durable_with_one_sync() {
     let dir = tempfile::tempdir().unwrap();
     let mut storage = Storage::open(dir.path()).unwrap();
     for i in 1..=10 {
-        let mut out = append(vec![entry(i, 1)]);
-        out.persist.as_mut().unwrap().hard_state = Some(hard_state(1, i - 1));
-        storage.write(&out).unwrap();
+        let persist = Persist {
+            entries: vec![entry(i, 1)],
+            hard_state: Some(hard_state(1, i - 1)),
+            ..Persist::default()
+        };
+        storage.persist(&persist).unwrap();
         // Visible to recover before the sync, as the page cache is to a reader.
         assert_eq!(storage.recover().unwrap().unwrap().entries.len() as u64, i);
     }
@@ -251,7 +273,7 @@ impl Rng {
     }
 }
 
-/// Outputs a Raft member could produce: appends that never overwrite committed entries, terms
+/// Writes a Raft member could produce: appends that never overwrite committed entries, terms
 /// that never go down, own snapshots of committed state, leader snapshots past the commit.
 struct Outputs {
     rng: Rng,
@@ -293,13 +315,14 @@ impl Outputs {
         (0..len).map(|i| (i as u8).wrapping_mul(31) ^ (self.number as u8)).collect()
     }
 
-    fn next(&mut self) -> Output {
+    /// One ready's writes: its persist, then perhaps the record of an own snapshot.
+    fn next(&mut self) -> Vec<DiskWriteKind> {
         self.number += 1;
-        let mut out = Output::default();
+        let mut writes = vec![];
         let mut persist = Persist { number: self.number, ..Persist::default() };
         if self.rng.chance(15) {
             let voters: Vec<u64> = (1..=self.rng.range(1, 5)).collect();
-            out.conf_state = Some(ConfState::from((voters, vec![])));
+            persist.conf_state = Some(ConfState::from((voters, vec![])));
         }
         if self.rng.chance(8) {
             if self.rng.chance(50) {
@@ -331,8 +354,12 @@ impl Outputs {
             self.commit = self.rng.range(self.commit, self.last());
             persist.hard_state = Some(hard_state(self.term, self.commit));
         }
-        if persist.snapshot.is_some() || !persist.entries.is_empty() || persist.hard_state.is_some() {
-            out.persist = Some(persist);
+        if persist.conf_state.is_some()
+            || persist.snapshot.is_some()
+            || !persist.entries.is_empty()
+            || persist.hard_state.is_some()
+        {
+            writes.push(DiskWriteKind::Persist(persist));
         }
         if self.commit > self.snapshot_index && self.rng.chance(15) {
             let index = self.rng.range(self.snapshot_index + 1, self.commit);
@@ -342,10 +369,9 @@ impl Outputs {
             self.compactions += u64::from(log_first_index > first);
             self.log = self.log.split_off(&log_first_index);
             self.snapshot_index = index;
-            out.snapshot =
-                Some(SnapshotMade { snapshot: snapshot(index, term, self.data()), log_first_index });
+            writes.push(own_snapshot(snapshot(index, term, self.data()), log_first_index));
         }
-        out
+        writes
     }
 }
 
@@ -374,9 +400,10 @@ fn recovers_the_same_state_as_the_simulator_disk_for_generated_outputs() {
         let mut sim = SimDisk::new();
         let mut outputs = Outputs::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         for step in 0..300 {
-            let out = outputs.next();
-            storage.write(&out).unwrap();
-            sim.write_output(&out);
+            for w in outputs.next() {
+                store(&mut storage, &w);
+                sim.write(&w);
+            }
             if outputs.rng.chance(30) {
                 storage.sync().unwrap();
                 sim.sync();
@@ -434,7 +461,7 @@ impl Member {
     /// output before acknowledging it, as the real driver does.
     fn run(&mut self, id: Option<RequestId>) -> Option<Result<Response, cairn_core::Error>> {
         for _ in 0..100_000 {
-            let out = self.core.advance().expect("no fatal error");
+            let mut out = self.core.advance().expect("no fatal error");
             if out.is_empty() {
                 // Settled, unless waiting for an answer: then time passes until it comes.
                 id?;
@@ -443,16 +470,19 @@ impl Member {
                 continue;
             }
             assert!(out.messages.is_empty(), "no peers");
-            self.storage.write(&out).unwrap();
+            let persisted = out.persist.as_ref().map(|p| p.number);
+            for w in writes_of(&mut out) {
+                store(&mut self.storage, &w);
+                self.sim.write(&w);
+                if let DiskWriteKind::RecordSnapshot { snapshot, .. } = w {
+                    self.snapshots.push(snapshot);
+                }
+            }
             self.storage.sync().unwrap();
-            self.sim.write_output(&out);
             self.sim.sync();
             assert_same(&self.storage, &mut self.sim, "after an output of a member");
-            if let Some(made) = &out.snapshot {
-                self.snapshots.push(made.snapshot.clone());
-            }
-            if let Some(p) = &out.persist {
-                self.core.on_persisted(p.number);
+            if let Some(number) = persisted {
+                self.core.on_persisted(number);
             }
             if let Some((_, r)) = out.responses.into_iter().find(|(rid, _)| Some(*rid) == id) {
                 return Some(r);
@@ -547,14 +577,14 @@ fn a_member_boots_from_a_snapshot_received_from_a_leader() {
     // A follower that was sent that snapshot: its old log is replaced.
     let dir = tempfile::tempdir().unwrap();
     let index = snap.get_metadata().index;
-    let mut out = leader_snapshot(snap.clone(), vec![]);
-    out.conf_state = Some(snap.get_metadata().get_conf_state().clone());
-    out.persist.as_mut().unwrap().hard_state = Some(hard_state(snap.get_metadata().term, index));
+    let mut persist = leader_snapshot(snap.clone(), vec![]);
+    persist.conf_state = Some(snap.get_metadata().get_conf_state().clone());
+    persist.hard_state = Some(hard_state(snap.get_metadata().term, index));
     let mut sim = SimDisk::new();
     let mut storage = Storage::open(dir.path()).unwrap();
-    for out in [append(entries(1..=2, 1)), out] {
-        storage.write(&out).unwrap();
-        sim.write_output(&out);
+    for w in [append(entries(1..=2, 1)), DiskWriteKind::Persist(persist)] {
+        store(&mut storage, &w);
+        sim.write(&w);
     }
     storage.sync().unwrap();
     sim.sync();

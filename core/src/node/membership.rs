@@ -237,7 +237,7 @@ impl Core {
         let result = match self.raw.apply_conf_change(&cc) {
             Ok(cs) => {
                 self.raw.mut_store().set_conf_state(cs.clone());
-                self.out.conf_state = Some(cs);
+                self.conf_applied = Some(cs);
                 match &context {
                     Some(ctx) => {
                         let member = self.sm.apply_member_change(e.index, e.term, &e.data, &ctx.change);

@@ -76,8 +76,6 @@ pub struct Output {
     /// What open v2 watches (`Core::v2_watch`) fire with: an event, or error 400 when a
     /// snapshot replaced the store. A one-shot watch is closed once it fired.
     pub v2_watch_updates: Vec<(V2WatchId, Result<V2Event>)>,
-    /// The membership changed (or the member is new): persist it with the hard state.
-    pub conf_state: Option<ConfState>,
     /// The member snapshotted its state machine: persist the snapshot durably; after that, log
     /// entries before `log_first_index` are no longer needed and may be deleted.
     pub snapshot: Option<SnapshotMade>,
@@ -86,12 +84,18 @@ pub struct Output {
     pub forwards: Vec<Forward>,
 }
 
-/// Durable writes for one Raft ready, in this order: snapshot, entries, hard state.
+/// Durable writes for one Raft ready, in field order: membership, snapshot, entries, hard
+/// state; then, once all of them are durable, the messages. Storage takes this (with the
+/// member's own snapshot record, `pipeline::DiskWriteKind`) and nothing else of an `Output`.
 #[derive(Debug, Default)]
 pub struct Persist {
     /// Acknowledge with `on_persisted(number)`; acknowledging a number acknowledges every
     /// smaller one, so a driver may persist several in one fsync and acknowledge the last.
     pub number: u64,
+    /// The membership, when a configuration change or a leader's snapshot moved it (latest
+    /// wins). A restarted member must know the voters it last applied before it may vote or
+    /// count votes, so this is as durable as the entries.
+    pub conf_state: Option<ConfState>,
     /// A snapshot from the leader: replaces the whole log up to its index.
     pub snapshot: Option<Snapshot>,
     /// Entries to append. The first may overwrite: an entry at index i replaces every stored
@@ -100,7 +104,7 @@ pub struct Persist {
     pub hard_state: Option<HardState>,
     /// May only be sent once everything above is durable (votes, append acknowledgements).
     pub messages: Vec<Message>,
-    /// False when nothing here must survive a crash: no snapshot, no entries, and a hard state
+    /// False when nothing here must survive a crash: no membership, snapshot or entries, and a hard state
     /// whose term and vote are as last persisted (only the commit index moved, which a
     /// restarted member learns again from the leader; a snapshot raises it on recovery). The
     /// driver still writes it, in order, but need not fsync for it: if nothing written before
@@ -123,7 +127,6 @@ impl Output {
             && self.events.is_empty()
             && self.watch_updates.is_empty()
             && self.v2_watch_updates.is_empty()
-            && self.conf_state.is_none()
             && self.snapshot.is_none()
             && self.forwards.is_empty()
     }
@@ -184,6 +187,8 @@ pub struct Core {
     /// A leader snapshot waiting to be acknowledged as persisted before raft-rs may count it
     /// as applied: (ready number, snapshot index).
     snapshot_unpersisted: Option<(u64, u64)>,
+    /// The membership as the entries applied in this ready left it, for its `Persist`.
+    conf_applied: Option<ConfState>,
     /// Term and vote as last handed out to persist (see `Persist::must_sync`).
     term_vote: (u64, u64),
     /// Proposals waiting for a batch in flight to commit (see `Held`).
@@ -382,6 +387,7 @@ impl Core {
             ticks: 0,
             snapshot_sending_since: BTreeMap::new(),
             snapshot_unpersisted: None,
+            conf_applied: None,
             term_vote: (raw_hs.term, raw_hs.vote),
             held: Held::default(),
             forwarded: BTreeMap::new(),
@@ -1035,7 +1041,7 @@ impl Core {
             self.snapshot_building = None;
             self.last_snapshot_index = index;
             self.snapshot_unpersisted = Some((rd.number(), index));
-            self.out.conf_state = Some(snap.get_metadata().get_conf_state().clone());
+            persist.conf_state = Some(snap.get_metadata().get_conf_state().clone());
             if self.sm.was_removed(self.config.id) {
                 self.on_removed();
             }
@@ -1051,6 +1057,9 @@ impl Core {
 
         let committed = rd.take_committed_entries();
         self.apply_entries(&committed)?;
+        if let Some(cs) = self.conf_applied.take() {
+            persist.conf_state = Some(cs);
+        }
 
         let entries = rd.take_entries();
         if !entries.is_empty() {
@@ -1065,16 +1074,13 @@ impl Core {
                 persist.must_sync = true;
             }
         }
-        persist.must_sync |= persist.snapshot.is_some() || !persist.entries.is_empty();
+        persist.must_sync |=
+            persist.conf_state.is_some() || persist.snapshot.is_some() || !persist.entries.is_empty();
         for rs in rd.take_read_states() {
             self.on_read_state(rs.index, &rs.request_ctx);
         }
         persist.messages = rd.take_persisted_messages();
-        if persist.snapshot.is_some()
-            || !persist.entries.is_empty()
-            || persist.hard_state.is_some()
-            || !persist.messages.is_empty()
-        {
+        if persist.must_sync || persist.hard_state.is_some() || !persist.messages.is_empty() {
             self.out.persist = Some(persist);
         }
         self.raw.advance_append_async(rd);
@@ -1128,7 +1134,7 @@ impl Core {
     fn on_conf_applied(&mut self, e: &Entry, cs: raft::Result<ConfState>) -> Result<()> {
         let cs = cs.map_err(|err| Error::Raft(format!("conf change: {err}")))?;
         self.raw.mut_store().set_conf_state(cs.clone());
-        self.out.conf_state = Some(cs);
+        self.conf_applied = Some(cs);
         self.sm.skip(e.index, e.term, &e.data);
         Ok(())
     }

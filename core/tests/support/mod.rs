@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use cairn_core::auth::AuthInfo;
 use cairn_core::eraftpb::{ConfState, Entry, HardState, Message, Snapshot};
 use cairn_core::kv::{Event, KeyValue, PutRequest, RangeRequest};
+use cairn_core::pipeline::DiskWriteKind;
 use cairn_core::{
     Config, Core, Error, Output, Pipeline, Recovered, Request, RequestId, Response, ResponseBody,
 };
@@ -27,27 +28,29 @@ pub struct Disk {
 }
 
 impl Disk {
-    fn write(&mut self, out: &Output) {
-        if let Some(cs) = &out.conf_state {
-            self.conf_state = cs.clone();
-        }
-        if let Some(p) = &out.persist {
-            if let Some(s) = &p.snapshot {
-                self.snapshot = Some(s.clone());
-                self.entries.clear();
-                self.snapshots_installed += 1;
+    fn write(&mut self, w: &DiskWriteKind) {
+        match w {
+            DiskWriteKind::Persist(p) => {
+                if let Some(cs) = &p.conf_state {
+                    self.conf_state = cs.clone();
+                }
+                if let Some(s) = &p.snapshot {
+                    self.snapshot = Some(s.clone());
+                    self.entries.clear();
+                    self.snapshots_installed += 1;
+                }
+                if let Some(first) = p.entries.first() {
+                    self.entries.retain(|e| e.index < first.index);
+                    self.entries.extend(p.entries.iter().cloned());
+                }
+                if let Some(hs) = &p.hard_state {
+                    self.hard_state = hs.clone();
+                }
             }
-            if let Some(first) = p.entries.first() {
-                self.entries.retain(|e| e.index < first.index);
-                self.entries.extend(p.entries.iter().cloned());
+            DiskWriteKind::RecordSnapshot { snapshot, log_first_index } => {
+                self.snapshot = Some(snapshot.clone());
+                self.entries.retain(|e| e.index >= *log_first_index);
             }
-            if let Some(hs) = &p.hard_state {
-                self.hard_state = hs.clone();
-            }
-        }
-        if let Some(made) = &out.snapshot {
-            self.snapshot = Some(made.snapshot.clone());
-            self.entries.retain(|e| e.index >= made.log_first_index);
         }
     }
 
@@ -215,7 +218,7 @@ impl Cluster {
             let mut durable = None;
             for w in std::mem::take(&mut fx.writes) {
                 durable = w.ticket.or(durable);
-                member.disk.write(&w.into_output());
+                member.disk.write(&w.kind);
             }
             if let Some(ticket) = durable {
                 fx.append(pipeline.on_durable(ticket));
@@ -454,8 +457,9 @@ fn render(out: &Output) -> String {
     }
     if let Some(p) = &out.persist {
         s += &format!(
-            "persist #{} snap={} ents={:?} hs={:?} after={};",
+            "persist #{} cs={:?} snap={} ents={:?} hs={:?} after={};",
             p.number,
+            p.conf_state.as_ref().map(|c| (&c.voters, &c.learners)),
             p.snapshot.as_ref().map_or(0, |x| x.get_metadata().index),
             p.entries.iter().map(|e| (e.index, e.term, e.data.len())).collect::<Vec<_>>(),
             p.hard_state.as_ref().map(|h| (h.term, h.vote, h.commit)),
