@@ -19,7 +19,7 @@
 //! Storage never sees messages or responses: the types keep them out (`Persist::messages` is
 //! empty by the time a persist reaches the disk).
 //!
-//! The member loop (`node`) does this on a thread of its own (`writer`), so that an fsync never
+//! The member loop (`member`) does this on a thread of its own (`writer`), so that an fsync never
 //! stalls the loop.
 //!
 //! Any error from `open`, `write`, `sync` or `recover` stops the node (see "Durability").

@@ -155,7 +155,7 @@ macro_rules! bidi {
 
 /// The etcd v3 JSON gateway (`/v3/kv/range`, ...) over the same services as `grpc::routes`,
 /// under `/v3/` and `/v3beta/`.
-pub fn routes(node: cairn_io_tokio::NodeHandle, info: Arc<crate::info::ServerInfo>) -> Router {
+pub fn routes(node: cairn_io_tokio::MemberHandle, info: Arc<crate::info::ServerInfo>) -> Router {
     router(Ctx { node, info })
 }
 

@@ -25,7 +25,7 @@ impl From<&cairn_core::Member> for MemberInfo {
 /// Every member as this member has applied the configuration, by id (as etcd lists them).
 /// This member's own name and client URLs are its flags' until its publication has applied
 /// (etcd serves clients only once it has published; Cairn serves at once, and says the same).
-pub fn members(info: &ServerInfo, status: &cairn_io_tokio::NodeStatus) -> Vec<MemberInfo> {
+pub fn members(info: &ServerInfo, status: &cairn_io_tokio::MemberStatus) -> Vec<MemberInfo> {
     status
         .members
         .values()

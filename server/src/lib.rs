@@ -1,7 +1,7 @@
 //! # cairn-server
 //!
 //! The front ends of a Cairn member: the etcd v3 gRPC API (`grpc`) over a running member's
-//! `cairn_io_tokio::NodeHandle`, etcd's v3 JSON gateway over the same services (`gateway`),
+//! `cairn_io_tokio::MemberHandle`, etcd's v3 JSON gateway over the same services (`gateway`),
 //! etcd's v2 HTTP+JSON keys API (`v2`), and what the member reports about itself (`info`). The `cairn` binary (`main.rs`) parses
 //! flags, starts the member and serves these.
 //!

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::routing::get;
 use axum::Json;
-use cairn_io_tokio::{NodeConfig, NodeHandle};
+use cairn_io_tokio::{MemberConfig, MemberHandle};
 use cairn_server::grpc;
 use cairn_server::info::ServerInfo;
 use clap::Parser;
@@ -578,7 +578,7 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
     }
     core.auto_promote_learners_after_ms = flags.auto_promote_learners.then_some(flags.auto_promote_window);
     let listen_peer = url_addr(split_urls(&flags.listen_peer_urls).first().map_or("", |s| s.as_str()))?;
-    let (node, loop_task) = cairn_io_tokio::start(NodeConfig {
+    let (node, loop_task) = cairn_io_tokio::start(MemberConfig {
         peer_tls: peer_tls.clone(),
         core,
         cluster_id,
@@ -1024,7 +1024,7 @@ fn serde_version() -> std::collections::BTreeMap<&'static str, &'static str> {
 
 /// etcd's /health: healthy when the member knows a leader.
 /// etcd's /health: healthy when the member knows a leader (etcd answers it as text/plain).
-async fn health(node: NodeHandle) -> impl axum::response::IntoResponse {
+async fn health(node: MemberHandle) -> impl axum::response::IntoResponse {
     let ct = [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")];
     if node.status().leader != 0 {
         (axum::http::StatusCode::OK, ct, "{\"health\":\"true\"}")

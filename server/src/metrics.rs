@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
-use cairn_io_tokio::NodeHandle;
+use cairn_io_tokio::MemberHandle;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use prometheus::{IntCounterVec, IntGauge, Opts};
 
@@ -101,7 +101,7 @@ fn known_method(path: &str) -> Option<(&'static str, &'static str)> {
 
 /// What the client port adds to the member's registry.
 pub struct ServerMetrics {
-    node: NodeHandle,
+    node: MemberHandle,
     info: Arc<ServerInfo>,
     started: IntCounterVec,
     handled: IntCounterVec,
@@ -111,7 +111,7 @@ pub struct ServerMetrics {
 
 impl ServerMetrics {
     /// Registers the client port's metrics in `node`'s registry (once per member).
-    pub fn new(node: NodeHandle, info: Arc<ServerInfo>) -> Result<Arc<ServerMetrics>, prometheus::Error> {
+    pub fn new(node: MemberHandle, info: Arc<ServerInfo>) -> Result<Arc<ServerMetrics>, prometheus::Error> {
         let registry = node.metrics().registry().clone();
         let started = IntCounterVec::new(
             Opts::new("grpc_server_started_total", "Total number of RPCs started on the server."),

@@ -16,17 +16,17 @@ use axum::routing::get;
 use axum::Router;
 use cairn_core::kv::RangeRequest;
 use cairn_core::Request;
-use cairn_io_tokio::NodeHandle;
+use cairn_io_tokio::MemberHandle;
 
 /// How long a probe's read may take before the check fails.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The probe routes, served from `node`.
-pub fn routes(node: NodeHandle) -> Router {
+pub fn routes(node: MemberHandle) -> Router {
     Router::new().route("/livez", get(livez)).route("/readyz", get(readyz)).with_state(node)
 }
 
-fn no_corruption_alarm(node: &NodeHandle) -> Result<(), String> {
+fn no_corruption_alarm(node: &MemberHandle) -> Result<(), String> {
     let corrupt =
         node.with_status(|s| s.alarms.iter().any(|a| a.kind == cairn_core::alarm::AlarmKind::Corrupt));
     if corrupt {
@@ -36,12 +36,12 @@ fn no_corruption_alarm(node: &NodeHandle) -> Result<(), String> {
     }
 }
 
-async fn livez(State(node): State<NodeHandle>, Query(q): Query<Vec<(String, String)>>) -> Response {
+async fn livez(State(node): State<MemberHandle>, Query(q): Query<Vec<(String, String)>>) -> Response {
     let checks = [("serializable_read", read(&node, true).await)];
     answer("livez", &checks, &q)
 }
 
-async fn readyz(State(node): State<NodeHandle>, Query(q): Query<Vec<(String, String)>>) -> Response {
+async fn readyz(State(node): State<MemberHandle>, Query(q): Query<Vec<(String, String)>>) -> Response {
     let checks = [
         ("data_corruption", no_corruption_alarm(&node)),
         ("serializable_read", read(&node, true).await),
@@ -51,7 +51,7 @@ async fn readyz(State(node): State<NodeHandle>, Query(q): Query<Vec<(String, Str
 }
 
 /// A range of one key that need not exist, from local state or through ReadIndex.
-async fn read(node: &NodeHandle, serializable: bool) -> Result<(), String> {
+async fn read(node: &MemberHandle, serializable: bool) -> Result<(), String> {
     let request =
         Request::Range(RangeRequest { key: "health".into(), serializable, limit: 1, ..Default::default() });
     // As the member itself: with auth on, a probe has no credentials, and must still go

@@ -22,7 +22,7 @@ use axum::{Json, Router};
 use cairn_core::auth::AuthInfo;
 use cairn_core::prefix_quota::{Limits, QuotaStatus};
 use cairn_core::{Error, Request, ResponseBody};
-use cairn_io_tokio::NodeHandle;
+use cairn_io_tokio::MemberHandle;
 use serde::{Deserialize, Serialize};
 
 use crate::credentials::{self, HttpCredentials};
@@ -60,7 +60,7 @@ pub struct Quotas {
     pub quotas: Vec<Quota>,
 }
 
-pub fn routes(node: NodeHandle) -> Router {
+pub fn routes(node: MemberHandle) -> Router {
     Router::new().route(PATH, get(list).put(set).delete(remove)).with_state(node)
 }
 
@@ -74,7 +74,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
 
 /// Who asks: a token in the `Authorization` header (from Authenticate, as the v3 gateway takes
 /// it), else the client certificate's name (see `credentials`).
-fn who(node: &NodeHandle, creds: &HttpCredentials) -> Result<Option<AuthInfo>, Response> {
+fn who(node: &MemberHandle, creds: &HttpCredentials) -> Result<Option<AuthInfo>, Response> {
     node.with_status(|st| credentials::identify(&st.auth, creds.token.as_deref(), creds.common_name.as_ref()))
         .map_err(|e| refused(&e))
 }
@@ -87,7 +87,7 @@ fn refused(e: &Error) -> Response {
     }
 }
 
-async fn answer(node: &NodeHandle, who: Result<Option<AuthInfo>, Response>, request: Request) -> Response {
+async fn answer(node: &MemberHandle, who: Result<Option<AuthInfo>, Response>, request: Request) -> Response {
     let who = match who {
         Ok(who) => who,
         Err(r) => return r,
@@ -121,12 +121,12 @@ fn shown(q: &QuotaStatus) -> Quota {
     }
 }
 
-async fn list(State(node): State<NodeHandle>, creds: HttpCredentials) -> Response {
+async fn list(State(node): State<MemberHandle>, creds: HttpCredentials) -> Response {
     let who = who(&node, &creds);
     answer(&node, who, Request::PrefixQuotaList).await
 }
 
-async fn set(State(node): State<NodeHandle>, creds: HttpCredentials, body: Body) -> Response {
+async fn set(State(node): State<MemberHandle>, creds: HttpCredentials, body: Body) -> Response {
     let who = who(&node, &creds);
     let q: SetQuota = match parse(&body) {
         Ok(q) => q,
@@ -136,7 +136,7 @@ async fn set(State(node): State<NodeHandle>, creds: HttpCredentials, body: Body)
     answer(&node, who, Request::PrefixQuotaSet { prefix: q.prefix.into(), limits }).await
 }
 
-async fn remove(State(node): State<NodeHandle>, creds: HttpCredentials, body: Body) -> Response {
+async fn remove(State(node): State<MemberHandle>, creds: HttpCredentials, body: Body) -> Response {
     let who = who(&node, &creds);
     let q: RemoveQuota = match parse(&body) {
         Ok(q) => q,

@@ -12,7 +12,7 @@ use cairn_core::kv::{
     SortTarget, TxnRequest, TxnResponse,
 };
 use cairn_core::{Error, Header};
-use cairn_io_tokio::NodeStatus;
+use cairn_io_tokio::MemberStatus;
 use cairn_server::grpc::pb::etcdserverpb as pb;
 use cairn_server::grpc::pb::mvccpb;
 use cairn_server::grpc::{convert, error, watch};
@@ -312,7 +312,7 @@ fn nested_txn_response_round_trips_with_nested_headers() {
 #[test]
 fn header_prefers_the_core_and_falls_back_to_status() {
     let info = info();
-    let status = NodeStatus { revision: 50, term: 3, ..Default::default() };
+    let status = MemberStatus { revision: 50, term: 3, ..Default::default() };
     let h = convert::header(&info, &status, Some(Header { revision: 44, raft_term: 2 }));
     assert_eq!(h, pb::ResponseHeader { cluster_id: 0xc1, member_id: 0xa1, revision: 44, raft_term: 2 });
     let h = convert::header(&info, &status, None);

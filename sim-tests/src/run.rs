@@ -19,7 +19,7 @@ use cairn_io_sim::clock::ClockModel;
 use cairn_io_sim::disk::SimDisk;
 use cairn_io_sim::member::{self, MemberEnv, SendFaults};
 use madsim::net::NetSim;
-use madsim::runtime::{Handle, NodeHandle};
+use madsim::runtime::{Handle, MemberHandle};
 use madsim::time::Instant;
 use rand::Rng;
 use serde_json::json;
@@ -124,7 +124,7 @@ pub fn run_seed(seed: u64, opts: &RunOptions) -> RunReport {
 }
 
 struct Member {
-    node: NodeHandle,
+    node: MemberHandle,
     env: Arc<MemberEnv>,
     down: bool,
     paused: bool,
@@ -506,7 +506,7 @@ struct MemberChanges {
     next_id: u64,
     directory: Directory,
     /// The node the operator's requests come from.
-    admin: NodeHandle,
+    admin: MemberHandle,
     /// The operator's credentials, with auth on.
     root: Option<Credentials>,
 }
@@ -701,7 +701,7 @@ impl Faults {
         &mut self,
         handle: &Handle,
         members: &mut BTreeMap<u64, Member>,
-        clients: &[NodeHandle],
+        clients: &[MemberHandle],
         trace: &Trace,
         epoch: Instant,
     ) {
@@ -735,7 +735,7 @@ impl Faults {
         params: &RunParams,
         handle: &Handle,
         members: &mut BTreeMap<u64, Member>,
-        clients: &[NodeHandle],
+        clients: &[MemberHandle],
         observer: &SimObserver,
         trace: &Trace,
         epoch: Instant,
@@ -854,7 +854,7 @@ fn pick_running(members: &BTreeMap<u64, Member>, rng: &mut impl Rng) -> Option<u
     (!running.is_empty()).then(|| running[rng.gen_range(0..running.len())])
 }
 
-fn unclog_all(members: &BTreeMap<u64, Member>, clients: &[NodeHandle]) {
+fn unclog_all(members: &BTreeMap<u64, Member>, clients: &[MemberHandle]) {
     let net = NetSim::current();
     let mut nodes: Vec<_> = members.values().map(|m| m.node.id()).collect();
     nodes.extend(clients.iter().map(|c| c.id()));

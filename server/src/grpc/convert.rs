@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use cairn_core::kv;
 use cairn_core::Header;
-use cairn_io_tokio::NodeStatus;
+use cairn_io_tokio::MemberStatus;
 use tonic::Status;
 
 use super::pb::etcdserverpb as pb;
@@ -27,7 +27,7 @@ use pb::response_op::Response as PbResponse;
 /// answer. The core's header wins where it has one; otherwise (requests the core does not
 /// answer, and zero fields) the member's latest status stands in, as etcd's `header.fill`
 /// uses the server's current revision and term.
-pub fn header(info: &ServerInfo, status: &NodeStatus, core: Option<Header>) -> pb::ResponseHeader {
+pub fn header(info: &ServerInfo, status: &MemberStatus, core: Option<Header>) -> pb::ResponseHeader {
     let core = core.unwrap_or_default();
     pb::ResponseHeader {
         cluster_id: info.cluster_id,

@@ -1,6 +1,6 @@
 //! The etcd v3 gRPC API: services KV, Watch, Lease, Cluster and Maintenance, wire-compatible
 //! with etcd 3.4 (`etcdctl` and etcd client libraries work unchanged), served from a member's
-//! `NodeHandle`.
+//! `MemberHandle`.
 //!
 //! Each service translates requests with `convert`, sends them through the member, and
 //! answers with etcd's response types, headers and error statuses (`error`). No request
@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use cairn_core::{Header, Request, Response};
-use cairn_io_tokio::NodeHandle;
+use cairn_io_tokio::MemberHandle;
 use tonic::Status;
 
 use crate::credentials::{self, ClientCommonName};
@@ -53,7 +53,7 @@ use pb::etcdserverpb::watch_server::WatchServer;
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// All six services, ready to be served (for instance with `into_axum_router`).
-pub fn routes(node: NodeHandle, info: Arc<ServerInfo>) -> tonic::service::Routes {
+pub fn routes(node: MemberHandle, info: Arc<ServerInfo>) -> tonic::service::Routes {
     let limit = info.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
     let ctx = Ctx { node, info };
     tonic::service::Routes::new(
@@ -76,7 +76,7 @@ pub fn routes(node: NodeHandle, info: Arc<ServerInfo>) -> tonic::service::Routes
 
 /// The gRPC services as an axum router whose paths answer only gRPC calls: anything else sent
 /// to `/etcdserverpb.KV/...` gets `not_found`, as etcd answers it.
-pub fn grpc_router(node: NodeHandle, info: Arc<ServerInfo>) -> axum::Router {
+pub fn grpc_router(node: MemberHandle, info: Arc<ServerInfo>) -> axum::Router {
     routes(node, info).into_axum_router().layer(axum::middleware::from_fn(
         |req: axum::extract::Request, next: axum::middleware::Next| async move {
             if is_grpc(&req) {
@@ -160,7 +160,7 @@ pub async fn not_found(req: axum::extract::Request) -> axum::response::Response 
 /// What every service needs: the member, and who it is.
 #[derive(Clone)]
 pub(crate) struct Ctx {
-    pub(crate) node: NodeHandle,
+    pub(crate) node: MemberHandle,
     pub(crate) info: Arc<ServerInfo>,
 }
 

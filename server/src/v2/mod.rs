@@ -21,7 +21,7 @@ use axum::routing::any;
 use axum::Router;
 use cairn_core::v2::{V2Action, V2Event, V2Get, V2Write};
 use cairn_core::{Error, Request, ResponseBody};
-use cairn_io_tokio::{unix_now_ns, NodeHandle};
+use cairn_io_tokio::{unix_now_ns, MemberHandle};
 use serde::Serialize;
 
 use crate::info::ServerInfo;
@@ -71,14 +71,14 @@ async fn read_form(body: Body) -> Option<Bytes> {
 
 #[derive(Clone)]
 struct V2 {
-    node: NodeHandle,
+    node: MemberHandle,
     info: Arc<ServerInfo>,
     stats: Arc<StoreStats>,
     started: SystemTime,
 }
 
 /// The v2 routes, served from `node`.
-pub fn router(node: NodeHandle, info: Arc<ServerInfo>) -> Router {
+pub fn router(node: MemberHandle, info: Arc<ServerInfo>) -> Router {
     let state = V2 { node, info, stats: Arc::new(StoreStats::default()), started: SystemTime::now() };
     Router::new()
         .route("/v2/keys", any(keys))

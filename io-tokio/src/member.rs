@@ -2,7 +2,7 @@
 //! out what it asks with fjall storage (on the storage thread, `writer`), the TCP peer transport
 //! and tokio timers: the same pipeline the simulator runs (`cairn-io-sim`), so the order of
 //! sends, writes, fsyncs and acknowledgements here is the one its seeds test. Front ends talk
-//! to it through a cloneable `NodeHandle`.
+//! to it through a cloneable `MemberHandle`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -40,7 +40,7 @@ const REMOVED_GRACE: Duration = Duration::from_secs(1);
 pub const WATCH_BUFFER_MAX: usize = 1024;
 
 #[derive(Clone, Debug)]
-pub struct NodeConfig {
+pub struct MemberConfig {
     pub core: Config,
     /// The cluster's id: peers must name it when they connect (see `transport`).
     pub cluster_id: u64,
@@ -57,7 +57,7 @@ pub struct NodeConfig {
 
 /// What front ends show about the member (etcd's Status / MemberList / response headers).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NodeStatus {
+pub struct MemberStatus {
     pub id: u64,
     pub leader: u64,
     pub term: u64,
@@ -144,9 +144,9 @@ enum Input {
 
 /// A cloneable handle on the member's loop.
 #[derive(Clone)]
-pub struct NodeHandle {
+pub struct MemberHandle {
     tx: mpsc::Sender<Input>,
-    status: watch::Receiver<NodeStatus>,
+    status: watch::Receiver<MemberStatus>,
     peer_stats: Arc<Mutex<PeerStats>>,
     metrics: Arc<Metrics>,
 }
@@ -156,7 +156,7 @@ fn stopped() -> Error {
     Error::Raft("the member has stopped".into())
 }
 
-impl NodeHandle {
+impl MemberHandle {
     /// Sends a request through the member and waits for its answer (a client without
     /// credentials: see `request_as`).
     pub async fn request(&self, request: Request) -> Result<Response, Error> {
@@ -239,13 +239,13 @@ impl NodeHandle {
     }
 
     /// The member's latest status.
-    pub fn status(&self) -> NodeStatus {
+    pub fn status(&self) -> MemberStatus {
         self.status.borrow().clone()
     }
 
     /// `f` of the member's latest status, without copying it (every response header reads
     /// the revision and term; hold no lock across an await).
-    pub fn with_status<R>(&self, f: impl FnOnce(&NodeStatus) -> R) -> R {
+    pub fn with_status<R>(&self, f: impl FnOnce(&MemberStatus) -> R) -> R {
         f(&self.status.borrow())
     }
 }
@@ -255,8 +255,8 @@ impl NodeHandle {
 /// on a fatal error (storage, corruption), after which the process must exit. Requests through
 /// the handle keep failing with the core's errors (`cairn_core::Error`), as clients see them.
 pub async fn start(
-    cfg: NodeConfig,
-) -> Result<(NodeHandle, tokio::task::JoinHandle<Result<(), DriverError>>), DriverError> {
+    cfg: MemberConfig,
+) -> Result<(MemberHandle, tokio::task::JoinHandle<Result<(), DriverError>>), DriverError> {
     let storage = Storage::open(&cfg.data_dir)?;
     let recovered = storage.recover()?;
     let mut config = cfg.core.clone();
@@ -275,7 +275,7 @@ pub async fn start(
     let metrics = Arc::new(Metrics::new().map_err(|e| DriverError::Metrics(e.to_string()))?);
     metrics.follow_transport(transport.stats());
     let (tx, rx) = mpsc::channel(INPUTS_QUEUED_MAX);
-    let (status_tx, status_rx) = watch::channel(NodeStatus::default());
+    let (status_tx, status_rx) = watch::channel(MemberStatus::default());
     let (writer, reports) =
         Writer::start(storage, metrics.clone()).map_err(|e| DriverError::StorageThread(e.to_string()))?;
     let weak = tx.downgrade();
@@ -289,7 +289,7 @@ pub async fn start(
         writer.close().await;
         result
     });
-    Ok((NodeHandle { tx, status: status_rx, peer_stats, metrics }, task))
+    Ok((MemberHandle { tx, status: status_rx, peer_stats, metrics }, task))
 }
 
 fn seed_from_os() -> u64 {
@@ -310,7 +310,7 @@ async fn run(
     mut transport: Transport,
     mut rx: mpsc::Receiver<Input>,
     tx: mpsc::WeakSender<Input>,
-    status: watch::Sender<NodeStatus>,
+    status: watch::Sender<MemberStatus>,
     peer_stats: Arc<Mutex<PeerStats>>,
     metrics: Arc<Metrics>,
 ) -> Result<(), DriverError> {
@@ -546,10 +546,10 @@ fn count_received(stats: &Mutex<PeerStats>, metrics: &Metrics, frame: &PeerFrame
 
 /// Updates the status front ends read, if anything in it changed (without copying what did
 /// not: this runs every turn of the loop).
-fn publish_status(core: &Core, status: &watch::Sender<NodeStatus>) {
+fn publish_status(core: &Core, status: &watch::Sender<MemberStatus>) {
     let st = core.state();
     // The lists are left empty here (no allocation) and copied in only when they changed.
-    let fresh = NodeStatus {
+    let fresh = MemberStatus {
         id: core.id(),
         leader: core.leader(),
         term: core.term(),
@@ -570,19 +570,19 @@ fn publish_status(core: &Core, status: &watch::Sender<NodeStatus>) {
         if s.auth.revision() != st.auth().revision() {
             s.auth = Arc::new(st.auth().clone());
         }
-        let fresh = NodeStatus { auth: s.auth.clone(), ..fresh };
+        let fresh = MemberStatus { auth: s.auth.clone(), ..fresh };
         if &s.members != st.members() || &s.alarms != st.alarms() {
             // The voters are the members that are not learners: the member list and Raft's
             // configuration change together.
             let voters = st.members().values().filter(|m| !m.learner).map(|m| m.id).collect();
-            *s = NodeStatus { voters, members: st.members().clone(), alarms: st.alarms().clone(), ..fresh };
+            *s = MemberStatus { voters, members: st.members().clone(), alarms: st.alarms().clone(), ..fresh };
             return true;
         }
         // Lists unchanged: set them aside, compare the rest, put them back.
         let (voters, members, alarms) =
             (std::mem::take(&mut s.voters), std::mem::take(&mut s.members), std::mem::take(&mut s.alarms));
         let changed = *s != fresh;
-        *s = NodeStatus { voters, members, alarms, ..fresh };
+        *s = MemberStatus { voters, members, alarms, ..fresh };
         changed
     });
 }
