@@ -18,11 +18,17 @@ fn main() -> io::Result<()> {
     // `Bytes` without copying.
     config.bytes(["."]);
     config.file_descriptor_set_path(&descriptors);
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_with_config(
-        config,
-        &["proto/etcd/mvccpb/kv.proto", "proto/etcd/etcdserverpb/rpc.proto"],
-        &["proto/etcd"],
-    )?;
+    // Every service decodes with Cairn's codec: prost's, but a txn's nesting walked without
+    // recursion (src/grpc/codec.rs).
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .codec_path("crate::grpc::codec::EtcdCodec")
+        .compile_with_config(
+            config,
+            &["proto/etcd/mvccpb/kv.proto", "proto/etcd/etcdserverpb/rpc.proto"],
+            &["proto/etcd"],
+        )?;
 
     // serde impls in protobuf's JSON mapping, as etcd's grpc-gateway speaks it: original field
     // names (`create_revision`, `ID`, `dbSize`) on output, either spelling accepted on input,

@@ -202,8 +202,8 @@ pub fn compare_from_pb(c: pb::Compare) -> Result<kv::Compare, Status> {
 
 // ---- Txn ----
 
-/// Nesting depth is bounded by the decoder (prost refuses messages nested deeper than its
-/// recursion limit), so the recursion here is too.
+/// Nesting depth is bounded by the decoder (`codec::TXN_DEPTH_MAX`), so the recursion here is
+/// too.
 pub fn txn_request_from_pb(t: pb::TxnRequest) -> Result<kv::TxnRequest, Status> {
     Ok(kv::TxnRequest {
         compare: t.compare.into_iter().map(compare_from_pb).collect::<Result<_, _>>()?,

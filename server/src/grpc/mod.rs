@@ -22,6 +22,7 @@ pub mod watch;
 
 pub(crate) mod auth;
 pub(crate) mod cluster;
+pub mod codec;
 pub(crate) mod kv;
 pub(crate) mod lease;
 pub(crate) mod maintenance;
@@ -90,45 +91,31 @@ pub fn grpc_router(node: MemberHandle, info: Arc<ServerInfo>) -> axum::Router {
     ))
 }
 
-/// Two of tonic's refusals, answered as etcd (grpc-go) answers them, since clients act on code
-/// and text. Only unary calls' errors can be rewritten: their status travels in the response
-/// headers; a response without `grpc-status` there (a success, a stream) is left at once.
-/// - A request over the size limit: tonic's OUT_OF_RANGE "Error, decoded message length too
-///   large: found N bytes, the limit is: M bytes" becomes RESOURCE_EXHAUSTED "grpc: received
-///   message larger than max (N vs. M)".
-/// - A txn nested deeper than the protobuf decoder follows (prost stops at 100 levels of
-///   messages, about 49 nested txns; deeper input could exhaust the stack): tonic's INTERNAL
-///   "failed to decode Protobuf message: TxnRequest... recursion limit reached" becomes
-///   INVALID_ARGUMENT "too many operations in txn request", etcd's answer to a txn nested past
-///   its operation budget (128 ops, about 127 levels); Cairn gives it sooner.
+/// A tonic refusal answered as etcd (grpc-go) answers it, since clients act on code and text:
+/// a request over the size limit, tonic's OUT_OF_RANGE "Error, decoded message length too
+/// large: found N bytes, the limit is: M bytes", becomes RESOURCE_EXHAUSTED "grpc: received
+/// message larger than max (N vs. M)". Only unary calls' errors can be rewritten: their status
+/// travels in the response headers; a response without `grpc-status` there (a success, a
+/// stream) is left at once. (A txn nested too deep is refused by the decoder itself, with
+/// etcd's answer: `codec`.)
 fn tonic_refusals_as_etcd_answers(headers: &mut axum::http::HeaderMap) {
     const TOO_LARGE: &str = "Error, decoded message length too large: found ";
     let Some(status) = headers.get("grpc-status").map(|v| v.as_bytes().to_vec()) else { return };
-    if status != b"11" && status != b"13" {
+    if status != b"11" {
         return;
     }
     let Some(message) = headers.get("grpc-message").and_then(|v| v.to_str().ok()) else { return };
     let message = message.replace("%20", " ").replace("%3A", ":").replace("%2C", ",");
-    let (code, text) = if status == b"11" {
-        let Some(rest) = message.strip_prefix(TOO_LARGE) else { return };
-        let numbers: Vec<&str> =
-            rest.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).collect();
-        let [found, limit] = numbers[..] else { return };
-        ("8", format!("grpc: received message larger than max ({found} vs. {limit})"))
-    } else if message.starts_with("failed to decode Protobuf message: TxnRequest")
-        && message.ends_with("recursion limit reached")
-    {
-        ("3", cairn_core::Error::TooManyOps.to_string())
-    } else {
-        return;
-    };
+    let Some(rest) = message.strip_prefix(TOO_LARGE) else { return };
+    let numbers: Vec<&str> = rest.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).collect();
+    let [found, limit] = numbers[..] else { return };
+    let text = format!("grpc: received message larger than max ({found} vs. {limit})");
     if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
-        headers.insert("grpc-status", axum::http::HeaderValue::from_static(code));
+        headers.insert("grpc-status", axum::http::HeaderValue::from_static("8"));
         headers.insert("grpc-message", v);
     }
 }
 
-/// Whether `req` is a gRPC call (content type `application/grpc`, `application/grpc+proto`...).
 pub fn is_grpc<B>(req: &axum::http::Request<B>) -> bool {
     req.headers()
         .get(axum::http::header::CONTENT_TYPE)
