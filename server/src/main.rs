@@ -684,7 +684,8 @@ async fn serve(flags: Flags) -> Result<(), StartError> {
             .map_err(|e| StartError::Config(format!("cannot listen for clients on {addr}: {e}")))?;
         tracing::info!(%addr, tls = tls.is_some(), client_cert_auth = tls.is_some() && flags.client_cert_auth,
             "serving clients (etcd v3 gRPC and JSON gateway, v2 keys API, /health, /version)");
-        let listener = cairn_server::authority::ClientListener::new(listener, cap.clone());
+        let listener = cairn_server::authority::ClientListener::new(listener, cap.clone())
+            .map_err(|e| StartError::Config(format!("cannot accept clients on {addr}: {e}")))?;
         let router = router.clone();
         // The certificate names the user only with --client-cert-auth (etcd's rule).
         let tls = tls.map(|acceptor| cairn_server::serve::ClientTls {
@@ -1022,7 +1023,6 @@ fn serde_version() -> std::collections::BTreeMap<&'static str, &'static str> {
     ])
 }
 
-/// etcd's /health: healthy when the member knows a leader.
 /// etcd's /health: healthy when the member knows a leader (etcd answers it as text/plain).
 async fn health(node: MemberHandle) -> impl axum::response::IntoResponse {
     let ct = [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")];
