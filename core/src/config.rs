@@ -65,6 +65,9 @@ pub struct Config {
     /// checked when the txn is submitted. The store checks `mvcc::MAX_TXN_OPS` (etcd's 128) again
     /// at apply, identically on every replica, so a larger value here has no effect.
     pub txn_ops_max: usize,
+    /// Most history a watch page holds (`watch::WatchPage`), as `Mvcc::events_page` counts it;
+    /// a single revision larger than this is a page of its own.
+    pub watch_page_bytes: usize,
     /// Largest append message, in bytes of entries (raft-rs `max_size_per_msg`).
     pub append_bytes_max: u64,
     /// Appends in flight to one follower before the leader waits for acknowledgements.
@@ -122,6 +125,7 @@ impl Config {
             auto_compaction: None,
             corrupt_check_ms: Some(5_000),
             txn_ops_max: crate::mvcc::MAX_TXN_OPS,
+            watch_page_bytes: 1 << 20,
             append_bytes_max: 1024 * 1024,
             appends_inflight_max: 256,
             proposal_batches_max: 2,

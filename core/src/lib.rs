@@ -118,7 +118,7 @@ pub use membership::Member;
 pub use node::{Core, Counters, Output, Persist, Recovered, SnapshotMade};
 pub use pipeline::{DiskWrite, DiskWriteKind, Effects, Pipeline};
 pub use request::{Caller, Header, Request, RequestId, Response, ResponseBody};
-pub use watch::{WatchId, WatchRequest, WatchUpdate};
+pub use watch::{WatchId, WatchPage, WatchRequest, WatchUpdate};
 
 /// raft-rs's message and log types, which cross the core's boundary.
 pub use raft::eraftpb;

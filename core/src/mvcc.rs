@@ -111,6 +111,35 @@ pub struct TxnOutcome {
     pub revision: i64,
 }
 
+/// A change `Mvcc::events_page` chose, ordered by revision alone (revisions are unique).
+struct Chosen<'a> {
+    revision: Revision,
+    size: usize,
+    key: &'a Blob,
+    history: &'a [Entry],
+    index: usize,
+}
+
+impl PartialEq for Chosen<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.revision == other.revision
+    }
+}
+
+impl Eq for Chosen<'_> {}
+
+impl PartialOrd for Chosen<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Chosen<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.revision.cmp(&other.revision)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 struct Revision {
     main: i64,
@@ -375,6 +404,91 @@ impl Mvcc {
         }
         events.sort_by_key(|(revision, _)| *revision);
         Ok(events.into_iter().map(|(_, e)| e).collect())
+    }
+
+    /// `events`, a page at a time: the changes in the span from `start_revision` on, in
+    /// revision order and whole revisions at a time, as many as fit in `max_bytes` (as
+    /// `change_bytes` counts them; always at least one revision, however large), and the revision
+    /// the next page starts at (past the current revision once nothing is left).
+    ///
+    /// Costs one pass over the span's keys (a binary search in each history) and copies only
+    /// what the page holds, so a watcher replaying a long history from revision 1 holds one page
+    /// at a time instead of a copy of everything it is owed.
+    pub fn events_page(
+        &self,
+        key: &[u8],
+        range_end: &[u8],
+        start_revision: i64,
+        max_bytes: usize,
+    ) -> Result<(Vec<Event>, i64)> {
+        let start = start_revision.max(1);
+        if start < self.compacted_revision {
+            return Err(self.compacted());
+        }
+        let done = self.current_revision + 1;
+        let Some(bounds) = key_bounds(key, range_end) else {
+            return Ok((Vec::new(), done));
+        };
+        // The earliest changes that fit, chosen without copying: a heap with the latest on top,
+        // evicted while over the budget. `cut` is the earliest change left out (rejected or
+        // evicted): every change before it is chosen, none at or after it is kept, so the page is
+        // a prefix of the history in revision order. A key's later changes are not looked at
+        // once one is left out.
+        let mut chosen: std::collections::BinaryHeap<Chosen<'_>> = std::collections::BinaryHeap::new();
+        let mut bytes = 0usize;
+        let mut cut: Option<Revision> = None;
+        for (k, history) in self.history.range::<[u8], _>(bounds) {
+            let first = history.partition_point(|e| e.revision.main < start);
+            for (index, e) in history.iter().enumerate().skip(first) {
+                if cut.is_some_and(|c| e.revision >= c) {
+                    break;
+                }
+                let size = change_bytes(k, e) as usize;
+                if bytes + size > max_bytes && chosen.peek().is_some_and(|top| top.revision < e.revision) {
+                    cut = Some(cut.map_or(e.revision, |c| c.min(e.revision)));
+                    break;
+                }
+                chosen.push(Chosen { revision: e.revision, size, key: k, history, index });
+                bytes += size;
+                while bytes > max_bytes && chosen.len() > 1 {
+                    let evicted = chosen.pop().expect("more than one");
+                    bytes -= evicted.size;
+                    cut = Some(cut.map_or(evicted.revision, |c| c.min(evicted.revision)));
+                }
+            }
+        }
+        let mut chosen = chosen.into_sorted_vec();
+        let next = match cut {
+            None => done,
+            Some(cut) => {
+                // The revision the cut falls in may be partly chosen: it starts the next page.
+                chosen.retain(|c| c.revision.main < cut.main);
+                if chosen.is_empty() {
+                    // That revision alone is over the budget (a large txn): the page is all of it.
+                    for (k, history) in self.history.range::<[u8], _>(bounds) {
+                        let at = history.partition_point(|e| e.revision.main < cut.main);
+                        for (index, e) in history.iter().enumerate().skip(at) {
+                            if e.revision.main != cut.main {
+                                break;
+                            }
+                            chosen.push(Chosen { revision: e.revision, size: 0, key: k, history, index });
+                        }
+                    }
+                    chosen.sort();
+                    cut.main + 1
+                } else {
+                    cut.main
+                }
+            }
+        };
+        let events = chosen
+            .into_iter()
+            .map(|c| {
+                let prev = c.index.checked_sub(1).and_then(|p| c.history[p].kv(c.key));
+                c.history[c.index].event(c.key.to_bytes(), prev)
+            })
+            .collect();
+        Ok((events, next))
     }
 
     fn compacted(&self) -> Error {

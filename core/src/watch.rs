@@ -1,7 +1,8 @@
 //! Watches: which changes each watcher is owed, from any uncompacted revision on.
 //!
-//! A watcher starts at a revision; the hub first replays the store's history from there, then
-//! passes on each applied revision as it happens. Each watcher remembers the next revision it
+//! A watcher starts at a revision; the hub first replays the store's history from there, a
+//! page at a time as the driver asks (`WatchPage`), then passes on each applied revision as it
+//! happens. Each watcher remembers the next revision it
 //! is owed, so nothing is sent twice and nothing is skipped: when the state jumps (a snapshot
 //! from the leader replaces it without events), `catch_up` replays what the jump covered from
 //! the new state's history, as etcd re-syncs its watchers after restoring a snapshot. A member
@@ -43,11 +44,25 @@ pub enum WatchUpdate {
     Compacted { compact_revision: i64 },
 }
 
+/// Part of the history a watcher is owed: `Core::watch` answers with the first page, and
+/// `Core::watch_next_page` with each next one while `more`. Live changes go to the watcher
+/// (in `Output::watch_updates`) only once it has taken the last page, so a page and a live
+/// update never overlap or leave a gap, and a watcher replaying a long history holds one page
+/// at a time: the driver asks for the next page when the client has taken the last.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WatchPage {
+    pub events: Vec<Event>,
+    /// More history is owed: ask `Core::watch_next_page`.
+    pub more: bool,
+}
+
 #[derive(Clone, Debug)]
 struct Watcher {
     req: WatchRequest,
     /// The next revision this watcher is owed.
     next_revision: i64,
+    /// It is still taking its history a page at a time: live changes are not its yet.
+    paging: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -64,21 +79,39 @@ impl WatchHub {
         self.watchers.is_empty()
     }
 
-    /// Opens a watch and returns the history it is owed already (possibly empty). A start
-    /// revision below the store's compacted revision fails with `Error::Compacted` and opens
-    /// nothing.
-    pub fn create(&mut self, id: WatchId, req: WatchRequest, state: &StateMachine) -> Result<Vec<Event>> {
+    /// Opens a watch and returns the first page of the history it is owed already (possibly
+    /// empty), at most `page_bytes` of it unless one revision is larger. A start revision below
+    /// the store's compacted revision fails with `Error::Compacted` and opens nothing.
+    pub fn create(
+        &mut self,
+        id: WatchId,
+        req: WatchRequest,
+        state: &StateMachine,
+        page_bytes: usize,
+    ) -> Result<WatchPage> {
         if self.watchers.contains_key(&id) {
             return Err(Error::DuplicateRequestId(id));
         }
         let current = state.mvcc().current_revision();
         let start = if req.start_revision <= 0 { current + 1 } else { req.start_revision };
-        let history = state.mvcc().events(&req.key, &req.range_end, start)?;
-        let mut w = Watcher { req, next_revision: start };
-        let events = w.take(&history);
-        w.next_revision = w.next_revision.max(current + 1);
+        let mut w = Watcher { req, next_revision: start, paging: true };
+        let page = w.page(state, page_bytes)?;
         self.watchers.insert(id, w);
-        Ok(events)
+        Ok(page)
+    }
+
+    /// The next page of the history watch `id` is owed (see `WatchPage`); an empty page
+    /// without `more` once it has all of it, or if it is not open. A watcher whose next
+    /// revision was compacted away meanwhile is closed: `Error::Compacted`.
+    pub fn next_page(&mut self, id: WatchId, state: &StateMachine, page_bytes: usize) -> Result<WatchPage> {
+        let Some(w) = self.watchers.get_mut(&id).filter(|w| w.paging) else {
+            return Ok(WatchPage::default());
+        };
+        let page = w.page(state, page_bytes);
+        if page.is_err() {
+            self.watchers.remove(&id);
+        }
+        page
     }
 
     /// Closes a watch; false if it was not open.
@@ -91,7 +124,7 @@ impl WatchHub {
         let Some(last) = events.last() else { return vec![] };
         let last_revision = last.kv.mod_revision;
         let mut out = Vec::new();
-        for (&id, w) in self.watchers.iter_mut() {
+        for (&id, w) in self.watchers.iter_mut().filter(|(_, w)| !w.paging) {
             let mine = w.take(events);
             w.next_revision = w.next_revision.max(last_revision + 1);
             if !mine.is_empty() {
@@ -109,7 +142,8 @@ impl WatchHub {
         let mut out = Vec::new();
         let mut closed = Vec::new();
         for (&id, w) in self.watchers.iter_mut() {
-            if w.next_revision > current {
+            // A paging watcher reads the new state's history with its next page.
+            if w.paging || w.next_revision > current {
                 continue;
             }
             match state.mvcc().events(&w.req.key, &w.req.range_end, w.next_revision) {
@@ -135,6 +169,22 @@ impl WatchHub {
 }
 
 impl Watcher {
+    /// The next page of history from `next_revision`; the watcher stops paging once it has
+    /// reached the current revision.
+    fn page(&mut self, state: &StateMachine, page_bytes: usize) -> Result<WatchPage> {
+        let current = state.mvcc().current_revision();
+        if self.next_revision > current {
+            self.paging = false;
+            return Ok(WatchPage::default());
+        }
+        let (history, next) =
+            state.mvcc().events_page(&self.req.key, &self.req.range_end, self.next_revision, page_bytes)?;
+        let events = self.take(&history);
+        self.next_revision = next;
+        self.paging = next <= current;
+        Ok(WatchPage { events, more: self.paging })
+    }
+
     /// The events of `events` this watcher is owed, shaped as it asked.
     fn take(&self, events: &[Event]) -> Vec<Event> {
         events

@@ -6,7 +6,7 @@
 //! The loop also serves the simulator's clients (requests and watches) over the same
 //! endpoint, so partitions and crashes hit clients as they hit peers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -134,6 +134,9 @@ pub async fn run(env: Arc<MemberEnv>) {
     let mut next_watch: WatchId = 1;
     let mut watch_ids: BTreeMap<(SocketAddr, u64), WatchId> = BTreeMap::new();
     let mut watch_owners: BTreeMap<WatchId, (SocketAddr, u64, u64)> = BTreeMap::new();
+    // Watches still taking their history a page at a time: one page each per turn of the loop,
+    // so writes, elections and snapshots happen between pages (as between a slow client's reads).
+    let mut paging: BTreeSet<WatchId> = BTreeSet::new();
 
     pipeline.core_mut().set_wall_clock(crate::clock::wall_ns(env.local_ms()));
     pipeline.core_mut().handle_timeout(env.local_ms());
@@ -238,6 +241,33 @@ pub async fn run(env: Arc<MemberEnv>) {
             peers.extend(peer_addresses(env.id, &extra));
         }
 
+        for wid in std::mem::take(&mut paging) {
+            let Some(&(client, watch, seq)) = watch_owners.get(&wid) else { continue };
+            let msg = match pipeline.core_mut().watch_next_page(wid) {
+                Ok(page) => {
+                    if page.more {
+                        paging.insert(wid);
+                    }
+                    if let Some(owner) = watch_owners.get_mut(&wid) {
+                        owner.2 += 1;
+                    }
+                    Wire::WatchEvents { watch, seq, events: page.events }
+                }
+                Err(e) => {
+                    watch_owners.remove(&wid);
+                    watch_ids.remove(&(client, watch));
+                    let end = match e {
+                        cairn_core::Error::Compacted { compacted_revision } => {
+                            WatchEnd::Compacted { compact_revision: compacted_revision }
+                        }
+                        _ => WatchEnd::Canceled,
+                    };
+                    Wire::WatchEnded { watch, end }
+                }
+            };
+            let _ = ep.send_to_raw(client, TAG, Box::new(msg)).await;
+        }
+
         // Wait for a message, the disk, or the core's next deadline on this member's clock.
         let wake_global_ms =
             env.clock.lock().unwrap().global_ms_for(pipeline.core().poll_timeout(), env.global_ms());
@@ -297,10 +327,13 @@ pub async fn run(env: Arc<MemberEnv>) {
                     next_watch += 1;
                     let req = WatchRequest { key, range_end, start_revision, prev_kv: true, ..Default::default() };
                     match pipeline.core_mut().watch_with_auth(wid, req, who) {
-                        Ok(events) => {
+                        Ok(page) => {
                             watch_ids.insert((from, watch), wid);
                             watch_owners.insert(wid, (from, watch, 1));
-                            let msg = Wire::WatchEvents { watch, seq: 0, events };
+                            if page.more {
+                                paging.insert(wid);
+                            }
+                            let msg = Wire::WatchEvents { watch, seq: 0, events: page.events };
                             let _ = ep.send_to_raw(from, TAG, Box::new(msg)).await;
                         }
                         Err(e) => {

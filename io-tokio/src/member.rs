@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_core::auth::{AuthInfo, AuthStore};
-use cairn_core::kv::Event;
 use cairn_core::v2::{V2Event, V2WatchId};
 use cairn_core::Caller;
 use cairn_core::{
-    Config, Core, Effects, Error, Pipeline, Request, RequestId, Response, WatchId, WatchRequest, WatchUpdate,
+    Config, Core, Effects, Error, Pipeline, Request, RequestId, Response, WatchId, WatchPage, WatchRequest,
+    WatchUpdate,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -114,7 +114,7 @@ impl Drop for V2WatchStream {
 }
 
 /// A watch as opened: its id, the history it is owed, and the stream of what follows.
-type OpenedWatch = (WatchId, Vec<Event>, WatchStream);
+type OpenedWatch = (WatchId, WatchPage, WatchStream);
 
 enum Input {
     V2Watch {
@@ -136,6 +136,10 @@ enum Input {
         req: WatchRequest,
         caller: Caller,
         reply: oneshot::Sender<Result<OpenedWatch, Error>>,
+    },
+    WatchPage {
+        id: WatchId,
+        reply: oneshot::Sender<Result<WatchPage, Error>>,
     },
     CancelWatch {
         id: WatchId,
@@ -180,13 +184,14 @@ impl MemberHandle {
         rx.await.map_err(|_| stopped())?
     }
 
-    /// Opens a watch for `who`: returns its id, the history it is owed already, and the stream
-    /// of what follows.
+    /// Opens a watch for `who`: returns its id, the first page of the history it is owed
+    /// already (while the page says `more`, take the next with `watch_next_page`), and the
+    /// stream of what follows the last page.
     pub async fn watch(
         &self,
         who: Option<AuthInfo>,
         req: WatchRequest,
-    ) -> Result<(WatchId, Vec<Event>, WatchStream), Error> {
+    ) -> Result<(WatchId, WatchPage, WatchStream), Error> {
         self.open_watch(Caller::client(who), req).await
     }
 
@@ -195,7 +200,7 @@ impl MemberHandle {
     pub async fn watch_as_member(
         &self,
         req: WatchRequest,
-    ) -> Result<(WatchId, Vec<Event>, WatchStream), Error> {
+    ) -> Result<(WatchId, WatchPage, WatchStream), Error> {
         self.open_watch(Caller::Member, req).await
     }
 
@@ -203,9 +208,17 @@ impl MemberHandle {
         &self,
         caller: Caller,
         req: WatchRequest,
-    ) -> Result<(WatchId, Vec<Event>, WatchStream), Error> {
+    ) -> Result<(WatchId, WatchPage, WatchStream), Error> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Input::Watch { req, caller, reply }).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// The next page of the history watch `id` is owed (`cairn_core::Core::watch_next_page`):
+    /// ask once the client has taken the last, so a slow client holds one page at a time.
+    pub async fn watch_next_page(&self, id: WatchId) -> Result<WatchPage, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Input::WatchPage { id, reply }).await.map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
 
@@ -644,12 +657,20 @@ impl LoopState {
             Input::Watch { req, caller, reply } => {
                 let id = self.next_watch;
                 self.next_watch += 1;
-                let result = core.watch_by(id, req, caller).map(|history| {
+                let result = core.watch_by(id, req, caller).map(|page| {
                     let (wtx, wrx) = mpsc::channel(WATCH_BUFFER_MAX);
                     self.watchers.insert(id, wtx);
-                    (id, history, wrx)
+                    (id, page, wrx)
                 });
                 let _ = reply.send(result);
+            }
+            Input::WatchPage { id, reply } => {
+                let page = core.watch_next_page(id);
+                if page.is_err() {
+                    // Closed by the core (compacted away).
+                    self.watchers.remove(&id);
+                }
+                let _ = reply.send(page);
             }
             Input::CancelWatch { id } => {
                 self.watchers.remove(&id);

@@ -87,6 +87,9 @@ pub struct RunParams {
     /// Auth on: users read and write while an admin grants and revokes their permissions
     /// (`auth_workload`); every other client acts as root.
     pub auth: bool,
+    /// Most history a watch page holds (`Config::watch_page_bytes`): small, so watches from old
+    /// revisions take their history in many pages while writes go on.
+    pub watch_page_bytes: usize,
     pub planted: PlantedBug,
 }
 
@@ -142,6 +145,8 @@ impl RunParams {
             prefix_quotas: rng.gen_bool(0.3),
             // Drawn last: every earlier parameter of a seed stays what it was.
             auth: rng.gen_bool(0.3) || planted == PlantedBug::AuthAtProposal,
+            // Drawn after auth, for the same reason.
+            watch_page_bytes: *pick(&mut rng, &[200, 1_000, 1 << 20]),
             planted,
         }
     }

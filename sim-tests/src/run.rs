@@ -19,7 +19,7 @@ use cairn_io_sim::clock::ClockModel;
 use cairn_io_sim::disk::SimDisk;
 use cairn_io_sim::member::{self, MemberEnv, SendFaults};
 use madsim::net::NetSim;
-use madsim::runtime::{Handle, MemberHandle};
+use madsim::runtime::{Handle, NodeHandle};
 use madsim::time::Instant;
 use rand::Rng;
 use serde_json::json;
@@ -124,7 +124,7 @@ pub fn run_seed(seed: u64, opts: &RunOptions) -> RunReport {
 }
 
 struct Member {
-    node: MemberHandle,
+    node: NodeHandle,
     env: Arc<MemberEnv>,
     down: bool,
     paused: bool,
@@ -437,6 +437,7 @@ fn start_member(
         config.peer_urls.insert(v, vec![peer_url(v)]);
     }
     config.snapshot_entries = params.snapshot_entries;
+    config.watch_page_bytes = params.watch_page_bytes;
     config.snapshot_catch_up_entries = params.snapshot_entries / 2;
     // Shorter than the clients' own timeout, so members usually answer "timed out" first.
     config.request_timeout_ms = 1_500;
@@ -506,7 +507,7 @@ struct MemberChanges {
     next_id: u64,
     directory: Directory,
     /// The node the operator's requests come from.
-    admin: MemberHandle,
+    admin: NodeHandle,
     /// The operator's credentials, with auth on.
     root: Option<Credentials>,
 }
@@ -701,7 +702,7 @@ impl Faults {
         &mut self,
         handle: &Handle,
         members: &mut BTreeMap<u64, Member>,
-        clients: &[MemberHandle],
+        clients: &[NodeHandle],
         trace: &Trace,
         epoch: Instant,
     ) {
@@ -735,7 +736,7 @@ impl Faults {
         params: &RunParams,
         handle: &Handle,
         members: &mut BTreeMap<u64, Member>,
-        clients: &[MemberHandle],
+        clients: &[NodeHandle],
         observer: &SimObserver,
         trace: &Trace,
         epoch: Instant,
@@ -854,7 +855,7 @@ fn pick_running(members: &BTreeMap<u64, Member>, rng: &mut impl Rng) -> Option<u
     (!running.is_empty()).then(|| running[rng.gen_range(0..running.len())])
 }
 
-fn unclog_all(members: &BTreeMap<u64, Member>, clients: &[MemberHandle]) {
+fn unclog_all(members: &BTreeMap<u64, Member>, clients: &[NodeHandle]) {
     let net = NetSim::current();
     let mut nodes: Vec<_> = members.values().map(|m| m.node.id()).collect();
     nodes.extend(clients.iter().map(|c| c.id()));

@@ -29,7 +29,7 @@ use crate::snapshot::{SnapshotBuilder, Step};
 use crate::state_machine::StateMachine;
 use crate::storage::LogStore;
 use crate::v2::{V2Event, V2Get, V2WatchId, V2Watchers};
-use crate::watch::{WatchHub, WatchId, WatchRequest, WatchUpdate};
+use crate::watch::{WatchHub, WatchId, WatchPage, WatchRequest, WatchUpdate};
 use crate::{Error, Result};
 
 mod batching;
@@ -897,11 +897,13 @@ impl Core {
         Ok(())
     }
 
-    /// Opens watch `id` and returns the changes it is owed already (from its start revision up
-    /// to this member's applied revision). Later changes come out of `advance` in
-    /// `Output::watch_updates`. Watches are served from this member's applied state: a lagging
-    /// member delivers late, never out of order, never with gaps.
-    pub fn watch(&mut self, id: WatchId, req: WatchRequest) -> Result<Vec<Event>> {
+    /// Opens watch `id` and returns the first page of the changes it is owed already (from its
+    /// start revision up to this member's applied revision); while the page says `more`, ask
+    /// for the next with `watch_next_page`. Later changes come out of `advance` in
+    /// `Output::watch_updates`, once the watch has taken its last page. Watches are served from
+    /// this member's applied state: a lagging member delivers late, never out of order, never
+    /// with gaps.
+    pub fn watch(&mut self, id: WatchId, req: WatchRequest) -> Result<WatchPage> {
         self.watch_with_auth(id, req, None)
     }
 
@@ -912,17 +914,24 @@ impl Core {
         id: WatchId,
         req: WatchRequest,
         who: Option<AuthInfo>,
-    ) -> Result<Vec<Event>> {
+    ) -> Result<WatchPage> {
         self.watch_by(id, req, Caller::client(who))
     }
 
     /// `watch` for `caller`; `Caller::Member` for a watch the driver opens again after dropping
     /// a lagging one the client was allowed (etcd checks a watch once, when it opens).
-    pub fn watch_by(&mut self, id: WatchId, req: WatchRequest, caller: Caller) -> Result<Vec<Event>> {
+    pub fn watch_by(&mut self, id: WatchId, req: WatchRequest, caller: Caller) -> Result<WatchPage> {
         self.check_needs(&caller, |needs| {
             needs.push(Access::Read { key: &req.key, range_end: &req.range_end })
         })?;
-        self.watches.create(id, req, &self.sm)
+        self.watches.create(id, req, &self.sm, self.config.watch_page_bytes)
+    }
+
+    /// The next page of the history watch `id` is owed (see `watch`). Ask for it when the client
+    /// has taken the last one: that is what bounds what a slow client makes the member hold.
+    /// `Error::Compacted` (the watch is closed) if its next revision was compacted meanwhile.
+    pub fn watch_next_page(&mut self, id: WatchId) -> Result<WatchPage> {
+        self.watches.next_page(id, &self.sm, self.config.watch_page_bytes)
     }
 
     /// Closes watch `id`; false if it was not open.

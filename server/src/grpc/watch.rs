@@ -9,7 +9,7 @@
 //!   not yet used on the stream (etcd's `mvcc.watchStream.Watch` with `AutoWatchID`); a
 //!   create naming an id in use is refused (created and canceled, id -1, with etcd's reason).
 //! - A create answers `created` with the watch's id, then the history the watch is owed
-//!   (from `start_revision`), then live events. A start revision already compacted away
+//!   (from `start_revision`), a page at a time as the client takes it, then live events. A start revision already compacted away
 //!   answers `created`, then `canceled` with `compact_revision`, as etcd does.
 //! - Events go out whole revisions at a time, a response holding as many revisions as fit
 //!   in `--max-request-bytes`; a single revision larger than that is split into `fragment`
@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_core::kv::Event;
-use cairn_core::{Error, Header, WatchId, WatchRequest, WatchUpdate};
+use cairn_core::{Error, Header, WatchId, WatchPage, WatchRequest, WatchUpdate};
 use cairn_io_tokio::WatchStream;
 use futures::{Stream, StreamExt};
 use prost::Message;
@@ -241,7 +241,7 @@ impl Session {
             id => id,
         };
         match self.ctx.node.watch(self.who.clone(), req.clone()).await {
-            Ok((node_id, history, updates)) => {
+            Ok((node_id, page, updates)) => {
                 // Recorded before anything is sent, so that the member's watch is canceled
                 // however the session ends.
                 self.watches.insert(
@@ -257,7 +257,7 @@ impl Session {
                     },
                 );
                 self.send(created(header, id)).await?;
-                self.forward(id, history).await
+                self.forward_pages(id, page).await
             }
             Err(Error::Compacted { compacted_revision }) => {
                 self.send(created(header, id)).await?;
@@ -328,12 +328,12 @@ impl Session {
         // Checked when it first opened (etcd checks a watch once): credentials that went stale
         // since must not end it.
         match self.ctx.node.watch_as_member(req).await {
-            Ok((node_id, history, updates)) => {
+            Ok((node_id, page, updates)) => {
                 if let Some(w) = self.watches.get_mut(&id) {
                     w.node_id = node_id;
                     w.updates = updates;
                 }
-                self.forward(id, history).await
+                self.forward_pages(id, page).await
             }
             Err(Error::Compacted { compacted_revision }) => {
                 self.watches.remove(&id);
@@ -358,6 +358,29 @@ impl Session {
     }
 
     /// Sends a watch's events and records how far the client has been brought.
+    /// Sends the history a watch is owed, a page at a time: the next page is asked for only
+    /// once this one is queued for the client, so a client that stops reading holds up one page
+    /// (and the queue's `OUTBOUND_QUEUED_BYTES`), not the whole history.
+    async fn forward_pages(&mut self, id: i64, mut page: WatchPage) -> Result<(), Stop> {
+        loop {
+            let more = page.more;
+            self.forward(id, page.events).await?;
+            if !more {
+                return Ok(());
+            }
+            let Some(node_id) = self.watches.get(&id).map(|w| w.node_id) else { return Ok(()) };
+            page = match self.ctx.node.watch_next_page(node_id).await {
+                Ok(page) => page,
+                Err(Error::Compacted { compacted_revision }) => {
+                    self.watches.remove(&id);
+                    let header = self.header(self.ctx.node.with_status(|st| st.revision));
+                    return self.send(compacted(header, id, compacted_revision)).await;
+                }
+                Err(e) => return Err(Stop::Failed(status(&e))),
+            };
+        }
+    }
+
     async fn forward(&mut self, id: i64, events: Vec<Event>) -> Result<(), Stop> {
         let Some(last_revision) = events.last().map(|e| e.kv.mod_revision) else { return Ok(()) };
         let Some(w) = self.watches.get_mut(&id) else { return Ok(()) };
