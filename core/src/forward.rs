@@ -36,8 +36,13 @@ pub enum ForwardBody {
     Request(Request),
     Reply(Result<Response, Error>),
     /// The leader's corruption check (`node::corruption`): its state machine digest after
-    /// applying `index`. Needs no reply.
+    /// applying `index`. Answered with a `DigestReply`.
     DigestCheck {
+        index: u64,
+        digest: u64,
+    },
+    /// A member's own digest after applying `index`, for the leader's check.
+    DigestReply {
         index: u64,
         digest: u64,
     },

@@ -357,7 +357,8 @@ pub struct TransportStats {
     /// Connections closed before or at their hello: a wrong cluster or receiver, a sender
     /// that is not a member, no hello in time, or over a connection limit.
     pub connections_refused: AtomicU64,
-    /// Frames dropped after the hello: they claimed a sender other than the connection's.
+    /// Frames dropped after the hello: they claimed a sender other than the connection's, or
+    /// were forwards this build cannot read.
     pub frames_refused: AtomicU64,
     /// Connections closed for what they sent: a malformed or oversized frame, a stalled one.
     pub connections_failed: AtomicU64,
@@ -817,6 +818,13 @@ async fn read_frames<S: AsyncRead + AsyncWrite + Unpin>(
                 continue;
             };
             let Some(msg) = PeerFrame::decode(&frame) else {
+                // A forward this build does not know (a newer member's: the forwards grow as
+                // the core learns new exchanges) is dropped and counted; the Raft messages and
+                // the connection go on.
+                if frame.first() == Some(&KIND_FORWARD) {
+                    gate.stats.frames_refused.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 return Closed::Failed("a frame that does not decode".into());
             };
             if msg.sender() != from {

@@ -388,6 +388,7 @@ impl Observer for SimObserver {
                     cairn_core::ForwardBody::Reply(Ok(_)) => "reply",
                     cairn_core::ForwardBody::Reply(Err(_)) => "error",
                     cairn_core::ForwardBody::DigestCheck { .. } => "digest-check",
+                    cairn_core::ForwardBody::DigestReply { .. } => "digest-reply",
                 };
                 self.trace.record(
                     at,

@@ -26,10 +26,11 @@ impl Core {
                 }
             }
             // Only from the leader this member knows.
-            ForwardBody::DigestCheck { index, digest } if f.from == self.leader() => {
-                self.receive_digest_check(index, digest)
+            ForwardBody::DigestCheck { index, .. } if f.from == self.leader() => {
+                self.receive_digest_check(f.from, index)
             }
             ForwardBody::DigestCheck { .. } => {}
+            ForwardBody::DigestReply { index, digest } => self.receive_digest_reply(f.from, index, digest),
         }
     }
 
