@@ -286,8 +286,12 @@ pub async fn run(env: Arc<MemberEnv>) {
             },
             msg = rx.next() => match msg {
                 Some((Wire::Raft(m), from)) => {
-                    if pipeline.core().state().was_removed(m.from) {
-                        let _ = ep.send_to_raw(from, TAG, Box::new(Wire::Removed)).await;
+                    if peers.get(&m.from).is_some_and(|&a| a != from) {
+                        // A message claiming a sender other than the member it came from (raft-rs
+                        // passes on a message to the leader with its first sender's id): the real
+                        // transport drops those after the hello, and so does this one.
+                    } else if pipeline.core().state().was_removed(m.from) {
+                        let _ = ep.send_to_raw(from, TAG, Box::new(Wire::Removed { id: m.from })).await;
                     } else {
                         pipeline.core_mut().step(m);
                     }
@@ -309,9 +313,10 @@ pub async fn run(env: Arc<MemberEnv>) {
                         peers.extend(peer_addresses(env.id, &extra));
                     }
                 }
-                Some((Wire::Removed, from)) => {
-                    // Only a member of the configuration as this one knows it is believed.
-                    if peers.values().any(|&a| a == from) {
+                Some((Wire::Removed { id }, from)) => {
+                    // Only about this member, and only from a member of the configuration as
+                    // this one knows it.
+                    if id == env.id && peers.values().any(|&a| a == from) {
                         return env.observer.removed(env.id);
                     }
                 }

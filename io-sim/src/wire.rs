@@ -12,9 +12,13 @@ pub enum Wire {
     Raft(Message),
     /// Member to member: a forwarded lease request or its reply (`cairn_core::forward`).
     Forward(cairn_core::Forward),
-    /// Member to member: "the configuration removed you", to a removed member still sending
-    /// (as the real peer port answers its hello).
-    Removed,
+    /// Member to member: "the configuration removed member `id`", to the address a removed
+    /// member's message came from (as the real peer port answers its hello). The receiver stops
+    /// only if it is that member: a message can arrive from an address another member holds
+    /// later or held before.
+    Removed {
+        id: u64,
+    },
     /// Member to member: "which members are there, and where?", from a member that has
     /// messages for a member its applied configuration does not hold yet (it fell behind the
     /// change that added it), as the real peer port answers a join query.
