@@ -571,11 +571,13 @@ impl axum::serve::Listener for ClientListener {
 mod tests {
     use super::*;
 
-    async fn listener(backlog: u32, max: Option<usize>) -> (ClientListener, ConnectionCap) {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn listener(backlog: u32, max: Option<usize>) -> io::Result<(ClientListener, ConnectionCap)> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let cap = ConnectionCap::new(max);
-        (ClientListener::new(socket.listen(backlog).unwrap(), cap.clone()).unwrap(), cap)
+        Ok((ClientListener::new(socket.listen(backlog)?, cap.clone())?, cap))
     }
 
     async fn until(what: &str, f: impl Fn() -> bool) {
@@ -591,11 +593,10 @@ mod tests {
     /// Connections are accepted while nothing on the runtime asks for one (the runtime may be
     /// busy): far more than the kernel's queue of 8 holds.
     #[tokio::test]
-    async fn connections_are_accepted_off_the_runtime() {
-        let (mut listener, cap) = listener(8, None).await;
-        let addr = axum::serve::Listener::local_addr(&listener).unwrap();
-        let clients: Vec<std::net::TcpStream> =
-            (0..200).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+    async fn connections_are_accepted_off_the_runtime() -> TestResult {
+        let (mut listener, cap) = listener(8, None)?;
+        let addr = axum::serve::Listener::local_addr(&listener)?;
+        let clients = (0..200).map(|_| std::net::TcpStream::connect(addr)).collect::<io::Result<Vec<_>>>()?;
         until("200 accepted", || cap.open.load(Ordering::Relaxed) == 200).await;
         let mut served = vec![];
         for _ in 0..200 {
@@ -604,17 +605,18 @@ mod tests {
         drop(served);
         assert_eq!(cap.open.load(Ordering::Relaxed), 0, "each slot is given back");
         drop(clients);
+        Ok(())
     }
 
     /// Past the cap, the accept thread closes connections at once, and counts them.
     #[tokio::test]
-    async fn connections_past_the_cap_are_closed_by_the_accept_thread() {
-        let (_listener, cap) = listener(64, Some(20)).await;
-        let addr = axum::serve::Listener::local_addr(&_listener).unwrap();
-        let clients: Vec<std::net::TcpStream> =
-            (0..50).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+    async fn connections_past_the_cap_are_closed_by_the_accept_thread() -> TestResult {
+        let (listener, cap) = listener(64, Some(20))?;
+        let addr = axum::serve::Listener::local_addr(&listener)?;
+        let clients = (0..50).map(|_| std::net::TcpStream::connect(addr)).collect::<io::Result<Vec<_>>>()?;
         until("30 refused", || cap.refused.load(Ordering::Relaxed) == 30).await;
         assert_eq!(cap.open.load(Ordering::Relaxed), 20);
         drop(clients);
+        Ok(())
     }
 }
