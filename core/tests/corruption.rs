@@ -34,12 +34,7 @@ fn round_with_replies(c: &mut Cluster, l: u64, followers: [u64; 2], replies: &[(
     let (index, _) = c.core(l).corruption_check().expect("a round started");
     assert_ne!(Some(index), before);
     for &(from, digest) in replies {
-        c.core_mut(l).receive_forward(Forward {
-            from,
-            to: l,
-            id: 0,
-            body: ForwardBody::DigestReply { index, digest },
-        });
+        reply(c, l, from, index, digest);
     }
     for f in followers {
         for m in c.resume(f) {
@@ -47,6 +42,16 @@ fn round_with_replies(c: &mut Cluster, l: u64, followers: [u64; 2], replies: &[(
         }
     }
     c.stabilize();
+}
+
+/// Hands the leader `from`'s answer to its check at `index`, as `from` would send it.
+fn reply(c: &mut Cluster, l: u64, from: u64, index: u64, digest: u64) {
+    c.core_mut(l).receive_forward(Forward {
+        from,
+        to: l,
+        id: 0,
+        body: ForwardBody::DigestReply { index, digest },
+    });
 }
 
 fn alarms(c: &Cluster, id: u64) -> Vec<Alarm> {
@@ -74,12 +79,7 @@ fn a_follower_that_disagrees_with_the_majority_is_named_and_the_cluster_stops_un
     let (index, digests) = c.core(l).corruption_check().unwrap();
     let leader_digest = digests[&l];
     for (from, digest) in [(b, leader_digest), (a, leader_digest ^ 1)] {
-        c.core_mut(l).receive_forward(Forward {
-            from,
-            to: l,
-            id: 0,
-            body: ForwardBody::DigestReply { index, digest },
-        });
+        reply(&mut c, l, from, index, digest);
     }
     c.stabilize();
     let raised = vec![Alarm { member: a, kind: AlarmKind::Corrupt }];
@@ -105,20 +105,10 @@ fn a_leader_the_followers_agree_against_is_named_itself() {
     let (index, digests) = c.core(l).corruption_check().unwrap();
     let other = digests[&l] ^ 0xff;
     // The first answer alone decides nothing (one each); the second makes a majority.
-    c.core_mut(l).receive_forward(Forward {
-        from: a,
-        to: l,
-        id: 0,
-        body: ForwardBody::DigestReply { index, digest: other },
-    });
+    reply(&mut c, l, a, index, other);
     c.stabilize();
     assert!(alarms(&c, l).is_empty(), "one against one: no majority yet");
-    c.core_mut(l).receive_forward(Forward {
-        from: b,
-        to: l,
-        id: 0,
-        body: ForwardBody::DigestReply { index, digest: other },
-    });
+    reply(&mut c, l, b, index, other);
     c.stabilize();
     assert_eq!(alarms(&c, a), vec![Alarm { member: l, kind: AlarmKind::Corrupt }]);
 }
@@ -130,12 +120,7 @@ fn with_no_majority_the_leader_names_itself() {
     let (index, digests) = c.core(l).corruption_check().unwrap();
     let mine = digests[&l];
     for (from, digest) in [(a, mine ^ 1), (b, mine ^ 2)] {
-        c.core_mut(l).receive_forward(Forward {
-            from,
-            to: l,
-            id: 0,
-            body: ForwardBody::DigestReply { index, digest },
-        });
+        reply(&mut c, l, from, index, digest);
     }
     c.stabilize();
     assert_eq!(alarms(&c, b), vec![Alarm { member: l, kind: AlarmKind::Corrupt }]);
@@ -148,12 +133,7 @@ fn answers_from_non_members_or_for_another_index_are_ignored() {
     let (index, digests) = c.core(l).corruption_check().unwrap();
     let wrong = digests[&l] ^ 1;
     for (from, at) in [(99, index), (a, index + 1), (b, index.saturating_sub(1))] {
-        c.core_mut(l).receive_forward(Forward {
-            from,
-            to: l,
-            id: 0,
-            body: ForwardBody::DigestReply { index: at, digest: wrong },
-        });
+        reply(&mut c, l, from, at, wrong);
     }
     c.stabilize();
     assert!(alarms(&c, l).is_empty());

@@ -516,14 +516,15 @@ fn accept_loop(
     tx: &tokio::sync::mpsc::Sender<(std::net::TcpStream, std::net::SocketAddr)>,
 ) {
     let mut refused = RefusedLog::default();
-    let mut errors = RefusedLog::default();
+    // When an accept error was last logged.
+    let mut error_logged: Option<std::time::Instant> = None;
     loop {
         let (tcp, addr) = match listener.accept() {
             Ok(accepted) => accepted,
             Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
-                if errors.last.is_none_or(|last| last.elapsed() >= REFUSED_LOG_INTERVAL) {
-                    errors.last = Some(std::time::Instant::now());
+                if error_logged.is_none_or(|last| last.elapsed() >= REFUSED_LOG_INTERVAL) {
+                    error_logged = Some(std::time::Instant::now());
                     tracing::warn!(error = %e, "accepting client connections failed; retrying (logged at most once per 10 s)");
                 }
                 std::thread::sleep(ACCEPT_ERROR_PAUSE);

@@ -27,6 +27,24 @@ fn grpc_frame(m: &impl prost::Message) -> Bytes {
     b.freeze()
 }
 
+/// A Watch call on a new HTTP/2 connection to `endpoint`: the client (kept to keep the
+/// connection), the response to come, and the request body to send creates on.
+async fn watch_stream(
+    endpoint: &str,
+) -> (h2::client::SendRequest<Bytes>, h2::client::ResponseFuture, h2::SendStream<Bytes>) {
+    let tcp = tokio::net::TcpStream::connect(endpoint).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::post(format!("http://{endpoint}/etcdserverpb.Watch/Watch"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (response, send) = client.send_request(request, false).unwrap();
+    (client, response, send)
+}
+
 /// Watch responses from the response body, as their bytes arrive.
 struct Reader {
     body: h2::RecvStream,
@@ -59,16 +77,7 @@ impl Reader {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_pipelined_watch_creates_each_in_its_own_frame_are_all_served() {
     let c = Cluster::start(1);
-    let tcp = tokio::net::TcpStream::connect(c.endpoint(0)).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
-    tokio::spawn(connection);
-    let mut client = client.ready().await.unwrap();
-    let request = http::Request::post(format!("http://{}/etcdserverpb.Watch/Watch", c.endpoint(0)))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
-    let (response, mut send) = client.send_request(request, false).unwrap();
+    let (_client, response, mut send) = watch_stream(&c.endpoint(0)).await;
     let sender = tokio::spawn(async move {
         for i in 0..WATCHES {
             let create = WatchCreateRequest {
@@ -145,16 +154,7 @@ async fn stalled_watchers_from_revision_1_hold_a_page_each_not_the_history() {
     let before = rss_mb(pid);
     let mut stalled = Vec::new();
     for _ in 0..10 {
-        let tcp = tokio::net::TcpStream::connect(c.endpoint(0)).await.unwrap();
-        let (client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
-        tokio::spawn(connection);
-        let mut client = client.ready().await.unwrap();
-        let request = http::Request::post(format!("http://{}/etcdserverpb.Watch/Watch", c.endpoint(0)))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(())
-            .unwrap();
-        let (response, mut send) = client.send_request(request, false).unwrap();
+        let (client, response, mut send) = watch_stream(&c.endpoint(0)).await;
         let create = WatchCreateRequest {
             key: vec![0].into(),
             range_end: vec![0].into(),
